@@ -1,0 +1,1 @@
+"""The quota center: owns each budget's main bucket and hands slices of it to holders."""

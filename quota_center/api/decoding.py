@@ -1,0 +1,62 @@
+"""Malformed requests get INVALID_ARGUMENT, not grpcio's UNKNOWN.
+
+grpcio decodes a request before the handler runs and answers UNKNOWN when the bytes
+are not a valid message. Each handler's decoder is wrapped so that a decode error
+becomes a ``Malformed`` value, which the ``rpc`` wrapper turns into INVALID_ARGUMENT
+with the decoder's message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    error: str
+
+
+def _tolerant(decode: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def run(data: bytes) -> Any:
+        try:
+            return decode(data)
+        except DecodeError as exc:
+            return Malformed(str(exc))
+
+    return run
+
+
+class _Capture:
+    """Stands in for the server while a generated ``add_*_to_server`` registers its handlers."""
+
+    def __init__(self) -> None:
+        self.service = ""
+        self.handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        pass
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        self.service = service
+        self.handlers = handlers
+
+
+def add_servicer(add: Callable[[Any, Any], None], servicer: object, server: grpc.aio.Server) -> None:
+    """Register ``servicer`` like ``add(servicer, server)`` would, with tolerant request decoding."""
+    capture = _Capture()
+    add(servicer, capture)
+    handlers = {
+        name: h._replace(request_deserializer=_tolerant(h.request_deserializer))  # type: ignore[attr-defined]
+        if h.request_deserializer is not None and not h.request_streaming
+        else h
+        for name, h in capture.handlers.items()
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, handlers),))
+    server.add_registered_method_handlers(capture.service, handlers)

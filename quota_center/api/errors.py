@@ -1,0 +1,90 @@
+"""One place that turns exceptions into gRPC statuses with a clear message, and counts every call."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import grpc
+from google.protobuf.message import Message
+from quota.v1 import common_pb2 as pb
+from redis.exceptions import RedisError
+
+from quota_center.api.decoding import Malformed
+from quota_center.errors import BucketLost, StaleGeneration, Unavailable, UnknownBudget
+from quota_center.ledger.errors import (
+    BudgetNotFound,
+    InvalidArgument,
+    InvalidTransition,
+    StoreClosed,
+)
+from quota_center.limits import InvalidInput
+from quota_center.metrics import LATENCY, REQUESTS
+
+log = logging.getLogger(__name__)
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
+    """The status and message a caller gets for ``exc``; None for an unexpected error."""
+    if isinstance(exc, InvalidInput | InvalidArgument):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, UnknownBudget | BudgetNotFound):
+        return grpc.StatusCode.NOT_FOUND, str(exc)
+    if isinstance(exc, InvalidTransition):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
+    if isinstance(exc, Unavailable | StoreClosed | BucketLost | StaleGeneration):
+        return grpc.StatusCode.UNAVAILABLE, str(exc)
+    if isinstance(exc, RedisError):
+        return grpc.StatusCode.UNAVAILABLE, f"Redis unavailable: {exc}"
+    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError | OSError):
+        return grpc.StatusCode.UNAVAILABLE, f"PostgreSQL unavailable: {exc}"
+    return None
+
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Req = TypeVar("Req")
+Resp = TypeVar("Resp", bound=Message)
+S = TypeVar("S")
+Handler = Callable[[S, Req, Context], Awaitable[Resp]]
+
+
+def rpc(method: str) -> Callable[[Handler[S, Req, Resp]], Handler[S, Req, Resp]]:
+    """Wrap a handler: map errors to statuses, count the call by result code, time it."""
+
+    def wrap(handler: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
+        @functools.wraps(handler)
+        async def run(self: S, request: Req, context: Context) -> Resp:
+            start = time.perf_counter()
+            try:
+                if isinstance(request, Malformed):
+                    raise InvalidInput(f"malformed {method} request: {request.error}")
+                response = await handler(self, request, context)
+            except Exception as exc:
+                mapped = status_for(exc)
+                if mapped is None:
+                    log.exception("%s failed", method)
+                    mapped = (grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+                _observe(method, mapped[0].name, start)
+                await context.abort(*mapped)
+            _observe(method, _code_of(response), start)
+            return response
+
+        return run
+
+    return wrap
+
+
+def _code_of(response: Message) -> str:
+    if "code" in response.DESCRIPTOR.fields_by_name:
+        name = pb.ResultCode.Name(getattr(response, "code"))  # noqa: B009 - not every response has it
+        return name.removeprefix("RESULT_CODE_")
+    return "OK"
+
+
+def _observe(method: str, code: str, start: float) -> None:
+    REQUESTS.labels(method, code).inc()
+    LATENCY.labels(method).observe(time.perf_counter() - start)

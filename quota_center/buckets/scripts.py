@@ -1,0 +1,50 @@
+"""Lua scripts called by SHA, loaded again when Redis answers NOSCRIPT (after a restart or flush)."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import NoScriptError
+
+RedisClient = Redis | RedisCluster
+
+SCRIPT_NAMES = (
+    "deduct",
+    "refund",
+    "transfer_take",
+    "transfer_credit",
+    "transfer_restore",
+    "bucket_init",
+    "set_state",
+    "reserve",
+    "confirm",
+    "cancel",
+    "expire",
+)
+
+
+class Scripts:
+    """The center's Lua scripts, each run with EVALSHA and reloaded on NOSCRIPT."""
+
+    def __init__(self, redis: RedisClient) -> None:
+        self._redis = redis
+        self._source: dict[str, str] = {}
+        self._sha: dict[str, str] = {}
+        folder = resources.files("quota_center") / "lua"
+        for name in SCRIPT_NAMES:
+            text = (folder / f"{name}.lua").read_text(encoding="utf-8")
+            self._source[name] = text
+            self._sha[name] = hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+    async def run(self, name: str, keys: list[str], args: list[str | int]) -> Any:
+        """Run script ``name``; a missing script is loaded once and the call repeated."""
+        sha = self._sha[name]
+        try:
+            return await self._redis.evalsha(sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # A Redis Cluster client sends SCRIPT LOAD to every primary.
+            await self._redis.script_load(self._source[name])
+            return await self._redis.evalsha(sha, len(keys), *keys, *args)

@@ -1,0 +1,204 @@
+"""Typed calls on the bucket scripts: the only code that changes bucket state in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from quota_center import keys
+from quota_center.buckets.scripts import RedisClient, Scripts
+
+TakeMode = Literal["exact", "upto", "in"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A script's answer: its status word and up to two integers.
+
+    ``gen`` (deduct and refund only): the sub-bucket's generation when it served the request,
+    0 when there is none; the write-behind spend log records it.
+    """
+
+    status: str
+    value: int = 0
+    extra: int = 0
+    gen: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A transfer taken from ``source`` (or, when ``target == source``, an incoming credit)."""
+
+    transfer_id: str
+    source: str
+    target: str
+    amount: int
+    gen: int
+    created_ms: int
+
+    @property
+    def incoming(self) -> bool:
+        return self.source == self.target
+
+
+@dataclass(frozen=True, slots=True)
+class BucketView:
+    holder: str
+    balance: int
+    consumed: int
+    gen: int
+    state: str
+    pending: tuple[Pending, ...] = field(default=())
+    reserved: int = 0
+
+
+def _outcome(reply: list[object]) -> Outcome:
+    status = str(reply[0])
+    value = int(str(reply[1])) if len(reply) > 1 else 0
+    extra = int(str(reply[2])) if len(reply) > 2 else 0
+    return Outcome(status, value, extra)
+
+
+def _served(reply: list[object], gen_at: int) -> Outcome:
+    """A deduct or refund answer: the generation comes last, after the script's integers."""
+    gen = int(str(reply[gen_at])) if len(reply) > gen_at else 0
+    return Outcome(str(reply[0]), int(str(reply[1])), int(str(reply[2])) if gen_at > 2 else 0, gen)
+
+
+def _texts(raw: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
+    """Hash fields as text: the client decodes responses, this only narrows the type."""
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def parse_pending(source: str, transfer_id: str, record: str) -> Pending:
+    amount, target, gen, created = record.split("|")
+    return Pending(transfer_id, source, target, int(amount), int(gen), int(created))
+
+
+class BucketStore:
+    """Bucket operations of one budget's main bucket and sub-buckets."""
+
+    def __init__(self, redis: RedisClient, retention_s: int) -> None:
+        self.redis = redis
+        self.scripts = Scripts(redis)
+        self.retention_s = retention_s
+
+    async def claim(self, request_id: str, fingerprint: str) -> str | None:
+        """Bind ``request_id`` to ``fingerprint`` unless it is bound already; return the earlier binding."""
+        previous = await self.redis.set(
+            keys.claim_key(request_id), fingerprint, nx=True, get=True, ex=self.retention_s
+        )
+        return None if previous is None else str(previous)
+
+    async def bind(self, request_id: str, fingerprint: str) -> None:
+        """Bind ``request_id`` to ``fingerprint`` whatever it is bound to now: after a Redis loss,
+        to what the spend log says the id did before it."""
+        await self.redis.set(keys.claim_key(request_id), fingerprint, ex=self.retention_s)
+
+    async def deduct(self, budget_id: str, index: int, request_id: str, amount: int, gen: int = 0) -> Outcome:
+        """Spend on sub-bucket ``index``; ``gen`` (0: any) is the generation the caller expects."""
+        sub = keys.sub_keys(budget_id, index)
+        reply = await self.scripts.run(
+            "deduct", [sub.state, sub.request(request_id)], [amount, self.retention_s, gen]
+        )
+        return _served(reply, 2)
+
+    async def refund(
+        self,
+        budget_id: str,
+        index: int,
+        deduction_id: str,
+        request_id: str,
+        amount: int,
+        gen: int = 0,
+        restore: tuple[int, int] | None = None,
+    ) -> Outcome:
+        """Refund on sub-bucket ``index``. ``restore`` = (amount, returned) of a deduction made
+        before a Redis loss, from the spend log: its record is recreated if it is missing."""
+        sub = keys.sub_keys(budget_id, index)
+        extra = [] if restore is None else [restore[0], restore[1]]
+        reply = await self.scripts.run(
+            "refund",
+            [sub.state, sub.request(deduction_id), sub.request(request_id)],
+            [amount, deduction_id, self.retention_s, gen, *extra],
+        )
+        return _served(reply, 3)
+
+    async def take(
+        self,
+        budget_id: str,
+        source: str,
+        transfer_id: str,
+        amount: int,
+        mode: TakeMode,
+        gen: int,
+        target: str,
+        now_ms: int,
+    ) -> Outcome:
+        bucket = keys.bucket_keys(budget_id, source)
+        reply = await self.scripts.run(
+            "transfer_take",
+            [bucket.state, bucket.pending],
+            [transfer_id, amount, mode, gen, target, now_ms],
+        )
+        return _outcome(reply)
+
+    async def credit(self, budget_id: str, target: str, transfer_id: str, amount: int, gen: int) -> Outcome:
+        bucket = keys.bucket_keys(budget_id, target)
+        reply = await self.scripts.run(
+            "transfer_credit",
+            [bucket.state, bucket.credit_marker(transfer_id)],
+            [amount, gen, self.retention_s],
+        )
+        return _outcome(reply)
+
+    async def clear(self, budget_id: str, source: str, transfer_id: str) -> None:
+        await self.redis.hdel(keys.bucket_keys(budget_id, source).pending, transfer_id)
+
+    async def restore(self, budget_id: str, source: str, transfer_id: str) -> Outcome:
+        bucket = keys.bucket_keys(budget_id, source)
+        reply = await self.scripts.run(
+            "transfer_restore", [bucket.state, bucket.pending], [transfer_id, source]
+        )
+        return _outcome(reply)
+
+    async def init_bucket(self, budget_id: str, holder: str, balance: int, gen: int, state: str) -> Outcome:
+        bucket = keys.bucket_keys(budget_id, holder)
+        reply = await self.scripts.run("bucket_init", [bucket.state, bucket.pending], [balance, gen, state])
+        return _outcome(reply)
+
+    async def set_state(self, budget_id: str, holder: str, state: str) -> bool:
+        bucket = keys.bucket_keys(budget_id, holder)
+        return bool(await self.scripts.run("set_state", [bucket.state], [state]))
+
+    async def credited(self, budget_id: str, holder: str, transfer_id: str) -> bool:
+        marker = keys.bucket_keys(budget_id, holder).credit_marker(transfer_id)
+        return bool(await self.redis.exists(marker))
+
+    async def balance(self, budget_id: str, holder: str) -> int | None:
+        raw = await self.redis.hget(keys.bucket_keys(budget_id, holder).state, "bal")
+        return None if raw is None else int(raw)
+
+    async def balances(self, budget_id: str, holders: list[str]) -> list[int | None]:
+        """Balances of several buckets, read concurrently (they may sit on different shards)."""
+        return list(await asyncio.gather(*(self.balance(budget_id, h) for h in holders)))
+
+    async def read(self, budget_id: str, holder: str) -> BucketView | None:
+        """The bucket's fields and pending transfers, or None if Redis does not have it."""
+        bucket = keys.bucket_keys(budget_id, holder)
+        fields = _texts(await self.redis.hgetall(bucket.state))
+        if not fields:
+            return None
+        records = _texts(await self.redis.hgetall(bucket.pending))
+        pending = tuple(parse_pending(holder, tid, rec) for tid, rec in sorted(records.items()))
+        return BucketView(
+            holder=holder,
+            balance=int(fields.get("bal", 0)),
+            consumed=int(fields.get("consumed", 0)),
+            gen=int(fields.get("gen", 0)),
+            state=fields.get("state", ""),
+            pending=pending,
+            reserved=int(fields.get("reserved", 0)),
+        )

@@ -1,0 +1,54 @@
+-- deduct.lua: spend from one sub-bucket, at most once per request id.
+--
+-- KEYS[1]  sub-bucket hash (fields bal, consumed, gen, state)
+-- KEYS[2]  request record of this request id (same hash tag)
+-- ARGV[1]  amount, integer 1..2^53-1
+-- ARGV[2]  retention of the request record, seconds
+-- ARGV[3]  generation the caller believes the sub-bucket is in; "0" (or absent) accepts any.
+--          A mismatch means the budget was rebuilt (or is being rebuilt) after a Redis loss
+--          and the caller's view is stale: nothing is spent, so that what a request did before
+--          the loss can be looked up first (quota_center/recall.py).
+--
+-- Returns {status, n, gen}; gen is the sub-bucket's generation when it served the request
+-- (what the write-behind spend log records), 0 when there is none:
+--   {"OK", amount, gen}       deducted now
+--   {"EXISTS", amount, gen}   this request id already deducted this amount here (gen: when)
+--   {"CONFLICT", 0, 0}        this request id was used for something else here
+--   {"PAUSED", 0, gen} / {"CLOSED", 0, gen}
+--   {"SHORT", balance, gen}   the sub-bucket holds less than amount; nothing changed
+--   {"STALE", 0, gen}         the sub-bucket is in another generation than ARGV[3]
+--   {"LOST", 0, 0}            the sub-bucket does not exist (Redis lost it)
+-- Every check happens before the first write: Redis does not roll back.
+local amount = tonumber(ARGV[1])
+local rec = redis.call("HMGET", KEYS[2], "kind", "amount", "gen")
+if rec[1] then
+  if rec[1] == "deduct" and tonumber(rec[2]) == amount then
+    return {"EXISTS", amount, tonumber(rec[3] or "0")}
+  end
+  return {"CONFLICT", 0, 0}
+end
+local b = redis.call("HMGET", KEYS[1], "bal", "state", "gen")
+if not b[1] then
+  return {"LOST", 0, 0}
+end
+local gen = tonumber(b[3] or "0")
+local want = tonumber(ARGV[3] or "0")
+if want ~= 0 and want ~= gen then
+  return {"STALE", 0, gen}
+end
+if b[2] == "paused" then
+  return {"PAUSED", 0, gen}
+end
+if b[2] == "closed" then
+  return {"CLOSED", 0, gen}
+end
+local bal = tonumber(b[1])
+if bal < amount then
+  return {"SHORT", bal, gen}
+end
+local n = string.format("%d", amount)
+redis.call("HINCRBY", KEYS[1], "bal", "-" .. n)
+redis.call("HINCRBY", KEYS[1], "consumed", n)
+redis.call("HSET", KEYS[2], "kind", "deduct", "amount", n, "returned", "0", "gen", string.format("%d", gen))
+redis.call("EXPIRE", KEYS[2], ARGV[2])
+return {"OK", amount, gen}

@@ -1,0 +1,126 @@
+"""Prometheus metrics of the center, served on their own port (settings: METRICS_PORT)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+REQUESTS = Counter(
+    "quota_requests_total",
+    "gRPC requests by method and result code (OK, INSUFFICIENT, ..., or a gRPC status for errors).",
+    ["method", "code"],
+)
+LATENCY = Histogram(
+    "quota_request_seconds",
+    "gRPC request latency by method.",
+    ["method"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+)
+TRANSFERS = Counter(
+    "quota_transfers_total",
+    "Transfers between buckets by kind (refill, reclaim, top_up, sweep) and outcome.",
+    ["kind", "outcome"],
+)
+TRANSFERRED = Counter(
+    "quota_transferred_units_total",
+    "Units moved by committed transfers, by kind.",
+    ["kind"],
+)
+MERGES = Counter("quota_merges_total", "Merges: fragments drained from sub-buckets back into main.")
+MERGE_SECONDS = Histogram(
+    "quota_merge_seconds",
+    "Duration of a merge (draining every other sub-bucket into main).",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+)
+MODE = Gauge(
+    "quota_budget_mode",
+    "Allocation mode of a budget, one series per mode set to 1 for the current one.",
+    ["budget", "mode"],
+)
+RESERVATIONS = Counter(
+    "quota_reservations_total",
+    "Reservations that ended, by outcome (confirmed, cancelled, expired); each ends exactly once.",
+    ["outcome"],
+)
+# Fills and releases are counted, with their units, by quota_transfers_total and
+# quota_transferred_units_total with kind "fill" / "release".
+FILL_SECONDS = Histogram(
+    "quota_fill_seconds",
+    "Duration of a background fill or release by the filler, waiting for the budget's lock included.",
+    ["kind"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
+)
+DEDUCT_WAITS = Counter(
+    "quota_deduct_waits_total",
+    "Deductions that found their sub-bucket short and waited for an on-demand refill.",
+)
+REBUILDS = Counter("quota_rebuilds_total", "Budgets rebuilt from the ledger after a Redis loss.")
+REMAINING = Gauge(
+    "quota_budget_remaining",
+    "What a budget can still issue: total - consumed - reserved - in doubt.",
+    ["budget"],
+)
+CONSUMED = Gauge("quota_budget_consumed", "Consumed units of a budget (deducted - returned).", ["budget"])
+IN_DOUBT = Gauge(
+    "quota_budget_in_doubt", "Units of a budget held by holders whose state is unknown.", ["budget"]
+)
+IN_DOUBT_SETTLED = Counter(
+    "quota_in_doubt_settled_units_total",
+    "In-doubt units settled, by how (log: from the spend log, manual: Settle) and outcome"
+    " (consumed, returned: to the main bucket).",
+    ["how", "outcome"],
+)
+SPEND_LOG_QUEUE = Gauge(
+    "quota_spend_log_queue",
+    "Spend-log entries (served deductions and returns) waiting to be written to PostgreSQL.",
+)
+SPEND_LOG_LAG = Gauge(
+    "quota_spend_log_lag_seconds",
+    "How far this center's durable spend-log watermark (flushed_until) trails now.",
+)
+
+
+class GroupCommitStats(Protocol):
+    @property
+    def batches_written(self) -> int: ...
+
+    @property
+    def rows_written(self) -> int: ...
+
+
+class _LedgerCollector(Collector):
+    """Reads the group committer's own counters at scrape time, so they cannot drift."""
+
+    def __init__(self) -> None:
+        self.sources: list[GroupCommitStats] = []
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "quota_ledger_batches",
+            "Group-commit batches written to the ledger.",
+            value=sum(s.batches_written for s in self.sources),
+        )
+        yield CounterMetricFamily(
+            "quota_ledger_rows",
+            "Ledger rows written by group commit.",
+            value=sum(s.rows_written for s in self.sources),
+        )
+
+
+LEDGER = _LedgerCollector()
+REGISTRY.register(LEDGER)
+
+
+def observe_budget(budget_id: str, available: int, consumed: int, in_doubt: int) -> None:
+    REMAINING.labels(budget_id).set(available)
+    CONSUMED.labels(budget_id).set(consumed)
+    IN_DOUBT.labels(budget_id).set(in_doubt)
+
+
+def observe_mode(budget_id: str, mode: str) -> None:
+    for name in ("normal", "scarce", "central"):
+        MODE.labels(budget_id, name).set(1 if name == mode else 0)

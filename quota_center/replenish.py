@@ -1,0 +1,98 @@
+"""The end game at the center: refill a short sub-bucket from main, merging fragments when needed.
+
+One coroutine per budget does this at a time (per process): concurrent short
+requests queue on the budget's lock and find the merge done by the first one
+instead of starting their own, and a refusal is decided on a state nobody else is
+rearranging. Each round reads every bucket's free balance first, so a refusal is
+given only when main and all sub-buckets together hold less than the request,
+and costs no transfer (nor ledger row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+
+from quota_center import keys
+from quota_center.allocation import refill_amount
+from quota_center.buckets.store import BucketStore
+from quota_center.errors import BucketLost, Unavailable
+from quota_center.limits import MAX_AMOUNT
+from quota_center.metrics import MERGE_SECONDS, MERGES, observe_mode
+from quota_center.modes import Mode, grant_for, mode_for
+from quota_center.registry import BudgetMeta
+from quota_center.transfers import Movement, Transfers
+
+ACTOR = "center"
+# Other center processes may move budget at the same time; past this many rounds
+# the state is too unsettled to decide and the caller gets UNAVAILABLE.
+MAX_ROUNDS = 100
+
+
+class Replenisher:
+    def __init__(self, buckets: BucketStore, transfers: Transfers) -> None:
+        self.buckets = buckets
+        self.transfers = transfers
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def lock(self, budget_id: str) -> asyncio.Lock:
+        """The lock every movement of this budget's buckets by this process is made under."""
+        return self._locks[budget_id]
+
+    async def cover(self, meta: BudgetMeta, index: int, amount: int) -> bool:
+        """Make sub-bucket ``index`` hold at least ``amount``; False if the whole budget cannot.
+
+        False is honest: main plus every sub-bucket held less than ``amount`` when it was decided.
+        """
+        holder = keys.sub_holder(index)
+        async with self.lock(meta.budget_id):
+            for _ in range(MAX_ROUNDS):
+                balances = await self._balances(meta)
+                sub = balances[holder]
+                if sub >= amount:
+                    return True
+                free = sum(balances.values())
+                mode = mode_for(meta.policy, free)
+                observe_mode(meta.budget_id, mode.value)
+                if free < amount:
+                    return False
+                need = amount - sub
+                others = free - balances[keys.MAIN] - sub
+                if others and (balances[keys.MAIN] < need or mode is Mode.CENTRAL):
+                    # Fragments elsewhere: merge them into main, then grant from there.
+                    await self._merge(meta, skip=holder)
+                    continue
+                slice_ = refill_amount(need=need, main_balance=balances[keys.MAIN], policy=meta.policy)
+                give = grant_for(mode, meta.policy, need=need, main=balances[keys.MAIN], slice_=slice_)
+                refill = Movement(
+                    meta.budget_id, keys.MAIN, holder, give, meta.gen, "refill", ACTOR, mode.value
+                )
+                if give and await self.transfers.move(refill):
+                    return True
+                # Main changed between the read and the take (another process): look again.
+        raise Unavailable(f"budget {meta.budget_id}: no stable state after {MAX_ROUNDS} refill rounds")
+
+    async def _merge(self, meta: BudgetMeta, skip: str) -> int:
+        """Drain every other sub-bucket's balance back to main; return the amount moved."""
+        started = time.perf_counter()
+        total = 0
+        for index in range(meta.sub_buckets):
+            holder = keys.sub_holder(index)
+            if holder == skip:
+                continue
+            total += await self.transfers.move(
+                Movement(meta.budget_id, holder, keys.MAIN, MAX_AMOUNT, meta.gen, "reclaim", ACTOR, "merge"),
+                mode="upto",
+            )
+        MERGES.inc()
+        MERGE_SECONDS.observe(time.perf_counter() - started)
+        return total
+
+    async def _balances(self, meta: BudgetMeta) -> dict[str, int]:
+        holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(meta.sub_buckets))]
+        values = await self.buckets.balances(meta.budget_id, holders)
+        for holder, value in zip(holders, values, strict=True):
+            if value is None:
+                raise BucketLost(meta.budget_id, holder)
+        return {h: v for h, v in zip(holders, values, strict=True) if v is not None}

@@ -1,0 +1,266 @@
+"""Assembles the center: stores, services, the gRPC server with health and reflection, metrics, sweeper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+from quota.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    common_pb2,
+    quota_pb2,
+    quota_pb2_grpc,
+    session_pb2,
+    session_pb2_grpc,
+)
+
+from quota_center.admin import Admin
+from quota_center.api.admin import AdminServicer
+from quota_center.api.decoding import add_servicer
+from quota_center.api.quota import QuotaServicer
+from quota_center.api.session import AgentSessionServicer
+from quota_center.audit import Auditor
+from quota_center.buckets.client import connect
+from quota_center.buckets.reservations import ReservationStore
+from quota_center.buckets.scripts import RedisClient
+from quota_center.buckets.store import BucketStore
+from quota_center.expiry import Expiry
+from quota_center.filler import Filler
+from quota_center.health import Health
+from quota_center.ledger.store import LedgerStore
+from quota_center.metrics import LEDGER
+from quota_center.rates import Demand
+from quota_center.recall import Recall
+from quota_center.recovery import Recovery
+from quota_center.registry import Registry
+from quota_center.replenish import Replenisher
+from quota_center.reservations import Reservations
+from quota_center.settings import Settings
+from quota_center.settlement import Settlement
+from quota_center.spending import Spending
+from quota_center.sweeper import Sweeper
+from quota_center.transfers import Transfers
+from quota_center.writebehind import WriteBehind
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = [
+    quota_pb2.DESCRIPTOR.services_by_name["Quota"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+    session_pb2.DESCRIPTOR.services_by_name["AgentSession"].full_name,
+]
+
+
+@dataclass
+class Center:
+    """A running center: its ports, its parts, and the background tasks to stop."""
+
+    settings: Settings
+    server: grpc.aio.Server
+    port: int
+    ledger: LedgerStore
+    redis: RedisClient
+    buckets: BucketStore
+    registry: Registry
+    spending: Spending
+    admin: Admin
+    auditor: Auditor
+    sweeper: Sweeper
+    recovery: Recovery
+    transfers: Transfers
+    health: Health
+    reservations: Reservations
+    expiry: Expiry
+    metrics_port: int | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    spend_log: WriteBehind | None = None
+    settlement: Settlement | None = None
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain: health NOT_SERVING, refuse new calls, let in-flight ones finish, then close stores."""
+        await self.health.drain()
+        await self.server.stop(self.settings.drain_grace_s if grace_s is None else grace_s)
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            await _stopped(task)
+        if self.settlement is not None:
+            await self.settlement.close()
+        if self.spend_log is not None:
+            await self.spend_log.close()  # last: everything spent is written, then a clean stop
+        await self.ledger.close()
+        LEDGER.sources.remove(self.ledger)
+        await self.redis.aclose()
+
+
+async def _stopped(task: asyncio.Task[None]) -> None:
+    """Wait for a cancelled background task to end, cancelling it again if it carries on.
+
+    On Python 3.11 ``asyncio.wait_for``, which redis-py wraps every command in, drops a
+    cancellation that arrives just as its command completes; a loop making one Redis call
+    after another (sweeper, expiry) then runs on and the drain never ends.
+    """
+    while not task.done():
+        await asyncio.wait({task}, timeout=0.1)
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        task.result()
+
+
+async def start(settings: Settings, *, metrics: bool = True, background: bool = True) -> Center:
+    """Connect to PostgreSQL (applying migrations) and Redis, and start serving."""
+    if settings.instance_dead_after_ms <= settings.writebehind_lease_ms:
+        # A silent center is taken for gone only once its lease has stopped it from spending.
+        raise ValueError("QUOTA_CENTER_INSTANCE_DEAD_AFTER_MS must exceed QUOTA_CENTER_WRITEBEHIND_LEASE_MS")
+    ledger = await LedgerStore.open(
+        settings.database_url,
+        max_size=settings.ledger_pool_size,
+        batch_max=settings.ledger_batch_max,
+        batch_wait_ms=settings.ledger_batch_wait_ms,
+    )
+    redis = connect(settings.redis_url)
+    buckets = BucketStore(redis, settings.retention_s)
+    registry = Registry(ledger)
+    transfers = Transfers(buckets, ledger)
+    recovery = Recovery(registry, buckets, ledger)
+    auditor = Auditor(registry, buckets, ledger)
+    admin = Admin(registry, buckets, ledger, transfers, recovery, auditor, settings.default_sub_buckets)
+    spend_log = WriteBehind(
+        ledger,
+        interval_ms=settings.writebehind_interval_ms,
+        batch=settings.writebehind_batch,
+        heartbeat_ms=settings.writebehind_heartbeat_ms,
+        lease_ms=settings.writebehind_lease_ms,
+        name=f"{socket.gethostname()}:{os.getpid()}",
+    )
+    settlement = Settlement(
+        registry,
+        buckets,
+        ledger,
+        transfers,
+        spend_log,
+        dead_after_s=settings.instance_dead_after_ms / 1000,
+        release=settings.settle_release != 0,
+    )
+    recovery.on_rebuilt = settlement.after_rebuild
+    recall = Recall(
+        ledger, spend_log, settlement, retention_s=settings.retention_s, gate_ms=settings.recall_gate_ms
+    )
+    spending = Spending(registry, buckets, Replenisher(buckets, transfers), recovery, spend_log, recall)
+    sweeper = Sweeper(
+        registry, buckets, transfers, recovery, admin, settings.transfer_stale_ms, settlement=settlement
+    )
+    reservation_store = ReservationStore(buckets)
+    reservations = Reservations(
+        registry,
+        reservation_store,
+        spending.replenisher,
+        recovery,
+        default_ttl_ms=settings.reservation_ttl_ms,
+        max_ttl_ms=settings.reservation_max_ttl_ms,
+        log=spending.log,
+    )
+    expiry = Expiry(registry, reservation_store, admin.all_ids)
+    health = Health(SERVICE_NAMES, redis, ledger)
+    LEDGER.sources.append(ledger)
+
+    server = grpc.aio.server()
+    add_servicer(
+        quota_pb2_grpc.add_QuotaServicer_to_server, QuotaServicer(spending, admin, reservations), server
+    )
+    add_servicer(
+        admin_pb2_grpc.add_AdminServicer_to_server, AdminServicer(admin, auditor, settlement), server
+    )
+    session_pb2_grpc.add_AgentSessionServicer_to_server(AgentSessionServicer(), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+    reflection.enable_server_reflection(
+        [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    await health.check()
+    await spend_log.start()  # registered before the first request can spend
+    await server.start()
+    center = Center(
+        settings,
+        server,
+        port,
+        ledger,
+        redis,
+        buckets,
+        registry,
+        spending,
+        admin,
+        auditor,
+        sweeper,
+        recovery,
+        transfers,
+        health,
+        reservations,
+        expiry,
+        spend_log=spend_log,
+        settlement=settlement,
+    )
+    if metrics:
+        http, _ = start_http_server(settings.metrics_port, addr=settings.grpc_host)
+        center.metrics_port = http.server_port
+    if background:
+        center.tasks.append(asyncio.create_task(health.run(settings.health_interval_ms / 1000)))
+        center.tasks.append(asyncio.create_task(sweeper.run(settings.sweep_interval_ms / 1000)))
+        center.tasks.append(asyncio.create_task(expiry.run(settings.expiry_interval_ms / 1000)))
+        center.tasks.append(asyncio.create_task(_refresh_gauges(admin, auditor, settings.gauge_interval_s)))
+        if settings.fill_interval_ms > 0:
+            filler = Filler(
+                registry,
+                admin,
+                buckets,
+                transfers,
+                recovery,
+                spending.replenisher,
+                Demand(settings.rate_half_life_ms / 1000),
+                interval_s=settings.fill_interval_ms / 1000,
+                idle_s=settings.fill_idle_ms / 1000,
+            )
+            center.tasks.append(asyncio.create_task(filler.run()))
+    _ = common_pb2  # the shared messages are part of the reflected file set
+    return center
+
+
+async def _refresh_gauges(admin: Admin, auditor: Auditor, interval_s: float) -> None:
+    """Keep the per-budget gauges current between audits (each audit also sets them)."""
+    while True:
+        try:
+            for budget_id in await admin.all_ids():
+                await auditor.audit(budget_id, attempts=1)
+        except Exception:
+            log.exception("refreshing budget gauges failed; retrying in %.0fs", interval_s)
+        await asyncio.sleep(interval_s)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then drain."""
+    center = await start(settings)
+    log.info(
+        "quota center listening: gRPC %s:%d, metrics :%s",
+        settings.grpc_host,
+        center.port,
+        center.metrics_port,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining (grace %.1fs)", settings.drain_grace_s)
+    await center.stop()
+    log.info("stopped")

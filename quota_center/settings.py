@@ -1,0 +1,127 @@
+"""Settings of the center process, read from ``QUOTA_CENTER_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+PREFIX = "QUOTA_CENTER_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = 50051
+    metrics_port: int = 9464
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    # How long request ids, their records and credit markers are kept: a retry after
+    # this window is treated as a new request.
+    retention_s: int = 7 * 24 * 3600
+    # Pending transfers older than this are resolved by the sweeper from the ledger.
+    transfer_stale_ms: int = 5000
+    sweep_interval_ms: int = 1000
+    ledger_batch_max: int = 512
+    ledger_batch_wait_ms: float = 1.0
+    ledger_pool_size: int = 10
+    # Default sub-bucket count of budgets created without one.
+    default_sub_buckets: int = 4
+    health_interval_ms: int = 1000
+    # Per-budget gauges (remaining, consumed, in doubt) are recomputed this often.
+    gauge_interval_s: float = 15.0
+    # On SIGTERM: health turns NOT_SERVING, then in-flight calls get this long to finish.
+    drain_grace_s: float = 10.0
+    # The filler tops up sub-buckets before they run dry and takes back what idle ones hold.
+    fill_interval_ms: int = 100
+    fill_idle_ms: int = 10_000
+    # Observed demand (which sizes slices) halves after this long without consumption.
+    rate_half_life_ms: int = 2_000
+    # A reservation that asks for no TTL (ttl_ms 0) is held this long; longer asks than
+    # the maximum are refused. Held reservations are bucket state, not cache: they keep
+    # no Redis TTL of their own, whatever these are.
+    reservation_ttl_ms: int = 300_000
+    reservation_max_ttl_ms: int = 24 * 3600 * 1000
+    # How often reservations past their TTL are released (a late confirm or cancel
+    # releases its own one at once).
+    expiry_interval_ms: int = 1000
+    # Write-behind spend log (settles lost sub-buckets after a Redis loss): served deductions and
+    # returns are written this often, or as soon as this many wait; an idle center still reports
+    # how far it has written every heartbeat.
+    writebehind_interval_ms: int = 50
+    writebehind_batch: int = 1000
+    writebehind_heartbeat_ms: int = 200
+    # A center whose spend log has not reached PostgreSQL for this long stops spending.
+    writebehind_lease_ms: int = 30_000
+    # A center silent for this long (lease plus a margin for Redis calls still in flight) is
+    # taken for gone: it no longer holds back generations that began after it fell silent.
+    instance_dead_after_ms: int = 90_000
+    # After a rebuild, the first spend-log lookup waits at most this long for live centers' logs.
+    recall_gate_ms: int = 2_000
+    # 1: return what a lost sub-bucket did not consume to main once its spend log is complete;
+    # 0: leave it in doubt for a manual Settle.
+    settle_release: int = 1
+    log_level: str = "INFO"
+
+
+HELP: dict[str, str] = {
+    "grpc_host": "address the gRPC server binds",
+    "grpc_port": "gRPC port (0 picks a free port)",
+    "metrics_port": "Prometheus /metrics port (0 picks a free port)",
+    "redis_url": "Redis URL: redis://host:port/db for one server, redis+cluster://host:port[,host:port...] for a Redis Cluster",
+    "database_url": "PostgreSQL DSN of the ledger",
+    "retention_s": "seconds request ids and their answers are remembered",
+    "transfer_stale_ms": "age after which the sweeper resolves a pending transfer",
+    "sweep_interval_ms": "how often the sweeper runs",
+    "ledger_batch_max": "most ledger rows written in one group commit",
+    "ledger_batch_wait_ms": "longest a ledger row waits for its batch to fill",
+    "ledger_pool_size": "PostgreSQL connections",
+    "default_sub_buckets": "sub-buckets of a budget created without a policy value",
+    "gauge_interval_s": "how often the per-budget gauges are recomputed",
+    "health_interval_ms": "how often Redis and PostgreSQL are checked for the health service",
+    "drain_grace_s": "seconds in-flight calls get to finish on SIGTERM",
+    "fill_interval_ms": "how often sub-buckets are topped up from main in the background (0 turns it off)",
+    "fill_idle_ms": "a sub-bucket that consumed nothing for this long gives its surplus back to main",
+    "rate_half_life_ms": "half-life of the observed demand rates that size slices",
+    "reservation_ttl_ms": "TTL of a reservation that asks for none (ttl_ms 0)",
+    "reservation_max_ttl_ms": "longest TTL a reservation may ask for",
+    "expiry_interval_ms": "how often reservations past their TTL are released",
+    "writebehind_interval_ms": "how often served deductions and returns are written to the spend log",
+    "writebehind_batch": "spend-log entries that trigger a write at once, and most per INSERT",
+    "writebehind_heartbeat_ms": "how often an idle center reports how far it has written its spend log",
+    "writebehind_lease_ms": "a center whose spend log cannot be written for this long stops spending",
+    "instance_dead_after_ms": "a center silent for this long is taken for gone by the settlement",
+    "recall_gate_ms": "longest wait for other centers' spend logs before the first lookup after a rebuild",
+    "settle_release": "1: return the unconsumed part of a lost sub-bucket to main once its log is complete",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+}
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from an environment mapping (``os.environ`` by default), defaults for what is unset."""
+    source = os.environ if env is None else env
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        raw = source.get(PREFIX + f.name.upper())
+        if raw is None:
+            continue
+        kind = type(getattr(Settings(), f.name))
+        try:
+            values[f.name] = kind(raw)
+        except ValueError:
+            raise SettingsError(f"{PREFIX}{f.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def describe() -> str:
+    """The variables with their defaults, for ``--help``."""
+    defaults = Settings()
+    lines = []
+    for f in fields(Settings):
+        name = PREFIX + f.name.upper()
+        lines.append(f"  {name:<36} {HELP[f.name]} (default: {getattr(defaults, f.name)})")
+    return "\n".join(lines)

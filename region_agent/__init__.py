@@ -1,0 +1,1 @@
+"""The region agent: serves Deduct/Return in a caller's region from slices held in memory."""
