@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 from quota_center import keys
-from quota_center.allocation import refill_amount
+from quota_center.allocation import refill_amount, slice_size
 from quota_center.buckets.store import BucketStore
 from quota_center.errors import BucketLost, Unavailable
 from quota_center.limits import MAX_AMOUNT
 from quota_center.metrics import MERGE_SECONDS, MERGES, observe_mode
 from quota_center.modes import Mode, grant_for, mode_for
+from quota_center.rates import Demand
 from quota_center.registry import BudgetMeta
 from quota_center.transfers import Movement, Transfers
 
@@ -31,9 +33,19 @@ MAX_ROUNDS = 100
 
 
 class Replenisher:
-    def __init__(self, buckets: BucketStore, transfers: Transfers) -> None:
+    def __init__(
+        self,
+        buckets: BucketStore,
+        transfers: Transfers,
+        demand: Demand | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.buckets = buckets
         self.transfers = transfers
+        # The filler's observed rates, when it runs: on-demand refills are then sized like its
+        # fills (``allocation.slice_size``); without them, the equal-share slice.
+        self.demand = demand
+        self.clock = clock
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def lock(self, budget_id: str) -> asyncio.Lock:
@@ -63,7 +75,7 @@ class Replenisher:
                     # Fragments elsewhere: merge them into main, then grant from there.
                     await self._merge(meta, skip=holder)
                     continue
-                slice_ = refill_amount(need=need, main_balance=balances[keys.MAIN], policy=meta.policy)
+                slice_ = on_demand_slice(meta, index, balances, need, self.demand, self.clock())
                 give = grant_for(mode, meta.policy, need=need, main=balances[keys.MAIN], slice_=slice_)
                 refill = Movement(
                     meta.budget_id, keys.MAIN, holder, give, meta.gen, "refill", ACTOR, mode.value
@@ -96,3 +108,20 @@ class Replenisher:
             if value is None:
                 raise BucketLost(meta.budget_id, holder)
         return {h: v for h, v in zip(holders, values, strict=True) if v is not None}
+
+
+def on_demand_slice(
+    meta: BudgetMeta, index: int, balances: dict[str, int], need: int, demand: Demand | None, now: float
+) -> int:
+    """The NORMAL-mode slice for sub-bucket ``index`` short by ``need`` (``grant_for`` applies the mode).
+
+    Sized like the filler's fills (``allocation.slice_size``) from the observed rates when there
+    are any; without them (no filler), the equal-share slice.
+    """
+    main = balances[keys.MAIN]
+    if demand is None:
+        return refill_amount(need=need, main_balance=main, policy=meta.policy)
+    subs = {i: balances[keys.sub_holder(i)] for i in range(meta.sub_buckets)}
+    budget = demand.budget(meta.budget_id, meta.sub_buckets, now, main=main, fresh=subs)
+    holder = demand.holder(meta.budget_id, index, now, balance=subs[index], need=need)
+    return slice_size(meta.policy, budget, holder)

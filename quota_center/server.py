@@ -156,7 +156,11 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     recall = Recall(
         ledger, spend_log, settlement, retention_s=settings.retention_s, gate_ms=settings.recall_gate_ms
     )
-    spending = Spending(registry, buckets, Replenisher(buckets, transfers), recovery, spend_log, recall)
+    # One view of observed demand per process: the filler feeds it, on-demand refills read it.
+    demand = Demand(settings.rate_half_life_ms / 1000) if settings.fill_interval_ms > 0 else None
+    spending = Spending(
+        registry, buckets, Replenisher(buckets, transfers, demand), recovery, spend_log, recall
+    )
     sweeper = Sweeper(
         registry, buckets, transfers, recovery, admin, settings.transfer_stale_ms, settlement=settlement
     )
@@ -219,7 +223,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         center.tasks.append(asyncio.create_task(sweeper.run(settings.sweep_interval_ms / 1000)))
         center.tasks.append(asyncio.create_task(expiry.run(settings.expiry_interval_ms / 1000)))
         center.tasks.append(asyncio.create_task(_refresh_gauges(admin, auditor, settings.gauge_interval_s)))
-        if settings.fill_interval_ms > 0:
+        if demand is not None:
             filler = Filler(
                 registry,
                 admin,
@@ -227,7 +231,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
                 transfers,
                 recovery,
                 spending.replenisher,
-                Demand(settings.rate_half_life_ms / 1000),
+                demand,
                 interval_s=settings.fill_interval_ms / 1000,
                 idle_s=settings.fill_idle_ms / 1000,
             )

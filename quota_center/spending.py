@@ -22,6 +22,7 @@ from quota_center.errors import BucketLost, StaleGeneration, Unavailable
 from quota_center.keys import sub_holder
 from quota_center.ledger.spend_log import SpendEntry
 from quota_center.limits import check_amount, check_budget_id, check_request_id
+from quota_center.metrics import DEDUCT_WAITS
 from quota_center.placement import sub_bucket_for
 from quota_center.recall import Prior, Recall
 from quota_center.recovery import Recovery
@@ -111,6 +112,7 @@ class Spending:
                 if r.status == "LOST":
                     raise BucketLost(budget_id, f"sub:{index}")
                 # SHORT: this sub-bucket cannot cover it; refill it or refuse honestly.
+                DEDUCT_WAITS.inc()
                 if not await self.replenisher.cover(meta, index, amount):
                     return Answer("INSUFFICIENT", 0, f"budget {budget_id} has less than {amount} left")
             except BucketLost:
