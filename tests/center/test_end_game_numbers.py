@@ -10,6 +10,7 @@ from support.center import Client
 
 from center.helpers import OK, assert_balanced, create, deduct
 from quota_center.metrics import MERGE_SECONDS
+from quota_center.placement import sub_bucket_for
 
 
 async def _rows(database_url: str, budget_id: str) -> int:
@@ -50,18 +51,29 @@ async def test_ledger_rows_per_thousand_deductions_and_merge_latency(
     assert rows[central] == 1000  # exactly one grant per success
     assert rows[normal] <= 50
 
-    # Merge latency: a budget whose remainder is spread over 8 sub-buckets, drained by requests
-    # that each need a merge.
-    frag = f"{budget_id}-f"
-    await create(client, frag, 8_000, sub_buckets=8, min_slice=1, max_slice=1_000)
+    # Merge latency: budgets whose remainder is spread over 8 sub-buckets (one small deduction
+    # lands on each and fills it), then one request bigger than any fragment and than main.
     count0, sum0 = _merge_stats()
-    for i in range(200):
-        await deduct(client, frag, f"{frag}-{i}", 37)
+    for j in range(20):
+        frag = f"{budget_id}-f{j}"
+        await create(client, frag, 8_000, sub_buckets=8, min_slice=1, max_slice=1_000)
+        for k in range(8):
+            assert (await deduct(client, frag, _landing_on(frag, k), 1)).code == OK
+        big = await deduct(client, frag, f"{frag}-big", 7_992)
+        assert (big.code, big.amount) == (OK, 7_992)  # exactly the rest: the last unit issued
+        await assert_balanced(client, frag)
     count1, sum1 = _merge_stats()
     merges = count1 - count0
-    assert merges >= 1
+    assert merges >= 20
     print(
         f"\nledger rows per 1000 deductions: normal {rows[normal]}, central {rows[central]};"
         f" merges {merges:.0f}, mean merge latency {1000 * (sum1 - sum0) / merges:.2f} ms (8 sub-buckets)"
     )
-    await assert_balanced(client, frag)
+
+
+def _landing_on(budget_id: str, index: int) -> str:
+    """A request id of ``budget_id`` that sub-bucket ``index`` of 8 serves."""
+    i = 0
+    while sub_bucket_for(f"{budget_id}-p{i}", 8) != index:
+        i += 1
+    return f"{budget_id}-p{i}"
