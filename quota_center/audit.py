@@ -184,6 +184,12 @@ class Auditor:
         meta = await self.registry.get(budget_id)
         holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(meta.sub_buckets))]
         views = {h: await self.buckets.read(budget_id, h) for h in holders}
+        for holder in await self.buckets.agent_holders(budget_id):
+            # An agent's holding of an older generation (or none yet in this one) is not live: what
+            # the ledger says it held then is in doubt, as for a lost sub-bucket.
+            view = await self.buckets.read(budget_id, holder)
+            if view is not None and view.gen == meta.gen:
+                views[holder] = view
         pending = [p for v in views.values() if v is not None for p in v.pending]
         kinds = await self.ledger.statuses([p.transfer_id for p in pending])
         committed = {tid for tid, kind in kinds.items() if kind != "abort"}

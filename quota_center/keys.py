@@ -4,7 +4,9 @@ Everything one atomic decision needs shares a hash tag: the main bucket and its
 pending transfers live under ``{b:<budget>}``, each sub-bucket and the records of
 the requests it served under ``{b:<budget>:<k>}``, so a Redis Cluster spreads one
 hot budget's sub-buckets over shards. A request id's claim lives under its own
-tag ``{q:<id>}`` because ids are global across budgets.
+tag ``{q:<id>}`` because ids are global across budgets. A region agent's holding of a
+budget is a bucket of its own under ``{b:<budget>:a:<agent>}``; the agents that hold a
+budget are listed in a set under main's tag.
 """
 
 from __future__ import annotations
@@ -16,6 +18,25 @@ MAIN = "main"
 
 def sub_holder(index: int) -> str:
     return f"sub:{index}"
+
+
+AGENT_PREFIX = "agent:"
+# Holders that exist only in the ledger (what lost holders held, until it is settled).
+LEDGER_ONLY_PREFIX = "doubt:"
+
+
+def agent_holder(agent_id: str) -> str:
+    return AGENT_PREFIX + agent_id
+
+
+def agent_of(holder: str) -> str | None:
+    """The agent id of a holder name like ``agent:eu-1``; None for other holders."""
+    return holder[len(AGENT_PREFIX) :] if holder.startswith(AGENT_PREFIX) else None
+
+
+def ledger_only(holder: str) -> bool:
+    """True for holders with no Redis bucket: a transfer to one is complete once ledgered."""
+    return holder.startswith(LEDGER_ONLY_PREFIX)
 
 
 def parse_holder(holder: str) -> int | None:
@@ -54,7 +75,20 @@ def sub_keys(budget_id: str, index: int) -> BucketKeys:
     return BucketKeys(sub_holder(index), f"{tag}:sub", f"{tag}:pend", tag)
 
 
+def agent_keys(budget_id: str, agent_id: str) -> BucketKeys:
+    tag = "{b:" + budget_id + ":a:" + agent_id + "}"
+    return BucketKeys(agent_holder(agent_id), f"{tag}:agent", f"{tag}:pend", tag)
+
+
+def agents_set(budget_id: str) -> str:
+    """The set of agent ids that have held ``budget_id`` (under main's tag)."""
+    return "{b:" + budget_id + "}:agents"
+
+
 def bucket_keys(budget_id: str, holder: str) -> BucketKeys:
+    agent = agent_of(holder)
+    if agent is not None:
+        return agent_keys(budget_id, agent)
     index = parse_holder(holder)
     return main_keys(budget_id) if index is None else sub_keys(budget_id, index)
 

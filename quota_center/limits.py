@@ -61,3 +61,18 @@ def check_request_id(request_id: str, field: str = "request_id") -> str:
     if _CONTROL.search(request_id):
         raise InvalidInput(f"{field} must not contain control characters")
     return request_id
+
+
+_AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_agent_id(agent_id: str) -> str:
+    """An agent id names Redis keys and ledger holders: letters, digits, '.', '_', '-', 1..64."""
+    if not agent_id:
+        raise InvalidInput("agent_id is required")
+    if not _AGENT_ID.fullmatch(agent_id):
+        raise InvalidInput(
+            f"agent_id {agent_id[:80]!r} must be 1..64 letters, digits, '.', '_' or '-', starting with"
+            " a letter or digit"
+        )
+    return agent_id

@@ -58,6 +58,16 @@ DEDUCT_WAITS = Counter(
     "quota_deduct_waits_total",
     "Deductions that found their sub-bucket short and waited for an on-demand refill.",
 )
+AGENT_GRANTS = Counter("quota_agent_grants_total", "Slices granted from main to region agents.")
+AGENT_LEASES_LOST = Counter(
+    "quota_agent_leases_lost_total", "Agent holdings whose lease ran out: their balance went in doubt."
+)
+AGENT_SESSIONS = Gauge("quota_agent_sessions", "Agent session streams open on this center.")
+AGENT_RECLAIMS = Counter(
+    "quota_agent_reclaims_total",
+    "Reclaim orders sent to agents, by outcome (answered, timeout, disconnected).",
+    ["outcome"],
+)
 REBUILDS = Counter("quota_rebuilds_total", "Budgets rebuilt from the ledger after a Redis loss.")
 REMAINING = Gauge(
     "quota_budget_remaining",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from quota_center import keys
 from quota_center.allocation import refill_amount, slice_size
@@ -46,6 +46,11 @@ class Replenisher:
         # fills (``allocation.slice_size``); without them, the equal-share slice.
         self.demand = demand
         self.clock = clock
+        # Set when region agents can hold this center's budgets: asks them to give back up to the
+        # amount (reclaim orders over their sessions) and returns what those that did not
+        # answer in time hold, by holder.
+        self.reclaim: Callable[[BudgetMeta, int], Awaitable[dict[str, int]]] | None = None
+        self._unanswered: dict[str, dict[str, int]] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def lock(self, budget_id: str) -> asyncio.Lock:
@@ -58,6 +63,8 @@ class Replenisher:
         False is honest: main plus every sub-bucket held less than ``amount`` when it was decided.
         """
         holder = keys.sub_holder(index)
+        reclaimed = False
+        self._unanswered.pop(meta.budget_id, None)
         async with self.lock(meta.budget_id):
             for _ in range(MAX_ROUNDS):
                 balances = await self._balances(meta)
@@ -68,6 +75,13 @@ class Replenisher:
                 mode = mode_for(meta.policy, free)
                 observe_mode(meta.budget_id, mode.value)
                 if free < amount:
+                    if self.reclaim is not None and not reclaimed:
+                        # Agents may hold the rest: order it back to main, then decide again.
+                        reclaimed = True
+                        unanswered = await self.reclaim(meta, amount - free)
+                        if unanswered:
+                            self._unanswered[meta.budget_id] = unanswered
+                        continue
                     return False
                 need = amount - sub
                 others = free - balances[keys.MAIN] - sub
@@ -84,6 +98,10 @@ class Replenisher:
                     return True
                 # Main changed between the read and the take (another process): look again.
         raise Unavailable(f"budget {meta.budget_id}: no stable state after {MAX_ROUNDS} refill rounds")
+
+    def unanswered(self, budget_id: str) -> dict[str, int]:
+        """What holders that did not answer the last reclaim of ``budget_id`` hold, by holder."""
+        return dict(self._unanswered.get(budget_id, {}))
 
     async def _merge(self, meta: BudgetMeta, skip: str) -> int:
         """Drain every other sub-bucket's balance back to main; return the amount moved."""

@@ -25,6 +25,9 @@ from quota.v1 import (
 )
 
 from quota_center.admin import Admin
+from quota_center.agents.holdings import AgentHoldings
+from quota_center.agents.sessions import Sessions
+from quota_center.agents.store import AgentStore
 from quota_center.api.admin import AdminServicer
 from quota_center.api.decoding import add_servicer
 from quota_center.api.quota import QuotaServicer
@@ -175,6 +178,18 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         log=spending.log,
     )
     expiry = Expiry(registry, reservation_store, admin.all_ids)
+    holdings = AgentHoldings(
+        registry,
+        AgentStore(buckets),
+        transfers,
+        spending.replenisher,
+        ledger,
+        lease_ms=settings.agent_lease_ms,
+        skew_ms=settings.agent_lease_skew_ms,
+        demand=demand,
+    )
+    sessions = Sessions(holdings, settings.agent_reclaim_timeout_ms / 1000)
+    spending.replenisher.reclaim = sessions.reclaim
     health = Health(SERVICE_NAMES, redis, ledger)
     LEDGER.sources.append(ledger)
 
@@ -185,7 +200,9 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     add_servicer(
         admin_pb2_grpc.add_AdminServicer_to_server, AdminServicer(admin, auditor, settlement), server
     )
-    session_pb2_grpc.add_AgentSessionServicer_to_server(AgentSessionServicer(), server)
+    session_pb2_grpc.add_AgentSessionServicer_to_server(
+        AgentSessionServicer(holdings, sessions, heartbeat_ms=settings.agent_heartbeat_ms), server
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection(
         [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
@@ -222,6 +239,9 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         center.tasks.append(asyncio.create_task(health.run(settings.health_interval_ms / 1000)))
         center.tasks.append(asyncio.create_task(sweeper.run(settings.sweep_interval_ms / 1000)))
         center.tasks.append(asyncio.create_task(expiry.run(settings.expiry_interval_ms / 1000)))
+        center.tasks.append(
+            asyncio.create_task(_expire_leases(admin, holdings, settings.agent_expiry_interval_ms / 1000))
+        )
         center.tasks.append(asyncio.create_task(_refresh_gauges(admin, auditor, settings.gauge_interval_s)))
         if demand is not None:
             filler = Filler(
@@ -238,6 +258,17 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
             center.tasks.append(asyncio.create_task(filler.run()))
     _ = common_pb2  # the shared messages are part of the reflected file set
     return center
+
+
+async def _expire_leases(admin: Admin, holdings: AgentHoldings, interval_s: float) -> None:
+    """Move the balance of agents whose lease ran out into doubt (docs/agents.md, Leases)."""
+    while True:
+        try:
+            for budget_id in await admin.all_ids():
+                await holdings.expire_due(budget_id)
+        except Exception:
+            log.exception("checking agent leases failed; retrying in %.1fs", interval_s)
+        await asyncio.sleep(interval_s)
 
 
 async def _refresh_gauges(admin: Admin, auditor: Auditor, interval_s: float) -> None:

@@ -61,6 +61,15 @@ class Settings:
     # 1: return what a lost sub-bucket did not consume to main once its spend log is complete;
     # 0: leave it in doubt for a manual Settle.
     settle_release: int = 1
+    # Region agents (docs/agents.md): long leases and short heartbeats, so that regions keep
+    # serving from their slices through a center outage of minutes.
+    agent_lease_ms: int = 300_000
+    agent_heartbeat_ms: int = 1_000
+    # An agent's balance goes in doubt only this long after its lease ran out at the center.
+    agent_lease_skew_ms: int = 30_000
+    # How long a request that needs budget held by agents waits for their reclaim answers.
+    agent_reclaim_timeout_ms: int = 1_000
+    agent_expiry_interval_ms: int = 1_000
     log_level: str = "INFO"
 
 
@@ -93,6 +102,11 @@ HELP: dict[str, str] = {
     "instance_dead_after_ms": "a center silent for this long is taken for gone by the settlement",
     "recall_gate_ms": "longest wait for other centers' spend logs before the first lookup after a rebuild",
     "settle_release": "1: return the unconsumed part of a lost sub-bucket to main once its log is complete",
+    "agent_lease_ms": "lease of an agent's holding, renewed by every heartbeat",
+    "agent_heartbeat_ms": "how often agents report and renew (told to them at connection)",
+    "agent_lease_skew_ms": "clock-skew margin after a lease before the agent's balance goes in doubt",
+    "agent_reclaim_timeout_ms": "longest wait for agents to give back budget a request needs",
+    "agent_expiry_interval_ms": "how often agent leases are checked",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
 

@@ -114,7 +114,7 @@ class Spending:
                 # SHORT: this sub-bucket cannot cover it; refill it or refuse honestly.
                 DEDUCT_WAITS.inc()
                 if not await self.replenisher.cover(meta, index, amount):
-                    return Answer("INSUFFICIENT", 0, f"budget {budget_id} has less than {amount} left")
+                    return Answer("INSUFFICIENT", 0, insufficient(budget_id, amount, self.replenisher))
             except BucketLost:
                 await self.recovery.rebuild(budget_id)
                 meta = await self.registry.get(budget_id)
@@ -218,6 +218,16 @@ def _fingerprint(entry: SpendEntry) -> str:
     if entry.kind == "return" and entry.deduction_id is not None:
         return _return_fingerprint(entry.budget_id, entry.amount, entry.deduction_id)
     return _deduct_fingerprint(entry.budget_id, entry.amount)
+
+
+def insufficient(budget_id: str, amount: int, replenisher: Replenisher) -> str:
+    """The refusal message; it names what holders that did not answer a reclaim hold, and where."""
+    message = f"budget {budget_id} has less than {amount} left"
+    unanswered = replenisher.unanswered(budget_id)
+    if unanswered:
+        held = ", ".join(f"{h} holds {n}" for h, n in sorted(unanswered.items()))
+        message += f" where the center could reach it; not answering: {held}"
+    return message
 
 
 def _fence(r: Outcome, budget_id: str, index: int, meta: BudgetMeta) -> None:

@@ -44,6 +44,7 @@ class Sweeper:
         meta = await self.registry.get(budget_id)
         done = {"aborted": 0, "completed": 0}
         holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(meta.sub_buckets))]
+        holders += await self.buckets.agent_holders(budget_id)
         for holder in holders:
             view = await self.buckets.read(budget_id, holder)
             if view is None:

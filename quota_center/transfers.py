@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from quota_center import keys
 from quota_center.buckets.store import BucketStore, Outcome, Pending, TakeMode
 from quota_center.errors import BucketLost, StaleGeneration
 from quota_center.ledger.models import LedgerEntry, RecordOutcome
@@ -60,7 +61,15 @@ class Transfers:
         if took.status == "SHORT":
             return 0
         self._check(m, took, m.source)
-        amount = took.value
+        return await self.complete(m, tid, took.value)
+
+    async def complete(self, m: Movement, transfer_id: str, amount: int) -> int:
+        """Steps 2 to 4 of a transfer whose take (``amount`` pending on the source) is done.
+
+        Scripts that take as part of a larger decision (an agent's usage report releasing
+        budget, an expired lease) record the pending transfer themselves and finish here.
+        """
+        tid = transfer_id
         entry = LedgerEntry(m.budget_id, tid, m.kind, m.source, m.target, amount, m.actor, m.reason, m.gen)
         outcome = await self.ledger.record(entry)
         if outcome in (RecordOutcome.COMMITTED, RecordOutcome.ALREADY_COMMITTED):
@@ -78,6 +87,10 @@ class Transfers:
 
     async def finish(self, budget_id: str, p: Pending) -> None:
         """Credit a committed transfer to its target (at most once) and clear its pending record."""
+        if keys.ledger_only(p.target):
+            # An in-doubt holder has no bucket: the ledger row is the whole of the credit.
+            await self.buckets.clear(budget_id, p.source, p.transfer_id)
+            return
         credited = await self.buckets.credit(budget_id, p.target, p.transfer_id, p.amount, p.gen)
         # STALE: the target was rebuilt from a ledger that already counts the amount.
         # LOST: the rebuild that follows counts it as well. Either way the record is done.

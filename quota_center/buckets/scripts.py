@@ -23,6 +23,9 @@ SCRIPT_NAMES = (
     "confirm",
     "cancel",
     "expire",
+    "agent_report",
+    "agent_expire",
+    "agent_restore",
 )
 
 

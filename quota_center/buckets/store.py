@@ -177,6 +177,11 @@ class BucketStore:
         marker = keys.bucket_keys(budget_id, holder).credit_marker(transfer_id)
         return bool(await self.redis.exists(marker))
 
+    async def agent_holders(self, budget_id: str) -> list[str]:
+        """Holder names of the region agents that have held ``budget_id`` (``agent:<id>``)."""
+        members = await self.redis.smembers(keys.agents_set(budget_id))
+        return sorted(keys.agent_holder(str(a)) for a in members)
+
     async def balance(self, budget_id: str, holder: str) -> int | None:
         raw = await self.redis.hget(keys.bucket_keys(budget_id, holder).state, "bal")
         return None if raw is None else int(raw)

@@ -24,5 +24,10 @@ if g ~= ARGV[2] then
   return {"STALE", tonumber(g)}
 end
 redis.call("HINCRBY", KEYS[1], "bal", ARGV[1])
+-- Agents' holdings carry a version that every change raises (docs/agents.md); a bucket
+-- without one has no use for it.
+if redis.call("HEXISTS", KEYS[1], "ver") == 1 then
+  redis.call("HINCRBY", KEYS[1], "ver", 1)
+end
 redis.call("SET", KEYS[2], "1", "EX", ARGV[3])
 return {"OK", 0}

@@ -25,4 +25,7 @@ if redis.call("HGET", KEYS[1], "gen") ~= gen then
   return {"STALE", 0}
 end
 redis.call("HINCRBY", KEYS[1], "bal", amount)
+if redis.call("HEXISTS", KEYS[1], "ver") == 1 then
+  redis.call("HINCRBY", KEYS[1], "ver", 1)  -- an agent's holding: see transfer_credit.lua
+end
 return {"OK", tonumber(amount)}

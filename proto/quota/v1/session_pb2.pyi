@@ -1,119 +1,147 @@
+from quota.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "slice_request", "heartbeat", "usage", "release", "reclaim_answer")
+    __slots__ = ("hello", "slice_request", "heartbeat", "usage", "reclaim_answer")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     SLICE_REQUEST_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
-    RELEASE_FIELD_NUMBER: _ClassVar[int]
     RECLAIM_ANSWER_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     slice_request: SliceRequest
     heartbeat: Heartbeat
-    usage: UsageReport
-    release: Release
+    usage: Usage
     reclaim_answer: ReclaimAnswer
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., slice_request: _Optional[_Union[SliceRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., usage: _Optional[_Union[UsageReport, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., reclaim_answer: _Optional[_Union[ReclaimAnswer, _Mapping]] = ...) -> None: ...
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., slice_request: _Optional[_Union[SliceRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., reclaim_answer: _Optional[_Union[ReclaimAnswer, _Mapping]] = ...) -> None: ...
 
 class CenterMessage(_message.Message):
-    __slots__ = ("welcome", "grant", "lease", "reclaim", "error")
+    __slots__ = ("welcome", "grant", "lease", "reclaim", "error", "holding")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     GRANT_FIELD_NUMBER: _ClassVar[int]
     LEASE_FIELD_NUMBER: _ClassVar[int]
     RECLAIM_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    HOLDING_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     grant: Grant
     lease: LeaseRenewal
     reclaim: ReclaimOrder
     error: SessionError
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., grant: _Optional[_Union[Grant, _Mapping]] = ..., lease: _Optional[_Union[LeaseRenewal, _Mapping]] = ..., reclaim: _Optional[_Union[ReclaimOrder, _Mapping]] = ..., error: _Optional[_Union[SessionError, _Mapping]] = ...) -> None: ...
+    holding: AgentHolding
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., grant: _Optional[_Union[Grant, _Mapping]] = ..., lease: _Optional[_Union[LeaseRenewal, _Mapping]] = ..., reclaim: _Optional[_Union[ReclaimOrder, _Mapping]] = ..., error: _Optional[_Union[SessionError, _Mapping]] = ..., holding: _Optional[_Union[AgentHolding, _Mapping]] = ...) -> None: ...
 
-class Hello(_message.Message):
-    __slots__ = ("agent_id", "region")
-    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
-    REGION_FIELD_NUMBER: _ClassVar[int]
-    agent_id: str
-    region: str
-    def __init__(self, agent_id: _Optional[str] = ..., region: _Optional[str] = ...) -> None: ...
-
-class Welcome(_message.Message):
-    __slots__ = ("session_id", "lease_ms", "heartbeat_ms")
-    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
-    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
-    HEARTBEAT_MS_FIELD_NUMBER: _ClassVar[int]
-    session_id: str
-    lease_ms: int
-    heartbeat_ms: int
-    def __init__(self, session_id: _Optional[str] = ..., lease_ms: _Optional[int] = ..., heartbeat_ms: _Optional[int] = ...) -> None: ...
-
-class SliceRequest(_message.Message):
-    __slots__ = ("budget_id", "request_id", "needed", "observed_rate")
-    BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    NEEDED_FIELD_NUMBER: _ClassVar[int]
-    OBSERVED_RATE_FIELD_NUMBER: _ClassVar[int]
-    budget_id: str
-    request_id: str
-    needed: int
-    observed_rate: int
-    def __init__(self, budget_id: _Optional[str] = ..., request_id: _Optional[str] = ..., needed: _Optional[int] = ..., observed_rate: _Optional[int] = ...) -> None: ...
-
-class Grant(_message.Message):
-    __slots__ = ("budget_id", "request_id", "transfer_id", "amount", "lease_expires_at_ms")
-    BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
-    AMOUNT_FIELD_NUMBER: _ClassVar[int]
-    LEASE_EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
-    budget_id: str
-    request_id: str
-    transfer_id: str
-    amount: int
-    lease_expires_at_ms: int
-    def __init__(self, budget_id: _Optional[str] = ..., request_id: _Optional[str] = ..., transfer_id: _Optional[str] = ..., amount: _Optional[int] = ..., lease_expires_at_ms: _Optional[int] = ...) -> None: ...
-
-class Heartbeat(_message.Message):
-    __slots__ = ("sent_at_ms",)
-    SENT_AT_MS_FIELD_NUMBER: _ClassVar[int]
-    sent_at_ms: int
-    def __init__(self, sent_at_ms: _Optional[int] = ...) -> None: ...
-
-class LeaseRenewal(_message.Message):
-    __slots__ = ("lease_expires_at_ms",)
-    LEASE_EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
-    lease_expires_at_ms: int
-    def __init__(self, lease_expires_at_ms: _Optional[int] = ...) -> None: ...
-
-class UsageReport(_message.Message):
-    __slots__ = ("budget_id", "seq", "consumed", "returned", "reserved")
+class Usage(_message.Message):
+    __slots__ = ("budget_id", "seq", "consumed", "returned", "reserved", "released")
     BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     CONSUMED_FIELD_NUMBER: _ClassVar[int]
     RETURNED_FIELD_NUMBER: _ClassVar[int]
     RESERVED_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
     budget_id: str
     seq: int
     consumed: int
     returned: int
     reserved: int
-    def __init__(self, budget_id: _Optional[str] = ..., seq: _Optional[int] = ..., consumed: _Optional[int] = ..., returned: _Optional[int] = ..., reserved: _Optional[int] = ...) -> None: ...
+    released: int
+    def __init__(self, budget_id: _Optional[str] = ..., seq: _Optional[int] = ..., consumed: _Optional[int] = ..., returned: _Optional[int] = ..., reserved: _Optional[int] = ..., released: _Optional[int] = ...) -> None: ...
 
-class Release(_message.Message):
-    __slots__ = ("budget_id", "transfer_id", "amount")
+class AgentHolding(_message.Message):
+    __slots__ = ("budget_id", "version", "balance", "applied", "lease_ms", "mode", "state", "lost")
     BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LOST_FIELD_NUMBER: _ClassVar[int]
+    budget_id: str
+    version: int
+    balance: int
+    applied: Usage
+    lease_ms: int
+    mode: _common_pb2.Mode
+    state: _common_pb2.BudgetState
+    lost: bool
+    def __init__(self, budget_id: _Optional[str] = ..., version: _Optional[int] = ..., balance: _Optional[int] = ..., applied: _Optional[_Union[Usage, _Mapping]] = ..., lease_ms: _Optional[int] = ..., mode: _Optional[_Union[_common_pb2.Mode, str]] = ..., state: _Optional[_Union[_common_pb2.BudgetState, str]] = ..., lost: _Optional[bool] = ...) -> None: ...
+
+class Hello(_message.Message):
+    __slots__ = ("agent_id", "region", "usage")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    region: str
+    usage: _containers.RepeatedCompositeFieldContainer[Usage]
+    def __init__(self, agent_id: _Optional[str] = ..., region: _Optional[str] = ..., usage: _Optional[_Iterable[_Union[Usage, _Mapping]]] = ...) -> None: ...
+
+class Welcome(_message.Message):
+    __slots__ = ("session_id", "lease_ms", "heartbeat_ms", "holdings")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_MS_FIELD_NUMBER: _ClassVar[int]
+    HOLDINGS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    lease_ms: int
+    heartbeat_ms: int
+    holdings: _containers.RepeatedCompositeFieldContainer[AgentHolding]
+    def __init__(self, session_id: _Optional[str] = ..., lease_ms: _Optional[int] = ..., heartbeat_ms: _Optional[int] = ..., holdings: _Optional[_Iterable[_Union[AgentHolding, _Mapping]]] = ...) -> None: ...
+
+class SliceRequest(_message.Message):
+    __slots__ = ("budget_id", "request_id", "needed", "observed_rate", "usage")
+    BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NEEDED_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_RATE_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    budget_id: str
+    request_id: str
+    needed: int
+    observed_rate: int
+    usage: Usage
+    def __init__(self, budget_id: _Optional[str] = ..., request_id: _Optional[str] = ..., needed: _Optional[int] = ..., observed_rate: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ...) -> None: ...
+
+class Grant(_message.Message):
+    __slots__ = ("budget_id", "request_id", "transfer_id", "amount", "code", "message", "holding")
+    BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HOLDING_FIELD_NUMBER: _ClassVar[int]
     budget_id: str
+    request_id: str
     transfer_id: str
     amount: int
-    def __init__(self, budget_id: _Optional[str] = ..., transfer_id: _Optional[str] = ..., amount: _Optional[int] = ...) -> None: ...
+    code: _common_pb2.ResultCode
+    message: str
+    holding: AgentHolding
+    def __init__(self, budget_id: _Optional[str] = ..., request_id: _Optional[str] = ..., transfer_id: _Optional[str] = ..., amount: _Optional[int] = ..., code: _Optional[_Union[_common_pb2.ResultCode, str]] = ..., message: _Optional[str] = ..., holding: _Optional[_Union[AgentHolding, _Mapping]] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("sent_at_ms", "usage")
+    SENT_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    sent_at_ms: int
+    usage: _containers.RepeatedCompositeFieldContainer[Usage]
+    def __init__(self, sent_at_ms: _Optional[int] = ..., usage: _Optional[_Iterable[_Union[Usage, _Mapping]]] = ...) -> None: ...
+
+class LeaseRenewal(_message.Message):
+    __slots__ = ("sent_at_ms", "holdings")
+    SENT_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    HOLDINGS_FIELD_NUMBER: _ClassVar[int]
+    sent_at_ms: int
+    holdings: _containers.RepeatedCompositeFieldContainer[AgentHolding]
+    def __init__(self, sent_at_ms: _Optional[int] = ..., holdings: _Optional[_Iterable[_Union[AgentHolding, _Mapping]]] = ...) -> None: ...
 
 class ReclaimOrder(_message.Message):
     __slots__ = ("order_id", "budget_id", "amount", "deadline_ms")
@@ -128,16 +156,16 @@ class ReclaimOrder(_message.Message):
     def __init__(self, order_id: _Optional[str] = ..., budget_id: _Optional[str] = ..., amount: _Optional[int] = ..., deadline_ms: _Optional[int] = ...) -> None: ...
 
 class ReclaimAnswer(_message.Message):
-    __slots__ = ("order_id", "budget_id", "transfer_id", "released")
+    __slots__ = ("order_id", "budget_id", "released", "usage")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
-    TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
     RELEASED_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     budget_id: str
-    transfer_id: str
     released: int
-    def __init__(self, order_id: _Optional[str] = ..., budget_id: _Optional[str] = ..., transfer_id: _Optional[str] = ..., released: _Optional[int] = ...) -> None: ...
+    usage: Usage
+    def __init__(self, order_id: _Optional[str] = ..., budget_id: _Optional[str] = ..., released: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ...) -> None: ...
 
 class SessionError(_message.Message):
     __slots__ = ("message",)

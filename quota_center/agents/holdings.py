@@ -1,0 +1,326 @@
+"""Region agents' holdings at the center: usage reports, grants, releases, leases (docs/agents.md).
+
+An agent's holding of a budget is a holder ``agent:<id>`` like a sub-bucket: budget reaches it
+only by a ledgered grant from main and leaves it by a ledgered release to main, or into an
+in-doubt holder when its lease runs out. Reports are cumulative and applied by one script, so
+repeats and reorderings change nothing; every answer is the holding read in that script.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from quota_center import keys
+from quota_center.agents.store import AgentStore, Reported, Usage
+from quota_center.allocation import BudgetState, HolderState, slice_size
+from quota_center.buckets.store import parse_pending
+from quota_center.errors import StaleGeneration
+from quota_center.ledger.models import LedgerEntry, RecordOutcome
+from quota_center.ledger.store import LedgerStore
+from quota_center.limits import InvalidInput
+from quota_center.metrics import AGENT_GRANTS, AGENT_LEASES_LOST
+from quota_center.modes import Mode, mode_for
+from quota_center.rates import Demand
+from quota_center.registry import BudgetMeta, Registry
+from quota_center.replenish import Replenisher
+from quota_center.transfers import Movement, Transfers, now_ms
+
+log = logging.getLogger(__name__)
+
+ACTOR = "center"
+# An agent's observed rate counts towards fair shares for this long after it was reported.
+RATE_FRESH_S = 30.0
+
+
+class AgentReportRefused(InvalidInput):
+    """A usage report that cannot be true: counters that went back, or more spent than held."""
+
+
+@dataclass(frozen=True, slots=True)
+class HoldingView:
+    """What the center tells an agent about its holding of one budget."""
+
+    budget_id: str
+    version: int
+    balance: int
+    applied: Usage
+    lease_ms: int
+    mode: Mode
+    state: str  # active, paused, closed
+    lost: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GrantResult:
+    code: str  # OK, BUDGET_PAUSED, BUDGET_CLOSED, BUDGET_OUTSIDE_WINDOW
+    amount: int
+    transfer_id: str
+    holding: HoldingView
+    message: str = ""
+
+
+class AgentHoldings:
+    def __init__(
+        self,
+        registry: Registry,
+        store: AgentStore,
+        transfers: Transfers,
+        replenisher: Replenisher,
+        ledger: LedgerStore,
+        *,
+        lease_ms: int,
+        skew_ms: int,
+        demand: Demand | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.transfers = transfers
+        self.replenisher = replenisher
+        self.ledger = ledger
+        self.lease_ms = lease_ms
+        self.skew_ms = skew_ms
+        self.demand = demand
+        self.clock = clock
+        self._rates: dict[tuple[str, str], tuple[float, float]] = {}  # (budget, agent) -> (rate, when)
+        self._last_slice: dict[tuple[str, str], int] = {}
+
+    async def report(self, budget_id: str, agent_id: str, usage: Usage, *, renew: bool) -> HoldingView:
+        """Apply a usage report (and renew the lease if ``renew``); return the holding after it."""
+        meta = await self.registry.get(budget_id)
+        for _ in range(4):
+            now = self.clock()
+            tid = f"t:{budget_id}:rel:{agent_id}@{meta.gen}:{usage.released}"
+            r = await self.store.report(
+                budget_id,
+                agent_id,
+                meta.gen,
+                usage,
+                lease_until_ms=now + self.lease_ms if renew else 0,
+                transfer_id=tid,
+                now_ms=now,
+            )
+            if r.status in ("OK", "OPENED"):
+                if r.status == "OPENED":
+                    await self.store.register(budget_id, agent_id)
+                if r.released > 0:
+                    await self._release(meta, agent_id, tid, r.released)
+                return await self._view(meta, r, self.lease_ms if renew else 0)
+            if r.status == "LOST":
+                await self._settle_lost(meta, agent_id)
+                continue
+            if r.status == "STALE":
+                if r.version < meta.gen:
+                    # A holding of a generation a rebuild replaced: the ledger already counts what
+                    # it held as in doubt, and the rebuild dropped its transfers. Start afresh.
+                    k = keys.agent_keys(budget_id, agent_id)
+                    await self.store.redis.delete(k.state, k.pending)
+                else:
+                    self.registry.forget(budget_id)
+                    meta = await self.registry.get(budget_id)
+                continue
+            raise AgentReportRefused(_refusal(budget_id, agent_id, usage, r))
+        raise StaleGeneration(budget_id)
+
+    async def grant(
+        self, budget_id: str, agent_id: str, usage: Usage, *, need: int, rate: float
+    ) -> GrantResult:
+        """Report, renew, and move a slice from main to the agent (a background refill: no merge)."""
+        if need < 0 or rate < 0:
+            raise InvalidInput("needed and observed_rate must not be negative")
+        view = await self.report(budget_id, agent_id, usage, renew=True)
+        meta = await self.registry.get(budget_id)
+        now_s = time.monotonic()
+        self._rates[(budget_id, agent_id)] = (float(rate), now_s)
+        refusal = _refusal_for_state(meta, view.state, self.clock())
+        if refusal is not None:
+            return GrantResult(refusal[0], 0, "", view, refusal[1])
+        if view.mode is Mode.CENTRAL:
+            return GrantResult("OK", 0, "", view, "central mode: forward every deduction")
+        holder = keys.agent_holder(agent_id)
+        moved, tid = 0, ""
+        async with self.replenisher.lock(budget_id):
+            main = await self.replenisher.buckets.balance(budget_id, keys.MAIN) or 0
+            agents = await self.store.agents(budget_id)
+            budget = BudgetState(
+                main=main,
+                remaining=await self._free(meta),
+                holders=meta.sub_buckets + max(1, len(agents)),
+                total_rate=self._total_rate(budget_id, meta.sub_buckets, now_s),
+            )
+            wanted = slice_size(
+                meta.policy,
+                budget,
+                HolderState(
+                    balance=view.balance,
+                    rate=float(rate),
+                    need=need,
+                    last_slice=self._last_slice.get((budget_id, agent_id), 0),
+                ),
+            )
+            if wanted > 0:
+                tid = f"t:{budget_id}:grant:{agent_id}:{uuid.uuid4().hex}"
+                moved = await self.transfers.move(
+                    Movement(budget_id, keys.MAIN, holder, wanted, meta.gen, "grant", ACTOR, view.mode.value),
+                    transfer_id=tid,
+                )
+        if moved:
+            self._last_slice[(budget_id, agent_id)] = moved
+            AGENT_GRANTS.inc()
+        after = await self.report(budget_id, agent_id, view.applied, renew=False)
+        return GrantResult(
+            "OK",
+            moved,
+            tid if moved else "",
+            _with_lease(after, self.lease_ms),
+            "" if moved else "nothing to grant",
+        )
+
+    async def expire_due(self, budget_id: str) -> int:
+        """Move the balance of every agent whose lease ran out into doubt; return how many."""
+        meta = await self.registry.get(budget_id)
+        lost = 0
+        for agent_id in await self.store.agents(budget_id):
+            e = await self.store.expire(
+                budget_id, agent_id, meta.gen, now_ms=self.clock(), skew_ms=self.skew_ms
+            )
+            if e.status != "OK":
+                continue
+            lost += 1
+            AGENT_LEASES_LOST.inc()
+            log.warning(
+                "agent %s: lease ran out on budget %s; %d units in doubt", agent_id, budget_id, e.amount
+            )
+            if e.amount > 0:
+                await self.transfers.complete(
+                    Movement(
+                        budget_id,
+                        keys.agent_holder(agent_id),
+                        e.holder,
+                        e.amount,
+                        meta.gen,
+                        "lease_lost",
+                        ACTOR,
+                        "lease ran out",
+                    ),
+                    e.transfer_id,
+                    e.amount,
+                )
+        return lost
+
+    async def held_by_agents(self, budget_id: str) -> dict[str, int]:
+        """Balance per agent holder of the budget (what a reclaim could bring back)."""
+        held: dict[str, int] = {}
+        for agent_id in await self.store.agents(budget_id):
+            bal = await self.store.buckets.balance(budget_id, keys.agent_holder(agent_id))
+            if bal:
+                held[keys.agent_holder(agent_id)] = bal
+        return held
+
+    async def _release(self, meta: BudgetMeta, agent_id: str, tid: str, amount: int) -> None:
+        m = Movement(
+            meta.budget_id,
+            keys.agent_holder(agent_id),
+            keys.MAIN,
+            amount,
+            meta.gen,
+            "release",
+            ACTOR,
+            "agent",
+        )
+        await self.transfers.complete(m, tid, amount)
+
+    async def _settle_lost(self, meta: BudgetMeta, agent_id: str) -> None:
+        """The agent reported after its lease ran out: give the holding back its in-doubt amount.
+
+        The agent stopped spending at its own deadline, before the center took the balance, so
+        the report that follows is final: applied as usual, it books what the agent spent.
+        """
+        fields = await self.store.fields(meta.budget_id, agent_id)
+        doubt, amount = fields.get("lost_holder", ""), int(fields.get("lost_amount", "0"))
+        holder = keys.agent_holder(agent_id)
+        lose_tid = f"t:{meta.budget_id}:lose:{agent_id}@{meta.gen}#{fields.get('losses', '0')}"
+        k = keys.agent_keys(meta.budget_id, agent_id)
+        record = await self.store.redis.hget(k.pending, lose_tid)
+        if record is not None:
+            # The move into doubt is not finished: finish or undo it by the ledger first.
+            resolved = await self.transfers.resolve(
+                meta.budget_id, parse_pending(holder, lose_tid, str(record)), ACTOR
+            )
+            if resolved == "aborted":
+                amount = 0  # the take was undone: the balance is back already
+        back = f"t:{meta.budget_id}:back:{doubt or holder}"
+        if amount > 0:
+            outcome = await self.ledger.record(
+                LedgerEntry(
+                    meta.budget_id,
+                    back,
+                    "lease_settle",
+                    doubt,
+                    holder,
+                    amount,
+                    ACTOR,
+                    "agent reported",
+                    meta.gen,
+                )
+            )
+            if outcome is RecordOutcome.STALE:
+                raise StaleGeneration(meta.budget_id)
+        await self.store.restore(meta.budget_id, agent_id, back, amount, meta.gen)
+
+    async def _view(self, meta: BudgetMeta, r: Reported, lease_ms: int) -> HoldingView:
+        state = await self.replenisher.buckets.redis.hget(keys.main_keys(meta.budget_id).state, "state")
+        mode = mode_for(meta.policy, await self._free(meta))
+        return HoldingView(
+            meta.budget_id, r.version, r.balance, r.applied, lease_ms, mode, str(state or "active")
+        )
+
+    async def _free(self, meta: BudgetMeta) -> int:
+        """Main plus every holder's balance: what the mode is decided on."""
+        holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(meta.sub_buckets))]
+        holders += [keys.agent_holder(a) for a in await self.store.agents(meta.budget_id)]
+        return sum(b or 0 for b in await self.replenisher.buckets.balances(meta.budget_id, holders))
+
+    def _total_rate(self, budget_id: str, sub_buckets: int, now_s: float) -> float:
+        agents = sum(
+            rate
+            for (b, _), (rate, when) in self._rates.items()
+            if b == budget_id and now_s - when < RATE_FRESH_S
+        )
+        subs = (
+            0.0 if self.demand is None else self.demand.total_rate(budget_id, sub_buckets, time.monotonic())
+        )
+        return agents + subs
+
+
+def _with_lease(view: HoldingView, lease_ms: int) -> HoldingView:
+    return HoldingView(
+        view.budget_id, view.version, view.balance, view.applied, lease_ms, view.mode, view.state, view.lost
+    )
+
+
+def _refusal(budget_id: str, agent_id: str, usage: Usage, r: Reported) -> str:
+    if r.status == "OVERSPENT":
+        return (
+            f"agent {agent_id} reports spending {r.released} more on budget {budget_id}"
+            f" than its holding of {r.balance}: report refused"
+        )
+    return (
+        f"agent {agent_id}: usage of budget {budget_id} went backwards ({usage} after {r.applied}): refused"
+    )
+
+
+def _refusal_for_state(meta: BudgetMeta, state: str, now: int) -> tuple[str, str] | None:
+    if state == "paused":
+        return "BUDGET_PAUSED", f"budget {meta.budget_id} is paused"
+    if state == "closed":
+        return "BUDGET_CLOSED", f"budget {meta.budget_id} is closed"
+    reason = meta.outside_window(datetime.fromtimestamp(now / 1000, UTC))
+    if reason is not None:
+        return "BUDGET_OUTSIDE_WINDOW", reason
+    return None

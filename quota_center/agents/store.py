@@ -1,0 +1,111 @@
+"""Typed calls on the agent scripts (``lua/agent_*.lua``): an agent's holding of a budget in Redis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quota_center import keys
+from quota_center.buckets.store import BucketStore
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """An agent's cumulative usage of one budget (docs/agents.md)."""
+
+    seq: int = 0
+    consumed: int = 0
+    returned: int = 0
+    reserved: int = 0
+    released: int = 0
+
+    @property
+    def net(self) -> int:
+        return self.consumed - self.returned + self.reserved + self.released
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """What agent_report.lua answered: the holding after the report, and what it released."""
+
+    status: str
+    version: int
+    balance: int
+    applied: Usage
+    released: int
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    status: str
+    amount: int
+    transfer_id: str
+    holder: str
+
+
+def _int(value: object) -> int:
+    return int(str(value))
+
+
+class AgentStore:
+    def __init__(self, buckets: BucketStore) -> None:
+        self.buckets = buckets
+        self.redis = buckets.redis
+        self.scripts = buckets.scripts
+
+    async def report(
+        self,
+        budget_id: str,
+        agent_id: str,
+        gen: int,
+        usage: Usage,
+        *,
+        lease_until_ms: int,
+        transfer_id: str,
+        now_ms: int,
+    ) -> Reported:
+        k = keys.agent_keys(budget_id, agent_id)
+        reply = await self.scripts.run(
+            "agent_report",
+            [k.state, k.pending],
+            [
+                gen,
+                usage.seq,
+                usage.consumed,
+                usage.returned,
+                usage.reserved,
+                usage.released,
+                lease_until_ms,
+                transfer_id,
+                now_ms,
+            ],
+        )
+        v = [_int(x) for x in reply[1:]]
+        return Reported(str(reply[0]), v[0], v[1], Usage(v[2], v[3], v[4], v[5], v[6]), v[7])
+
+    async def expire(self, budget_id: str, agent_id: str, gen: int, *, now_ms: int, skew_ms: int) -> Expired:
+        k = keys.agent_keys(budget_id, agent_id)
+        tid_prefix = f"t:{budget_id}:lose:{agent_id}@{gen}#"
+        holder_prefix = f"{keys.LEDGER_ONLY_PREFIX}{keys.agent_holder(agent_id)}@{gen}#"
+        reply = await self.scripts.run(
+            "agent_expire", [k.state, k.pending], [now_ms, skew_ms, tid_prefix, holder_prefix]
+        )
+        return Expired(str(reply[0]), _int(reply[1]), str(reply[2]), str(reply[3]))
+
+    async def restore(self, budget_id: str, agent_id: str, transfer_id: str, amount: int, gen: int) -> str:
+        k = keys.agent_keys(budget_id, agent_id)
+        reply = await self.scripts.run(
+            "agent_restore",
+            [k.state, k.credit_marker(transfer_id)],
+            [amount, gen, self.buckets.retention_s],
+        )
+        return str(reply[0])
+
+    async def fields(self, budget_id: str, agent_id: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(keys.agent_keys(budget_id, agent_id).state)
+        return {str(f): str(v) for f, v in raw.items()}
+
+    async def register(self, budget_id: str, agent_id: str) -> None:
+        await self.redis.sadd(keys.agents_set(budget_id), agent_id)
+
+    async def agents(self, budget_id: str) -> list[str]:
+        return sorted(str(a) for a in await self.redis.smembers(keys.agents_set(budget_id)))
