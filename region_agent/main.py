@@ -1,33 +1,58 @@
-"""``region-agent``: the regional agent process.
-
-This version of the product ships the center only; the agent's serving loop (slices
-in memory, leases, the session stream to the center) is not part of it yet, so
-``serve`` says so and exits with status 2 instead of pretending to run.
-"""
+"""``region-agent``: the regional quota agent process."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import sys
+
+from region_agent import settings as settings_mod
 
 
 def parser() -> argparse.ArgumentParser:
+    epilog = "settings (environment variables):\n" + settings_mod.describe()
     p = argparse.ArgumentParser(
         prog="region-agent",
-        description="Regional quota agent: serves Deduct/Return from slices of budgets held in memory. "
-        "Not available in this version: use the center's Quota service directly.",
+        description="Regional quota agent: serves Deduct, Return, Reserve, Confirm, Cancel, DeductBatch and "
+        "GetBalance from slices of budgets held in memory, and forwards what they cannot serve to the center.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=epilog,
     )
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the agent (not available in this version)")
+    sub.add_parser(
+        "serve",
+        help="run the agent until SIGTERM (then drain)",
+        description="Run the gRPC server (Quota, health, reflection) and the Prometheus endpoint, keep a "
+        "session with the center, until SIGTERM or SIGINT, then drain.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser().parse_args(argv)
-    print(
-        "region-agent: the agent is not available in this version; call the center directly", file=sys.stderr
+    try:
+        settings = settings_mod.load()
+    except settings_mod.SettingsError as exc:
+        print(f"region-agent: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return 2
+    from region_agent.journal import JournalError
+    from region_agent.server import serve
+
+    try:
+        asyncio.run(serve(settings))
+    except JournalError as exc:
+        print(f"region-agent: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"region-agent: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -95,13 +95,14 @@ class AgentHoldings:
         meta = await self.registry.get(budget_id)
         for _ in range(4):
             now = self.clock()
+            lease_ms = lease_for(meta, now, self.lease_ms) if renew else 0
             tid = f"t:{budget_id}:rel:{agent_id}@{meta.gen}:{usage.released}"
             r = await self.store.report(
                 budget_id,
                 agent_id,
                 meta.gen,
                 usage,
-                lease_until_ms=now + self.lease_ms if renew else 0,
+                lease_until_ms=now + lease_ms if lease_ms else 0,
                 transfer_id=tid,
                 now_ms=now,
             )
@@ -110,7 +111,7 @@ class AgentHoldings:
                     await self.store.register(budget_id, agent_id)
                 if r.released > 0:
                     await self._release(meta, agent_id, tid, r.released)
-                return await self._view(meta, r, self.lease_ms if renew else 0)
+                return await self._view(meta, r, lease_ms)
             if r.status == "LOST":
                 await self._settle_lost(meta, agent_id)
                 continue
@@ -296,6 +297,18 @@ class AgentHoldings:
             0.0 if self.demand is None else self.demand.total_rate(budget_id, sub_buckets, time.monotonic())
         )
         return agents + subs
+
+
+def lease_for(meta: BudgetMeta, now_ms: int, lease_ms: int) -> int:
+    """The lease to give now: ``lease_ms``, cut at the end of the budget's validity window.
+
+    The agent spends only within its lease, so a lease that ends with the window keeps it from
+    serving after the window closed (past it, the center refuses what is forwarded). 0: none.
+    """
+    if meta.valid_until is None:
+        return lease_ms
+    left = int(meta.valid_until.timestamp() * 1000) - now_ms
+    return max(0, min(lease_ms, left))
 
 
 def _with_lease(view: HoldingView, lease_ms: int) -> HoldingView:

@@ -56,7 +56,18 @@ async def test_ledger_rows_per_thousand_deductions_and_merge_latency(
     count0, sum0 = _merge_stats()
     for j in range(20):
         frag = f"{budget_id}-f{j}"
-        await create(client, frag, 8_000, sub_buckets=8, min_slice=1, max_slice=1_000)
+        # Thresholds of 1: every sub-bucket gets a full slice (NORMAL mode), so the rest is in
+        # fragments wherever the big request lands, and it needs a merge.
+        await create(
+            client,
+            frag,
+            8_000,
+            sub_buckets=8,
+            min_slice=1,
+            max_slice=1_000,
+            scarcity_threshold=1,
+            central_threshold=1,
+        )
         for k in range(8):
             assert (await deduct(client, frag, _landing_on(frag, k), 1)).code == OK
         big = await deduct(client, frag, f"{frag}-big", 7_992)

@@ -88,7 +88,9 @@ class Client:
     """Async stubs on one channel."""
 
     def __init__(self, target: str) -> None:
-        self.channel = grpc.aio.insecure_channel(target)
+        # A channel of its own connections: gRPC shares subchannels between the channels of a
+        # process, so a new client would inherit another's reconnect backoff after a restart.
+        self.channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
         self.quota = quota_pb2_grpc.QuotaStub(self.channel)
         self.admin = admin_pb2_grpc.AdminStub(self.channel)
 

@@ -1,0 +1,276 @@
+"""The spending API at the agent (proto ``quota.v1.Quota``): the slice first, the center otherwise.
+
+The same RPCs, result codes and statuses as the center's (``quota_center.api.quota``): a
+caller cannot tell whether its request was served from this agent's slice or forwarded. A
+request the core cannot serve goes to the center with the same ids; the center's answer, if it
+took effect, is remembered for retries here, and a budget first met this way is tracked, so
+the session asks the center for a slice of it in the background.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+from quota.v1 import common_pb2 as pb
+from quota.v1 import quota_pb2_grpc
+
+from quota_center.api.decoding import Malformed
+from quota_center.limits import InvalidInput, check_amount, check_budget_id, check_request_id
+from region_agent.convert import MODE_PB, STATE_PB, answer_of, code_name, wire_code
+from region_agent.core import Agent, Forward
+from region_agent.forward import CenterClient, CenterRefused, CenterUnavailable
+from region_agent.metrics import Metrics
+from region_agent.records import Answer
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 10_000  # as at the center
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Req = TypeVar("Req")
+Resp = TypeVar("Resp", bound=Message)
+T = TypeVar("T")
+Handler = Callable[["QuotaServicer", Req, Context], Awaitable[Resp]]
+
+# Forwarded because the slice had nothing for it: ask the center for a slice at once.
+_ASK_NOW = frozenset({"unknown", "no_holding", "short"})
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
+    """The status and message a caller gets for ``exc``; None for an unexpected error."""
+    if isinstance(exc, InvalidInput):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, CenterUnavailable):
+        return grpc.StatusCode.UNAVAILABLE, str(exc)
+    if isinstance(exc, CenterRefused):
+        return exc.code, exc.details
+    return None
+
+
+def rpc(method: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
+    """Wrap a handler: map errors to statuses, count the call by result code, time it."""
+
+    def wrap(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
+        @functools.wraps(handler)
+        async def run(self: QuotaServicer, request: Req, context: Context) -> Resp:
+            start = time.perf_counter()
+            try:
+                if isinstance(request, Malformed):
+                    raise InvalidInput(f"malformed {method} request: {request.error}")
+                response = await handler(self, request, context)
+            except Exception as exc:
+                mapped = status_for(exc)
+                if mapped is None:
+                    log.exception("%s failed", method)
+                    mapped = (grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+                self.metrics.observe(method, mapped[0].name, start)
+                await context.abort(*mapped)
+            code = getattr(response, "code", None)
+            self.metrics.observe(method, "OK" if code is None else code_name(code), start)
+            return response
+
+        return run
+
+    return wrap
+
+
+class QuotaServicer(quota_pb2_grpc.QuotaServicer):
+    def __init__(
+        self,
+        agent: Agent,
+        center: CenterClient,
+        metrics: Metrics,
+        clock: Callable[[], int],
+        ask: Callable[[str, int], object] | None = None,
+    ) -> None:
+        self.agent = agent
+        self.center = center
+        self.metrics = metrics
+        self.clock = clock
+        self.ask = ask  # sends a SliceRequest for (budget, needed); the session's request_slice
+
+    @rpc("Deduct")
+    async def Deduct(self, request: pb.DeductRequest, context: Context) -> pb.DeductResponse:
+        decided = self.agent.deduct(request.budget_id, request.request_id, request.amount, self.clock())
+        if isinstance(decided, Answer):
+            self.metrics.served.labels("Deduct", "local").inc()
+            return _deduct_response(request, decided)
+        response = await self._forward(
+            "Deduct", decided, request.budget_id, request.amount, lambda: self.center.deduct(request)
+        )
+        self.agent.remember(request.request_id, answer_of(response))
+        return response
+
+    @rpc("DeductBatch")
+    async def DeductBatch(self, request: pb.DeductBatchRequest, context: Context) -> pb.DeductBatchResponse:
+        if not request.items:
+            raise InvalidInput("items must not be empty")
+        if len(request.items) > MAX_BATCH:
+            raise InvalidInput(f"at most {MAX_BATCH} items per batch, got {len(request.items)}")
+        # Validate every item before the first deduction: a bad batch changes nothing.
+        for i, item in enumerate(request.items):
+            try:
+                check_budget_id(item.budget_id)
+                check_request_id(item.request_id)
+                check_amount(item.amount)
+            except InvalidInput as exc:
+                raise InvalidInput(f"items[{i}]: {exc}") from None
+        now = self.clock()
+        results: list[pb.DeductResponse | None] = []
+        forwarded: list[tuple[int, Forward]] = []
+        for i, item in enumerate(request.items):
+            decided = self.agent.deduct(item.budget_id, item.request_id, item.amount, now)
+            if isinstance(decided, Answer):
+                self.metrics.served.labels("DeductBatch", "local").inc()
+                results.append(_deduct_response(item, decided))
+            else:
+                results.append(None)
+                forwarded.append((i, decided))
+        if forwarded:
+            batch = pb.DeductBatchRequest(items=[request.items[i] for i, _ in forwarded])
+            try:
+                answered = await self.center.deduct_batch(batch)
+            except CenterUnavailable as exc:
+                raise CenterUnavailable(
+                    f"{exc}; {len(request.items) - len(forwarded)} of the batch's items were served here"
+                    " (a retry with the same request ids gets their answers)"
+                ) from None
+            for (i, why), response in zip(forwarded, answered.results, strict=True):
+                item = request.items[i]
+                self._forwarded("DeductBatch", why, item.budget_id, item.amount, now)
+                self.agent.remember(item.request_id, answer_of(response))
+                results[i] = response
+        return pb.DeductBatchResponse(results=[r for r in results if r is not None])
+
+    @rpc("Return")
+    async def Return(self, request: pb.ReturnRequest, context: Context) -> pb.ReturnResponse:
+        decided = self.agent.return_(
+            request.budget_id, request.request_id, request.deduction_id, request.amount, self.clock()
+        )
+        if isinstance(decided, Answer):
+            self.metrics.served.labels("Return", "local").inc()
+            return pb.ReturnResponse(
+                code=wire_code(decided.code),
+                message=decided.message,
+                budget_id=request.budget_id,
+                request_id=request.request_id,
+                deduction_id=request.deduction_id,
+                amount=decided.amount,
+                refundable=decided.refundable,
+            )
+        response = await self._forward(
+            "Return", decided, request.budget_id, 0, lambda: self.center.return_(request)
+        )
+        self.agent.remember(request.request_id, answer_of(response))
+        return response
+
+    @rpc("Reserve")
+    async def Reserve(self, request: pb.ReserveRequest, context: Context) -> pb.ReserveResponse:
+        decided = self.agent.reserve(
+            request.budget_id, request.request_id, request.amount, request.ttl_ms, self.clock()
+        )
+        if isinstance(decided, Answer):
+            self.metrics.served.labels("Reserve", "local").inc()
+            return pb.ReserveResponse(
+                code=wire_code(decided.code),
+                message=decided.message,
+                budget_id=request.budget_id,
+                request_id=request.request_id,
+                amount=decided.amount,
+                expires_at_ms=decided.expires_at_ms,
+            )
+        response = await self._forward(
+            "Reserve", decided, request.budget_id, request.amount, lambda: self.center.reserve(request)
+        )
+        self.agent.remember(request.request_id, answer_of(response))
+        return response
+
+    @rpc("Confirm")
+    async def Confirm(self, request: pb.ConfirmRequest, context: Context) -> pb.ConfirmResponse:
+        decided = self.agent.confirm(request.budget_id, request.reservation_id, request.amount, self.clock())
+        if isinstance(decided, Answer):
+            self.metrics.served.labels("Confirm", "local").inc()
+            return pb.ConfirmResponse(
+                code=wire_code(decided.code),
+                message=decided.message,
+                budget_id=request.budget_id,
+                reservation_id=request.reservation_id,
+                amount=decided.amount,
+                released=decided.released,
+            )
+        return await self._forward(
+            "Confirm", decided, request.budget_id, 0, lambda: self.center.confirm(request)
+        )
+
+    @rpc("Cancel")
+    async def Cancel(self, request: pb.CancelRequest, context: Context) -> pb.CancelResponse:
+        decided = self.agent.cancel(request.budget_id, request.reservation_id, self.clock())
+        if isinstance(decided, Answer):
+            self.metrics.served.labels("Cancel", "local").inc()
+            return pb.CancelResponse(
+                code=wire_code(decided.code),
+                message=decided.message,
+                budget_id=request.budget_id,
+                reservation_id=request.reservation_id,
+                released=decided.released,
+            )
+        return await self._forward(
+            "Cancel", decided, request.budget_id, 0, lambda: self.center.cancel(request)
+        )
+
+    @rpc("GetBalance")
+    async def GetBalance(self, request: pb.GetBalanceRequest, context: Context) -> pb.GetBalanceResponse:
+        """The center's numbers with ``held_here`` = this agent's available; local ones if it is down."""
+        check_budget_id(request.budget_id)
+        held = self.agent.available(request.budget_id)
+        try:
+            response = await self.center.balance(request)
+        except CenterUnavailable:
+            s = self.agent.get(request.budget_id)
+            if s is None or s.holding is None:
+                raise
+            # Only what this agent can vouch for: its own slice. Total and consumed are the center's.
+            return pb.GetBalanceResponse(
+                budget_id=request.budget_id,
+                state=STATE_PB[s.holding.state],
+                mode=MODE_PB[s.holding.mode],
+                available=held,
+                reserved=s.counters.reserved,
+                held_here=held,
+            )
+        response.held_here = held
+        return response
+
+    async def _forward(
+        self, method: str, why: Forward, budget_id: str, amount: int, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        now = self.clock()
+        response = await call()
+        self._forwarded(method, why, budget_id, amount, now)
+        return response
+
+    def _forwarded(self, method: str, why: Forward, budget_id: str, amount: int, now: int) -> None:
+        """Count a forwarded request the center answered, and learn the budget from it."""
+        self.metrics.served.labels(method, "forwarded").inc()
+        self.metrics.forwarded.labels(why.reason).inc()
+        if why.reason in _ASK_NOW and amount > 0:
+            # The center answered with a result code, so the budget exists: hold a slice of it.
+            self.agent.track(budget_id, now, amount)
+            if self.ask is not None:
+                self.ask(budget_id, amount)
+
+
+def _deduct_response(request: pb.DeductRequest, answer: Answer) -> pb.DeductResponse:
+    return pb.DeductResponse(
+        code=wire_code(answer.code),
+        message=answer.message,
+        budget_id=request.budget_id,
+        request_id=request.request_id,
+        amount=answer.amount,
+    )

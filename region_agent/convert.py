@@ -1,0 +1,79 @@
+"""Conversions between the wire messages and the agent's own values (pure)."""
+
+from __future__ import annotations
+
+from quota.v1 import common_pb2 as pb
+from quota.v1 import session_pb2 as spb
+
+from quota_center.api.results import result_code
+from region_agent.records import Answer
+from region_agent.slices import Counters, Holding, Mode, State
+
+_MODES = {
+    pb.MODE_UNSPECIFIED: Mode.UNSPECIFIED,
+    pb.MODE_NORMAL: Mode.NORMAL,
+    pb.MODE_SCARCE: Mode.SCARCE,
+    pb.MODE_CENTRAL: Mode.CENTRAL,
+}
+_STATES = {
+    pb.BUDGET_STATE_UNSPECIFIED: State.UNSPECIFIED,
+    pb.BUDGET_STATE_ACTIVE: State.ACTIVE,
+    pb.BUDGET_STATE_PAUSED: State.PAUSED,
+    pb.BUDGET_STATE_CLOSED: State.CLOSED,
+}
+MODE_PB = {v: k for k, v in _MODES.items()}
+STATE_PB = {v: k for k, v in _STATES.items()}
+
+
+def usage_pb(budget_id: str, c: Counters) -> spb.Usage:
+    return spb.Usage(
+        budget_id=budget_id,
+        seq=c.seq,
+        consumed=c.consumed,
+        returned=c.returned,
+        reserved=c.reserved,
+        released=c.released,
+    )
+
+
+def counters_from_pb(u: spb.Usage) -> Counters:
+    return Counters(
+        consumed=u.consumed, returned=u.returned, reserved=u.reserved, released=u.released, seq=u.seq
+    )
+
+
+def holding_from_pb(h: spb.AgentHolding) -> Holding:
+    # An enum value this agent does not know is treated as the most careful one it does.
+    return Holding(
+        budget_id=h.budget_id,
+        version=h.version,
+        balance=h.balance,
+        applied=counters_from_pb(h.applied),
+        lease_ms=h.lease_ms,
+        mode=_MODES.get(h.mode, Mode.CENTRAL),
+        state=_STATES.get(h.state, State.UNSPECIFIED),
+        lost=h.lost,
+    )
+
+
+def code_name(code: int) -> str:
+    """'OK', 'INSUFFICIENT', ... for a ResultCode value."""
+    return pb.ResultCode.Name(code).removeprefix("RESULT_CODE_")
+
+
+def wire_code(name: str) -> str:
+    """The enum value name a response takes for a short code name."""
+    return result_code(name)
+
+
+def answer_of(response: pb.DeductResponse | pb.ReturnResponse | pb.ReserveResponse) -> Answer:
+    """The center's answer to a forwarded request, to remember for retries here."""
+    if isinstance(response, pb.ReturnResponse):
+        return Answer(
+            code_name(response.code), response.amount, response.message, refundable=response.refundable
+        )
+    if isinstance(response, pb.ReserveResponse):
+        return Answer(
+            code_name(response.code), response.amount, response.message, expires_at_ms=response.expires_at_ms
+        )
+    return Answer(code_name(response.code), response.amount, response.message)

@@ -1,0 +1,456 @@
+"""The agent's decisions: serve a request from the slice, or forward it to the center (pure).
+
+No I/O, no asyncio, no clock of its own: every call takes ``now`` (agent-monotonic ms), and
+the counters go to a ``CounterStore`` (the memory-mapped journal in production, a dict in
+tests), whose write is a store to memory. A request the slice covers is answered by one
+synchronous call; anything else comes back as a ``Forward`` for the I/O edge to send to the
+center (docs/agents.md, "Serving").
+
+Bad input raises ``quota_center.limits.InvalidInput`` before anything changes, with the
+center's own checks and messages. Result codes and their messages follow the center's
+(``quota_center.spending``, ``quota_center.reservations``), so a caller cannot tell who answered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from quota_center.limits import InvalidInput, check_amount, check_budget_id, check_request_id
+from quota_center.rates import DecayingRate, observe
+from region_agent import refill
+from region_agent.records import Answer, Forwarded, Record, Records, Reservation, Served
+from region_agent.slices import BudgetSlice, Counters, Holding, Mode, State
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 24 * 3600 * 1000
+
+
+class CounterStore(Protocol):
+    """Where the cumulative counters live across restarts (``region_agent.journal``)."""
+
+    def load(self) -> dict[str, Counters]: ...
+
+    def write(self, budget_id: str, counters: Counters) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """The slice cannot serve this request: send it to the center.
+
+    ``reason`` is a short label (for metrics and logs); the request id, if the call has one of
+    its own, is now bound to the center (see ``records``).
+    """
+
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    retention_ms: int = 7 * DAY_MS
+    max_records: int = 1_000_000
+    reservation_ttl_ms: int = 300_000
+    reservation_max_ttl_ms: int = DAY_MS
+    # unix ms = agent-monotonic ms + this (a reservation's expires_at_ms is told in unix ms).
+    unix_offset_ms: int = 0
+    rules: refill.RefillRules = field(default_factory=refill.RefillRules)
+
+
+def resolve_ttl(ttl_ms: int, default_ms: int, max_ms: int) -> int:
+    """The TTL a reservation gets; the rule of ``quota_center.reservations.resolve_ttl``."""
+    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int):
+        raise InvalidInput("ttl_ms must be an integer number of milliseconds")
+    if ttl_ms < 0:
+        raise InvalidInput(f"ttl_ms must not be negative, got {ttl_ms} (0 takes the default {default_ms})")
+    if ttl_ms > max_ms:
+        raise InvalidInput(f"ttl_ms {ttl_ms} exceeds the maximum {max_ms}")
+    return ttl_ms or default_ms
+
+
+# Fingerprints as the center binds request ids (quota_center.spending, quota_center.reservations).
+def deduct_fingerprint(budget_id: str, amount: int) -> str:
+    return f"deduct|{budget_id}|{amount}"
+
+
+def return_fingerprint(budget_id: str, amount: int, deduction_id: str) -> str:
+    return f"return|{budget_id}|{amount}|{deduction_id}"
+
+
+def reserve_fingerprint(budget_id: str, amount: int, ttl_ms: int) -> str:
+    return f"reserve|{budget_id}|{amount}|{ttl_ms}"
+
+
+_NOT_SPENDABLE = {
+    State.PAUSED: "budget {b} is paused",
+    State.CLOSED: "budget {b} is closed",
+    State.UNSPECIFIED: "budget {b} has no state at the center",
+}
+
+
+class Agent:
+    """The budgets this agent holds, its request records, and every decision on them."""
+
+    def __init__(self, journal: CounterStore, config: Config | None = None, *, now: int = 0) -> None:
+        self.journal = journal
+        self.config = config or Config()
+        self.records = Records(self.config.retention_ms, self.config.max_records)
+        self._slices: dict[str, BudgetSlice] = {}
+        self._held: dict[str, Reservation] = {}
+        for budget_id, counters in journal.load().items():
+            s = self._slices[budget_id] = BudgetSlice(budget_id, counters, active_at=now)
+            s.rate = DecayingRate.starting(now / 1000)
+            if counters.reserved:
+                # Reservations live in memory: those of a process that died can no longer be
+                # confirmed (UNKNOWN_REQUEST), so what they held goes back to the slice.
+                log.warning(
+                    "budget %s: releasing %d reserved by a previous run", budget_id, counters.reserved
+                )
+                self._set(s, replace(counters, reserved=0, seq=counters.seq + 1))
+
+    # ---- spending ---------------------------------------------------------------------------
+
+    def deduct(self, budget_id: str, request_id: str, amount: int, now: int) -> Answer | Forward:
+        check_budget_id(budget_id)
+        check_request_id(request_id)
+        check_amount(amount)
+        fingerprint = deduct_fingerprint(budget_id, amount)
+        prior = self._prior(request_id, fingerprint, "request {r} was already applied")
+        if prior is not None:
+            return prior
+        s = self._active(budget_id, amount, now)
+        refusal = self._why_not_local(s, amount, now)
+        if refusal is not None:
+            return self._forward(request_id, fingerprint, refusal, now)
+        assert s is not None
+        c = s.counters
+        self._set(s, replace(c, consumed=c.consumed + amount, seq=c.seq + 1))
+        answer = Answer("OK", amount)
+        self.records.put(request_id, Served("deduct", budget_id, fingerprint, answer, now))
+        return answer
+
+    def return_(
+        self, budget_id: str, request_id: str, deduction_id: str, amount: int, now: int
+    ) -> Answer | Forward:
+        """Refund a deduction this agent served; one it did not serve is the center's to refund."""
+        check_budget_id(budget_id)
+        check_request_id(request_id)
+        check_request_id(deduction_id, "deduction_id")
+        check_amount(amount)
+        if request_id == deduction_id:
+            return Answer("CONFLICT", message="a return needs its own request_id, not the deduction's")
+        fingerprint = return_fingerprint(budget_id, amount, deduction_id)
+        prior = self._prior(request_id, fingerprint, "return {r} was already applied")
+        if prior is not None:
+            return prior
+        d = self.records.get(deduction_id)
+        if isinstance(d, Forwarded) or d is None:
+            return self._forward(request_id, fingerprint, Forward("remote", "deduction not served here"), now)
+        deducted = _deducted(d, budget_id)
+        if deducted is None:
+            return Answer(
+                "UNKNOWN_REQUEST",
+                message=f"no deduction {deduction_id} on budget {budget_id} (never made, or older than retention)",
+            )
+        left = deducted - d.returned
+        if amount > left:
+            return Answer(
+                "EXCEEDS_DEDUCTED",
+                message=f"deduction {deduction_id} has only {left} left to refund",
+                refundable=left,
+            )
+        s = self._slice(budget_id, now)
+        c = s.counters
+        self._set(s, replace(c, returned=c.returned + amount, seq=c.seq + 1))
+        d.returned += amount
+        answer = Answer("OK", amount, refundable=left - amount)
+        self.records.put(request_id, Served("return", budget_id, fingerprint, answer, now))
+        return answer
+
+    def reserve(
+        self, budget_id: str, request_id: str, amount: int, ttl_ms: int, now: int
+    ) -> Answer | Forward:
+        check_budget_id(budget_id)
+        check_request_id(request_id)
+        check_amount(amount)
+        ttl = resolve_ttl(ttl_ms, self.config.reservation_ttl_ms, self.config.reservation_max_ttl_ms)
+        fingerprint = reserve_fingerprint(budget_id, amount, ttl_ms)
+        prior = self._prior(request_id, fingerprint, "reservation {r} was already made")
+        if prior is not None:
+            return prior
+        s = self._active(budget_id, amount, now)
+        refusal = self._why_not_local(s, amount, now)
+        if refusal is not None:
+            return self._forward(request_id, fingerprint, refusal, now)
+        assert s is not None
+        c = s.counters
+        self._set(s, replace(c, reserved=c.reserved + amount, seq=c.seq + 1))
+        expires_at_ms = now + ttl + self.config.unix_offset_ms
+        r = Reservation(budget_id, fingerprint, amount, now + ttl, expires_at_ms, now)
+        self.records.put(request_id, r)
+        self._held[request_id] = r
+        return Answer("OK", amount, expires_at_ms=expires_at_ms)
+
+    def confirm(self, budget_id: str, reservation_id: str, amount: int, now: int) -> Answer | Forward:
+        check_budget_id(budget_id)
+        check_request_id(reservation_id, "reservation_id")
+        check_amount(amount)
+        r = self._reservation(budget_id, reservation_id)
+        if not isinstance(r, Reservation):
+            return r
+        rid = reservation_id
+        if r.state == "held" and now >= r.expires_at:
+            self._end(reservation_id, r, "expired")
+        if r.state == "confirmed":
+            if r.confirmed == amount:
+                return Answer(
+                    "EXISTS", amount, released=r.released, message=f"reservation {rid} was already confirmed"
+                )
+            return Answer("CONFLICT", message=f"reservation {rid} was already confirmed for {r.confirmed}")
+        if r.state == "cancelled":
+            return Answer("CANCELLED", message=f"reservation {rid} was cancelled")
+        if r.state == "expired":
+            return Answer("EXPIRED", message=f"reservation {rid} expired; its amount was released")
+        if amount > r.amount:
+            return Answer(
+                "EXCEEDS_DEDUCTED", message=f"reservation {rid} holds only {r.amount}; nothing was confirmed"
+            )
+        s = self._slice(budget_id, now)
+        c = s.counters
+        self._set(s, replace(c, consumed=c.consumed + amount, reserved=c.reserved - r.amount, seq=c.seq + 1))
+        del self._held[reservation_id]
+        r.state, r.confirmed, r.released = "confirmed", amount, r.amount - amount
+        return Answer("OK", amount, released=r.released)
+
+    def cancel(self, budget_id: str, reservation_id: str, now: int) -> Answer | Forward:
+        check_budget_id(budget_id)
+        check_request_id(reservation_id, "reservation_id")
+        r = self._reservation(budget_id, reservation_id)
+        if not isinstance(r, Reservation):
+            return r
+        rid = reservation_id
+        if r.state == "cancelled":
+            return Answer("EXISTS", released=r.amount, message=f"reservation {rid} was already cancelled")
+        if r.state == "confirmed":
+            return Answer("CONFIRMED", message=f"reservation {rid} was confirmed")
+        if r.state == "expired":
+            return Answer("EXPIRED", message=f"reservation {rid} expired; its amount was released")
+        if now >= r.expires_at:
+            self._end(reservation_id, r, "expired")
+            return Answer("EXPIRED", message=f"reservation {rid} expired; its amount was released")
+        self._end(reservation_id, r, "cancelled")
+        return Answer("OK", released=r.amount)
+
+    def remember(self, request_id: str, answer: Answer) -> bool:
+        """Keep the center's answer to a forwarded request, if it took effect, for retries here.
+
+        A refusal is not kept, as at the center: the same request retried later (after a
+        top-up, say) is forwarded again and may succeed.
+        """
+        r = self.records.get(request_id)
+        if not isinstance(r, Forwarded) or answer.code not in ("OK", "EXISTS"):
+            return False
+        r.answer = answer
+        return True
+
+    def expire(self, now: int) -> int:
+        """Release reservations past their TTL and forget records past retention; return how many expired."""
+        due = [(rid, r) for rid, r in self._held.items() if now >= r.expires_at]
+        for rid, r in due:
+            self._end(rid, r, "expired")
+        self.records.prune(now)
+        return len(due)
+
+    # ---- the center's side ------------------------------------------------------------------
+
+    def adopt(self, holding: Holding, sent_at: int) -> bool:
+        """Take the center's view of a holding; ``sent_at``: when the answered request was sent.
+
+        An older version than the one held changes nothing. The lease is measured from the
+        agent's send time, which is before the center set it, so the agent stops spending
+        first. Returns False if the holding was ignored.
+        """
+        check_budget_id(holding.budget_id)
+        s = self._slice(holding.budget_id, sent_at)
+        current = s.holding
+        if current is not None and holding.version < current.version:
+            return False
+        if holding.applied.seq > s.counters.seq:
+            # The center applied usage these counters do not have (a journal that lost its last
+            # pages, or a new one): continue from what it applied, or the formula would let the
+            # agent spend the difference twice.
+            held = sum(r.amount for r in self._held.values() if r.budget_id == holding.budget_id)
+            log.warning(
+                "budget %s: the center applied usage seq %d, the journal has %d; continuing from it",
+                holding.budget_id,
+                holding.applied.seq,
+                s.counters.seq,
+            )
+            a = holding.applied
+            self._set(s, replace(a, reserved=held, seq=a.seq + (1 if held != a.reserved else 0)))
+        s.holding = holding
+        if holding.lease_ms > 0:
+            # Answers can arrive out of order; the center's lease only moves forward.
+            s.lease_deadline = max(s.lease_deadline, sent_at + holding.lease_ms)
+        return True
+
+    def release(self, budget_id: str, amount: int) -> int:
+        """Give back up to ``amount`` of the unreserved available balance; return what was given."""
+        s = self._slices.get(budget_id)
+        if s is None or amount <= 0:
+            return 0
+        give = min(amount, max(0, s.available()))
+        if give > 0:
+            c = s.counters
+            self._set(s, replace(c, released=c.released + give, seq=c.seq + 1))
+        return give
+
+    def answer_reclaim(self, budget_id: str, amount: int) -> tuple[int, Counters]:
+        """A ReclaimOrder: release up to ``amount`` now; the released units and the usage to report."""
+        released = self.release(budget_id, amount)
+        return released, self.usage(budget_id)
+
+    def granted(self, budget_id: str, amount: int) -> None:
+        """Note a slice the center granted (refill decisions treat a budget never granted as new)."""
+        s = self._slices.get(budget_id)
+        if s is not None and amount > 0:
+            s.last_grant = amount
+
+    def track(self, budget_id: str, now: int, amount: int = 0) -> None:
+        """Start holding a budget the center knows (after a forwarded request it answered)."""
+        check_budget_id(budget_id)
+        s = self._slice(budget_id, now)
+        if amount > 0 and s.last_grant == 0 and s.holding is None:
+            s.rate = observe(s.rate, amount, now / 1000, self.config.rules.rate_half_life_ms / 1000)
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def usage(self, budget_id: str) -> Counters:
+        s = self._slices.get(budget_id)
+        return Counters() if s is None else s.counters
+
+    def available(self, budget_id: str) -> int:
+        s = self._slices.get(budget_id)
+        return 0 if s is None else max(0, s.available())
+
+    def budgets(self) -> list[str]:
+        return list(self._slices)
+
+    def slices(self) -> Iterable[BudgetSlice]:
+        return self._slices.values()
+
+    def get(self, budget_id: str) -> BudgetSlice | None:
+        return self._slices.get(budget_id)
+
+    def wants_refill(self, budget_id: str, now: int) -> bool:
+        s = self._slices.get(budget_id)
+        return s is not None and refill.wants_refill(s, now, self.config.rules)
+
+    def release_due(self, budget_id: str, now: int) -> int:
+        s = self._slices.get(budget_id)
+        return 0 if s is None else refill.release_due(s, now, self.config.rules)
+
+    def observed_rate(self, budget_id: str, now: int) -> int:
+        s = self._slices.get(budget_id)
+        return 0 if s is None else refill.observed_rate(s, now, self.config.rules)
+
+    def unix_ms(self, now: int) -> int:
+        return now + self.config.unix_offset_ms
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _prior(self, request_id: str, fingerprint: str, applied: str) -> Answer | Forward | None:
+        """The answer to a request id seen before; None for a new one."""
+        r = self.records.get(request_id)
+        if r is None:
+            return None
+        if r.fingerprint != fingerprint:
+            return Answer(
+                "CONFLICT", message=f"request_id {request_id} was already used for a different request"
+            )
+        message = applied.format(r=request_id)
+        if isinstance(r, Served):
+            return replace(r.answer, code="EXISTS", message=message)
+        if isinstance(r, Reservation):
+            return Answer("EXISTS", r.amount, message, expires_at_ms=r.expires_at_ms)
+        if r.answer is not None:
+            return replace(r.answer, code="EXISTS", message=r.answer.message or message)
+        return Forward("retry", "forwarded before: only the center knows whether it took effect")
+
+    def _active(self, budget_id: str, amount: int, now: int) -> BudgetSlice | None:
+        """The budget's slice, with this request counted as demand."""
+        s = self._slices.get(budget_id)
+        if s is not None:
+            s.rate = observe(s.rate, amount, now / 1000, self.config.rules.rate_half_life_ms / 1000)
+            s.active_at = now
+        return s
+
+    @staticmethod
+    def _why_not_local(s: BudgetSlice | None, amount: int, now: int) -> Forward | None:
+        if s is None:
+            return Forward("unknown", "budget not held here")
+        h = s.holding
+        if h is None:
+            return Forward("no_holding", "no holding of this budget yet")
+        if h.lost:
+            return Forward("lost", "the holding's lease ran out at the center")
+        if h.state is not State.ACTIVE:
+            return Forward("state", _NOT_SPENDABLE[h.state].format(b=s.budget_id))
+        if h.mode is Mode.CENTRAL:
+            return Forward("central", "the budget is in central mode")
+        if not s.lease_valid(now):
+            return Forward("lease", "the lease has run out")
+        if s.available() < amount:
+            return Forward("short", f"the slice holds {max(0, s.available())}, less than {amount}")
+        return None
+
+    def _forward(self, request_id: str, fingerprint: str, why: Forward, now: int) -> Forward:
+        if self.records.get(request_id) is None:
+            self.records.put(request_id, Forwarded(fingerprint, now))
+        return why
+
+    def _reservation(self, budget_id: str, reservation_id: str) -> Reservation | Answer | Forward:
+        """This agent's reservation, the answer for an id it knows as something else, or Forward."""
+        r: Record | None = self.records.get(reservation_id)
+        if isinstance(r, Reservation) and r.budget_id == budget_id:
+            return r
+        if isinstance(r, Served | Reservation):
+            # Served here, so the center does not know it either: it is not a reservation of this budget.
+            return Answer(
+                "UNKNOWN_REQUEST",
+                message=f"no reservation {reservation_id} on budget {budget_id} (never made, or older than retention)",
+            )
+        return Forward("remote", "reservation not made here")
+
+    def _end(self, reservation_id: str, r: Reservation, state: str) -> None:
+        s = self._slice(r.budget_id, r.at)
+        c = s.counters
+        self._set(s, replace(c, reserved=c.reserved - r.amount, seq=c.seq + 1))
+        self._held.pop(reservation_id, None)
+        r.state = state
+        if state != "confirmed":
+            r.released = r.amount
+
+    def _slice(self, budget_id: str, now: int) -> BudgetSlice:
+        s = self._slices.get(budget_id)
+        if s is None:
+            s = self._slices[budget_id] = BudgetSlice(budget_id, active_at=now)
+            s.rate = DecayingRate.starting(now / 1000)
+        return s
+
+    def _set(self, s: BudgetSlice, counters: Counters) -> None:
+        # Journal first: if it cannot take the write, nothing changed here either.
+        self.journal.write(s.budget_id, counters)
+        s.counters = counters
+
+
+def _deducted(d: Served | Reservation, budget_id: str) -> int | None:
+    """What a record deducted on ``budget_id``, if it is a refundable deduction of it."""
+    if d.budget_id != budget_id:
+        return None
+    if isinstance(d, Served):
+        return d.answer.amount if d.kind == "deduct" else None
+    return d.confirmed if d.state == "confirmed" else None

@@ -1,0 +1,138 @@
+"""Prometheus metrics of one agent, in a registry of its own (served on the metrics port).
+
+A registry per agent, not the process default: tests run several agents (and a center) in one
+process, and each must report only its own numbers. Per-budget values (slice balance, lease)
+are read from the core at scrape time, so the hot path updates no gauge.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from region_agent.core import Agent
+
+LATENCY_BUCKETS = (0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "agent_requests_total",
+            "gRPC requests by method and result code (OK, INSUFFICIENT, ..., or a gRPC status for errors).",
+            ["method", "code"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "agent_request_seconds",
+            "gRPC request latency by method.",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.served = Counter(
+            "agent_served_total",
+            "Spending requests by where they were decided: local (from the slice) or forwarded (by the"
+            " center); the local hit ratio is local / (local + forwarded).",
+            ["method", "where"],
+            registry=r,
+        )
+        self.forwarded = Counter(
+            "agent_forwarded_total",
+            "Requests forwarded to the center, by why the slice did not serve them.",
+            ["reason"],
+            registry=r,
+        )
+        self.refills = Counter(
+            "agent_refills_total",
+            "Slice requests answered by the center, by result code (OK, INSUFFICIENT, ...).",
+            ["code"],
+            registry=r,
+        )
+        self.refilled = Counter("agent_refilled_units_total", "Units granted to this agent.", registry=r)
+        self.refill_seconds = Histogram(
+            "agent_refill_seconds",
+            "Time from a SliceRequest to its Grant.",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+            registry=r,
+        )
+        self.released = Counter(
+            "agent_released_units_total",
+            "Units given back to the center, by why (idle, reclaim).",
+            ["why"],
+            registry=r,
+        )
+        self.reclaims = Counter("agent_reclaim_orders_total", "Reclaim orders answered.", registry=r)
+        self.reconnects = Counter(
+            "agent_session_reconnects_total",
+            "Times the session stream to the center was (re)opened.",
+            registry=r,
+        )
+        self.session_errors = Counter(
+            "agent_session_errors_total",
+            "Session streams that failed, and SessionError messages.",
+            registry=r,
+        )
+
+    def watch(
+        self, agent: Agent, clock: Callable[[], int], heartbeat_answered: Callable[[], int | None]
+    ) -> None:
+        """Report the core's per-budget state and the heartbeat age at every scrape."""
+        self.registry.register(_StateCollector(agent, clock, heartbeat_answered))
+
+    def observe(self, method: str, code: str, start: float) -> None:
+        self.requests.labels(method, code).inc()
+        self.latency.labels(method).observe(time.perf_counter() - start)
+
+
+class _StateCollector(Collector):
+    def __init__(
+        self, agent: Agent, clock: Callable[[], int], heartbeat_answered: Callable[[], int | None]
+    ) -> None:
+        self.agent = agent
+        self.clock = clock
+        self.heartbeat_answered = heartbeat_answered
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.clock()
+        available = GaugeMetricFamily(
+            "agent_slice_available",
+            "Units this agent may still spend of its holding, per budget.",
+            labels=["budget"],
+        )
+        reserved = GaugeMetricFamily(
+            "agent_slice_reserved", "Units held in reservations at this agent, per budget.", labels=["budget"]
+        )
+        lease = GaugeMetricFamily(
+            "agent_lease_remaining_seconds",
+            "Seconds until the lease of a budget runs out at this agent (0: spent out or never had one).",
+            labels=["budget"],
+        )
+        usable = GaugeMetricFamily(
+            "agent_lease_valid",
+            "1 while the agent may spend a budget's slice (lease valid, not lost).",
+            labels=["budget"],
+        )
+        for s in list(self.agent.slices()):
+            available.add_metric([s.budget_id], max(0, s.available()))
+            reserved.add_metric([s.budget_id], s.counters.reserved)
+            lease.add_metric([s.budget_id], max(0, s.lease_deadline - now) / 1000)
+            ok = s.lease_valid(now) and s.holding is not None and not s.holding.lost
+            usable.add_metric([s.budget_id], 1 if ok else 0)
+        yield available
+        yield reserved
+        yield lease
+        yield usable
+        answered = self.heartbeat_answered()
+        age = GaugeMetricFamily(
+            "agent_heartbeat_age_seconds",
+            "Seconds since the center last answered a heartbeat (or a Hello); -1 before the first answer.",
+        )
+        age.add_metric([], -1 if answered is None else (now - answered) / 1000)
+        yield age

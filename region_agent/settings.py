@@ -1,0 +1,128 @@
+"""Settings of the agent process, read from ``REGION_AGENT_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+PREFIX = "REGION_AGENT_"
+
+# The agent id names its holder at the center (agent:<id>) and its Redis hash tag, so it
+# takes the characters a budget id does.
+# The center's rule (quota_center.limits.check_agent_id): the id names Redis keys and ledger holders.
+_AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Required, and stable across restarts: a restarted agent reports under the same id.
+    agent_id: str = ""
+    region: str = "local"
+    center_target: str = "127.0.0.1:50051"
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = 50061
+    metrics_port: int = 9465
+    # The counters that survive a kill; one file per agent (it is locked while in use).
+    journal_path: str = "region-agent.journal"
+    # How long request ids and their answers are remembered, and how many at most.
+    retention_s: int = 7 * 24 * 3600
+    max_records: int = 1_000_000
+    # Slices are checked this often for a refill (below the low watermark) or a release.
+    refill_interval_ms: int = 100
+    refill_horizon_ms: int = 2000
+    low_watermark_pct: int = 25
+    rate_half_life_ms: int = 2000
+    # A budget with no spending for this long gives back all but release_keep units.
+    release_idle_ms: int = 10_000
+    release_keep: int = 1
+    # A forwarded call (or a SliceRequest) not answered within this gets UNAVAILABLE.
+    forward_deadline_ms: int = 2000
+    # After the stream to the center fails: exponential backoff with jitter between these.
+    reconnect_min_ms: int = 100
+    reconnect_max_ms: int = 3000
+    reservation_ttl_ms: int = 300_000
+    reservation_max_ttl_ms: int = 24 * 3600 * 1000
+    drain_grace_s: float = 10.0
+    log_level: str = "INFO"
+
+
+HELP: dict[str, str] = {
+    "agent_id": "this agent's id, required and stable across restarts (1-64 letters, digits, '.', '_', '-')",
+    "region": "the region this agent serves (reported to the center)",
+    "center_target": "host:port of the center's gRPC server",
+    "grpc_host": "address the gRPC server binds",
+    "grpc_port": "gRPC port (0 picks a free port)",
+    "metrics_port": "Prometheus /metrics port (0 picks a free port)",
+    "journal_path": "memory-mapped file of the cumulative counters; keep it across restarts",
+    "retention_s": "seconds request ids and their answers are remembered",
+    "max_records": "most request records kept in memory (the oldest go first)",
+    "refill_interval_ms": "how often slices are checked for a refill or a release",
+    "refill_horizon_ms": "a slice should cover this long at the observed rate",
+    "low_watermark_pct": "ask for a refill below this percentage of that slice",
+    "rate_half_life_ms": "half-life of the observed demand rate reported to the center",
+    "release_idle_ms": "a budget without spending for this long gives its surplus back",
+    "release_keep": "units an idle budget keeps for the next request",
+    "forward_deadline_ms": "deadline of a call forwarded to the center",
+    "reconnect_min_ms": "first wait before reconnecting to the center",
+    "reconnect_max_ms": "longest wait between reconnection attempts",
+    "reservation_ttl_ms": "TTL of a reservation that asks for none (ttl_ms 0)",
+    "reservation_max_ttl_ms": "longest TTL a reservation may ask for",
+    "drain_grace_s": "seconds in-flight calls get to finish on SIGTERM",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+}
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from an environment mapping (``os.environ`` by default), defaults for what is unset."""
+    source = os.environ if env is None else env
+    values: dict[str, object] = {}
+    defaults = Settings()
+    for f in fields(Settings):
+        raw = source.get(PREFIX + f.name.upper())
+        if raw is None:
+            continue
+        kind = type(getattr(defaults, f.name))
+        try:
+            values[f.name] = kind(raw)
+        except ValueError:
+            raise SettingsError(f"{PREFIX}{f.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
+    settings = Settings(**values)  # type: ignore[arg-type]
+    check(settings)
+    return settings
+
+
+def check(s: Settings) -> None:
+    """Raise SettingsError for settings the agent cannot run with."""
+    if not s.agent_id:
+        raise SettingsError(f"{PREFIX}AGENT_ID is required: a stable id, the same across restarts")
+    if not _AGENT_ID.fullmatch(s.agent_id):
+        raise SettingsError(
+            f"{PREFIX}AGENT_ID={s.agent_id[:80]!r} is invalid: 1-64 letters, digits, '.', '_', '-',"
+            " starting with a letter or digit"
+        )
+    positive = ("refill_interval_ms", "forward_deadline_ms", "reconnect_min_ms", "max_records", "retention_s")
+    for name in positive:
+        if getattr(s, name) <= 0:
+            raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(s, name)}")
+    if s.reconnect_max_ms < s.reconnect_min_ms:
+        raise SettingsError(f"{PREFIX}RECONNECT_MAX_MS must be at least {PREFIX}RECONNECT_MIN_MS")
+    if not 0 <= s.low_watermark_pct <= 100:
+        raise SettingsError(f"{PREFIX}LOW_WATERMARK_PCT must be 0..100, got {s.low_watermark_pct}")
+
+
+def describe() -> str:
+    """The variables with their defaults, for ``--help``."""
+    defaults = Settings()
+    lines = []
+    for f in fields(Settings):
+        name = PREFIX + f.name.upper()
+        default = getattr(defaults, f.name)
+        shown = "required" if f.name == "agent_id" else f"default: {default}"
+        lines.append(f"  {name:<36} {HELP[f.name]} ({shown})")
+    return "\n".join(lines)

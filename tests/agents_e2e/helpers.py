@@ -1,0 +1,67 @@
+"""Calls on agents and the bookkeeping the end-to-end tests check against."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from quota.v1 import common_pb2 as pb
+from support.center import Client
+
+OK = pb.RESULT_CODE_OK
+INSUFFICIENT = pb.RESULT_CODE_INSUFFICIENT
+
+
+@dataclass(frozen=True)
+class Call:
+    region: int
+    amount: int
+    code: int
+    sent: float
+    done: float
+
+
+@dataclass
+class Book:
+    """Every deduction the test made, with when it was sent and answered."""
+
+    calls: list[Call] = field(default_factory=list)
+
+    async def deduct(self, client: Client, region: int, budget_id: str, rid: str, amount: int) -> int:
+        sent = time.monotonic()
+        r = await client.quota.Deduct(pb.DeductRequest(budget_id=budget_id, request_id=rid, amount=amount))
+        assert r.code in (OK, INSUFFICIENT), r
+        if r.code == OK:
+            assert r.amount == amount, r
+        self.calls.append(Call(region, amount, r.code, sent, time.monotonic()))
+        return r.code
+
+    @property
+    def served(self) -> int:
+        return sum(c.amount for c in self.calls if c.code == OK)
+
+    def false_refusals(self, total: int) -> list[Call]:
+        """Refusals that were certainly false: the amount was at most what was surely left.
+
+        When a refusal was decided, at most the successes sent before its answer came back had
+        been consumed, so at least ``total`` minus those was left; a refusal of no more than that
+        was false. (The bound never calls an honest refusal false.)
+        """
+        bad = []
+        for r in (c for c in self.calls if c.code == INSUFFICIENT):
+            taken = sum(c.amount for c in self.calls if c.code == OK and c.sent < r.done)
+            if r.amount <= total - taken:
+                bad.append(r)
+        return bad
+
+
+async def held_here(client: Client, budget_id: str) -> int:
+    return (await client.quota.GetBalance(pb.GetBalanceRequest(budget_id=budget_id))).held_here
+
+
+async def eventually(check, seconds: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
