@@ -151,8 +151,8 @@ class Filler:
         Returns whether the budget is busy: it consumed within ``QUIET_S`` or something moved.
         """
         meta = await self.registry.get(budget_id)
-        if meta.outside_window(datetime.now(UTC)) is not None:
-            return False
+        if meta.outside_window(datetime.now(UTC)) is not None or meta.policy.strategy == "static":
+            return False  # static shares are given once, on demand, and never topped up
         holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(meta.sub_buckets))]
         found = await asyncio.gather(*(self.buckets.read(budget_id, h) for h in holders))
         views: list[BucketView] = []

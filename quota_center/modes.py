@@ -14,7 +14,8 @@ balance. Budget in flight between buckets, reserved, consumed or in doubt is not
   whichever holder a request lands on. One ledger row per success, none per refusal.
 
 The mode is recomputed on every decision, so a top-up takes a budget back to NORMAL.
-Budgets whose policy strategy is ``central`` are always CENTRAL.
+Budgets whose policy strategy is ``central`` are always CENTRAL; ``static`` budgets are always
+NORMAL (each holder's share is fixed once, see ``replenish.Replenisher.take_static_share``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class Mode(enum.Enum):
 
 
 def mode_for(policy: Policy, free: int) -> Mode:
+    if policy.strategy == "static":
+        return Mode.NORMAL  # shares are fixed up front: there is no end game to switch to
     if policy.strategy == "central" or free < policy.central_threshold:
         return Mode.CENTRAL
     if free < policy.scarcity_threshold:

@@ -63,6 +63,8 @@ class Replenisher:
         False is honest: main plus every sub-bucket held less than ``amount`` when it was decided.
         """
         holder = keys.sub_holder(index)
+        if meta.policy.strategy == "static":
+            return await self._cover_static(meta, holder, amount)
         reclaimed = False
         self._unanswered.pop(meta.budget_id, None)
         async with self.lock(meta.budget_id):
@@ -98,6 +100,39 @@ class Replenisher:
                     return True
                 # Main changed between the read and the take (another process): look again.
         raise Unavailable(f"budget {meta.budget_id}: no stable state after {MAX_ROUNDS} refill rounds")
+
+    async def _cover_static(self, meta: BudgetMeta, holder: str, amount: int) -> bool:
+        """The static strategy: a holder gets one equal share of the total, once; no refill, no merge.
+
+        False means this holder's share cannot cover ``amount``, whatever other holders have left:
+        the stranding and false refusals that strategy accepts (see README, "Strategies").
+        """
+        if await self.take_static_share(meta, holder):
+            balance = await self.buckets.balance(meta.budget_id, holder)
+            return balance is not None and balance >= amount
+        return False
+
+    async def take_static_share(self, meta: BudgetMeta, holder: str) -> int:
+        """Move ``holder``'s one share (total // sub_buckets, or what main has left) to it, once.
+
+        The claim is a field set with HSETNX on the holder's own hash, so however many center
+        processes ask at once, one moves the share; the others get 0.
+        """
+        state = keys.bucket_keys(meta.budget_id, holder).state
+        if not await self.buckets.redis.hsetnx(state, "static_share", 1):
+            return 0
+        async with self.lock(meta.budget_id):
+            main = await self.buckets.balance(meta.budget_id, keys.MAIN) or 0
+            total = await self._total(meta)
+            share = min(main, total // max(1, meta.policy.sub_buckets))
+            if share <= 0:
+                return 0
+            move = Movement(meta.budget_id, keys.MAIN, holder, share, meta.gen, "refill", ACTOR, "static")
+            return await self.transfers.move(move)
+
+    async def _total(self, meta: BudgetMeta) -> int:
+        row = await self.transfers.ledger.get_budget(meta.budget_id)
+        return 0 if row is None else row.total
 
     def unanswered(self, budget_id: str) -> dict[str, int]:
         """What holders that did not answer the last reclaim of ``budget_id`` hold, by holder."""

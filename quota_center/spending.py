@@ -114,7 +114,7 @@ class Spending:
                 # SHORT: this sub-bucket cannot cover it; refill it or refuse honestly.
                 DEDUCT_WAITS.inc()
                 if not await self.replenisher.cover(meta, index, amount):
-                    return Answer("INSUFFICIENT", 0, insufficient(budget_id, amount, self.replenisher))
+                    return Answer("INSUFFICIENT", 0, insufficient(meta, amount, self.replenisher))
             except BucketLost:
                 await self.recovery.rebuild(budget_id)
                 meta = await self.registry.get(budget_id)
@@ -220,8 +220,11 @@ def _fingerprint(entry: SpendEntry) -> str:
     return _deduct_fingerprint(entry.budget_id, entry.amount)
 
 
-def insufficient(budget_id: str, amount: int, replenisher: Replenisher) -> str:
+def insufficient(meta: BudgetMeta, amount: int, replenisher: Replenisher) -> str:
     """The refusal message; it names what holders that did not answer a reclaim hold, and where."""
+    budget_id = meta.budget_id
+    if meta.policy.strategy == "static":
+        return f"budget {budget_id} is static: this request's share has less than {amount} left"
     message = f"budget {budget_id} has less than {amount} left"
     unanswered = replenisher.unanswered(budget_id)
     if unanswered:

@@ -30,6 +30,7 @@ from region_agent.records import Answer
 from region_agent.slices import Counters, Holding, Mode, State
 
 BUDGET = "sim"
+STRATEGIES = ("progressive", "static", "central", "local")
 TICK_MS = 10
 LEASE_MS = 300_000
 
@@ -119,6 +120,17 @@ class SimCenter:
             h.last_slice = amount
         return amount, self.report(agent, c)
 
+    def static_share(self, agent: int, c: Counters, agents: int) -> Holding:
+        """The static strategy: one equal share of the total, once."""
+        self.calls.slice_requests += 1
+        self.report(agent, c)
+        share = min(self.main, self.total // agents)
+        self.main -= share
+        h = self.holdings[agent]
+        h.balance += share
+        h.version += 1
+        return self.report(agent, c)
+
     def deduct(self, amount: int, agents: list[Agent]) -> bool:
         """A forwarded deduction: served from main, after reclaiming from every agent if needed."""
         self.calls.forwarded += 1
@@ -151,6 +163,8 @@ class Result:
     steady_deductions: int = 0
     steady_calls: int = 0
     scarce_at_s: float = 0.0
+    strategy: str = "progressive"
+    oversell: int = 0
 
     def steady_per_thousand(self) -> float:
         """Center calls per 1000 deductions while the budget was plentiful (NORMAL mode)."""
@@ -161,6 +175,7 @@ class Result:
 
     def table(self) -> str:
         rows = [
+            ("strategy", self.strategy),
             ("agents", f"{self.agents}"),
             ("simulated seconds", f"{self.seconds}"),
             ("budget total", f"{self.total}"),
@@ -176,6 +191,7 @@ class Result:
             ("end game began after", f"{self.scarce_at_s:.2f} s" if self.scarce_at_s else "never"),
             ("refusals", f"{self.refused}"),
             ("false refusals", f"{self.false_refusals}"),
+            ("oversell", f"{self.oversell}"),
             ("leftover budget", f"{self.leftover}"),
             ("drained after", f"{self.drained_at_s:.2f} s" if self.drained_at_s else "not drained"),
         ]
@@ -194,8 +210,16 @@ def run(
     heartbeat_ms: int = 1_000,
     refill_ms: int = 100,
     progress: bool = False,
+    strategy: str = "progressive",
 ) -> Result:
-    """Simulate ``agents`` agents drawing ``rate`` deductions a second in all for ``seconds``."""
+    """Simulate ``agents`` agents drawing ``rate`` deductions a second in all for ``seconds``.
+
+    ``strategy``: ``progressive`` (the product's default), ``static`` (each agent gets an equal
+    share once, no refill, no merge), ``central`` (every deduction forwarded to the center) or
+    ``local`` (each agent spends its own copy of the whole budget, no center: it oversells).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     rng = random.Random(seed)
     mean_amount = 5  # amounts 1..9
     if total is None:
@@ -207,6 +231,7 @@ def run(
     max_slice = max(1, total // (4 * agents))
     policy = resolve(
         Policy(
+            strategy="progressive" if strategy == "local" else strategy,
             sub_buckets=1,
             max_slice=max_slice,
             scarcity_threshold=agents * max_slice,
@@ -218,12 +243,15 @@ def run(
     fleet = [Agent(MemoryJournal()) for _ in range(agents)]
     weights = [1 / (i + 1) ** zipf for i in range(agents)]
     share = [w / sum(weights) for w in weights]
-    result = Result(agents, seconds, total)
+    result = Result(agents, seconds, total, strategy=strategy)
     spent_by_agents = [0] * agents  # true local consumption, for the false-refusal check
     for i, a in enumerate(fleet):  # each agent learns the budget and asks for a first slice
         a.track(BUDGET, 0)
-        _, h = center.grant(i, a.usage(BUDGET), 0)
-        a.adopt(h, 0)
+        if strategy == "static":
+            a.adopt(center.static_share(i, a.usage(BUDGET), agents), 0)
+        else:
+            _, h = center.grant(i, a.usage(BUDGET), 0)
+            a.adopt(h, 0)
     seq = 0
     for tick in range(seconds * 1000 // TICK_MS):
         now = tick * TICK_MS
@@ -237,6 +265,15 @@ def run(
             for _ in range(n):
                 seq += 1
                 amount = rng.randint(1, 2 * mean_amount - 1)
+                if strategy == "local":
+                    # Its own copy of the budget: no one else's spending is seen.
+                    if spent_by_agents[i] + amount <= total:
+                        spent_by_agents[i] += amount
+                        result.local += 1
+                        result.deductions += 1
+                    else:
+                        result.refused += 1
+                    continue
                 answer = a.deduct(BUDGET, f"r{seq}", amount, now)
                 if isinstance(answer, Answer):
                     result.local += 1
@@ -244,7 +281,7 @@ def run(
                     spent_by_agents[i] += amount
                     continue
                 assert isinstance(answer, Forward)
-                if center.deduct(amount, fleet):
+                if strategy != "static" and center.deduct(amount, fleet):
                     a.remember(f"r{seq}", Answer("OK", amount))
                     a.track(BUDGET, now, amount)
                     result.deductions += 1
@@ -255,6 +292,8 @@ def run(
                         result.false_refusals += 1
                     if not result.drained_at_s and truly_left == 0:
                         result.drained_at_s = now / 1000
+            if strategy in ("static", "local"):
+                continue  # no refills, releases or reports to speak of
             if now % refill_ms == 0:
                 if a.wants_refill(BUDGET, now):
                     granted, h = center.grant(i, a.usage(BUDGET), a.observed_rate(BUDGET, now))
@@ -272,7 +311,9 @@ def run(
     result.calls = center.calls
     if not result.scarce_at_s:
         result.steady_deductions, result.steady_calls = result.deductions, center.calls.on_demand
-    result.leftover = total - center.consumed_here - sum(spent_by_agents)
+    consumed = center.consumed_here + sum(spent_by_agents)
+    result.oversell = max(0, consumed - total)
+    result.leftover = max(0, total - consumed)
     return result
 
 
@@ -289,12 +330,54 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--total", type=int, default=None, help="budget total (default: 80 %% of the demand)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument(
+        "--strategy",
+        choices=(*STRATEGIES, "all"),
+        default="progressive",
+        help="allocation strategy to simulate, or all of them side by side (default progressive)",
+    )
     args = p.parse_args(argv)
     if args.agents < 1 or args.seconds < 1 or args.rate < 1:
         p.error("--agents, --seconds and --rate must be at least 1")
-    result = run(args.agents, args.seconds, rate=args.rate, total=args.total, seed=args.seed, progress=True)
-    print(result.table())
-    return 1 if result.false_refusals or result.leftover < 0 else 0
+    chosen = STRATEGIES if args.strategy == "all" else (args.strategy,)
+    results = []
+    for strategy in chosen:
+        print(f"simulating {strategy} ...", file=sys.stderr)
+        results.append(
+            run(
+                args.agents,
+                args.seconds,
+                rate=args.rate,
+                total=args.total,
+                seed=args.seed,
+                progress=True,
+                strategy=strategy,
+            )
+        )
+    print(results[0].table() if len(results) == 1 else comparison(results))
+    # Exit status: the product's strategy must neither oversell nor refuse falsely; the others
+    # are there for comparison and fail by design.
+    product = [r for r in results if r.strategy == "progressive"]
+    return 1 if any(r.false_refusals or r.oversell for r in product) else 0
+
+
+def comparison(results: list[Result]) -> str:
+    """One row per strategy: oversell, false refusals, leftover, center calls per 1000 deductions."""
+    head = ("strategy", "deductions", "oversell", "false refusals", "leftover", "center calls/1000")
+    rows = [
+        (
+            r.strategy,
+            str(r.deductions),
+            str(r.oversell),
+            str(r.false_refusals),
+            str(r.leftover),
+            f"{r.per_thousand(r.calls.on_demand):.1f}",
+        )
+        for r in results
+    ]
+    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
+    lines = ["  ".join(f"{c:>{w}}" for c, w in zip(row, widths, strict=True)) for row in (head, *rows)]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

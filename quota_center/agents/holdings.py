@@ -145,6 +145,13 @@ class AgentHoldings:
             return GrantResult("OK", 0, "", view, "central mode: forward every deduction")
         holder = keys.agent_holder(agent_id)
         moved, tid = 0, ""
+        if meta.policy.strategy == "static":
+            moved = await self.replenisher.take_static_share(meta, holder)
+            after = await self.report(budget_id, agent_id, view.applied, renew=False)
+            lease = lease_for(meta, self.clock(), self.lease_ms)
+            return GrantResult(
+                "OK", moved, "", _with_lease(after, lease), "" if moved else "static: one share only"
+            )
         async with self.replenisher.lock(budget_id):
             main = await self.replenisher.buckets.balance(budget_id, keys.MAIN) or 0
             agents = await self.store.agents(budget_id)

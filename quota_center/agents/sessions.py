@@ -72,8 +72,8 @@ class Sessions:
         not answer within the timeout hold, by holder.
         """
         held = await self.holdings.held_by_agents(meta.budget_id)
-        if not held:
-            return {}
+        if not held or meta.policy.strategy == "static":
+            return {}  # a static budget never takes back a holder's share
         deadline = now_ms() + int(self.reclaim_timeout_s * 1000)
         waits: dict[str, asyncio.Future[int]] = {}
         unanswered: dict[str, int] = {}

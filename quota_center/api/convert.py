@@ -40,9 +40,6 @@ def state_name(value: int) -> str | None:
 def policy_from_pb(p: apb.SlicePolicy) -> Policy:
     if p.strategy not in _STRATEGIES:
         raise InvalidInput(f"unknown strategy {p.strategy}")
-    if _STRATEGIES[p.strategy] != "progressive":
-        # The end-game strategies arrive with the allocation issue; refusing is honest.
-        raise InvalidInput(f"strategy {pb.Strategy.Name(p.strategy)} is not available yet")
     return Policy(
         strategy=_STRATEGIES[p.strategy],
         sub_buckets=p.sub_buckets,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from region_agent.simulate import main, run
+from region_agent.simulate import STRATEGIES, main, run
 
 
 def test_agents_drain_the_budget_exactly_with_few_center_calls() -> None:
@@ -36,3 +36,20 @@ def test_the_command_refuses_nonsense_and_runs() -> None:
         main(["--agents", "0"])
     assert exc.value.code == 2
     assert main(["--agents", "5", "--seconds", "2", "--rate", "500"]) == 0
+
+
+def test_the_strategies_compare_as_designed() -> None:
+    """Static strands budget and refuses falsely, local oversells, central asks the center for
+    every deduction; progressive does none of these and needs the center far less than central."""
+    runs = {s: run(agents=20, seconds=5, rate=2_000, seed=5, strategy=s) for s in STRATEGIES}
+    p, st, c, lo = runs["progressive"], runs["static"], runs["central"], runs["local"]
+    assert (p.oversell, p.false_refusals, p.leftover) == (0, 0, 0)
+    assert (c.oversell, c.false_refusals, c.leftover) == (0, 0, 0)
+    assert st.oversell == 0
+    assert st.false_refusals > 0
+    assert st.leftover > 0
+    assert lo.oversell > 0
+    assert c.per_thousand(c.calls.forwarded) >= 1000
+    assert p.per_thousand(p.calls.on_demand) < c.per_thousand(c.calls.on_demand) / 2
+    with pytest.raises(ValueError, match="strategy"):
+        run(agents=2, seconds=1, strategy="nonsense")
