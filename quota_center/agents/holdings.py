@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 ACTOR = "center"
 # An agent's observed rate counts towards fair shares for this long after it was reported.
 RATE_FRESH_S = 30.0
+MODE_FRESH_S = 0.2
 
 
 class AgentReportRefused(InvalidInput):
@@ -89,6 +90,7 @@ class AgentHoldings:
         self.clock = clock
         self._rates: dict[tuple[str, str], tuple[float, float]] = {}  # (budget, agent) -> (rate, when)
         self._last_slice: dict[tuple[str, str], int] = {}
+        self._modes: dict[str, tuple[Mode, str, float]] = {}
 
     async def report(self, budget_id: str, agent_id: str, usage: Usage, *, renew: bool) -> HoldingView:
         """Apply a usage report (and renew the lease if ``renew``); return the holding after it."""
@@ -282,11 +284,24 @@ class AgentHoldings:
         await self.store.restore(meta.budget_id, agent_id, back, amount, meta.gen)
 
     async def _view(self, meta: BudgetMeta, r: Reported, lease_ms: int) -> HoldingView:
-        state = await self.replenisher.buckets.redis.hget(keys.main_keys(meta.budget_id).state, "state")
-        mode = mode_for(meta.policy, await self._free(meta))
-        return HoldingView(
-            meta.budget_id, r.version, r.balance, r.applied, lease_ms, mode, str(state or "active")
-        )
+        mode, state = await self._mode_and_state(meta)
+        return HoldingView(meta.budget_id, r.version, r.balance, r.applied, lease_ms, mode, state)
+
+    async def _mode_and_state(self, meta: BudgetMeta) -> tuple[Mode, str]:
+        """The budget's mode and state, read at most every MODE_FRESH_S per budget.
+
+        Every heartbeat of every agent answers with them; reading every holder's balance each
+        time would cost agents² reads a heartbeat. A mode a moment old only sizes what agents
+        ask for next; the center decides every grant and refusal on fresh reads.
+        """
+        now = time.monotonic()
+        cached = self._modes.get(meta.budget_id)
+        if cached is not None and now - cached[2] < MODE_FRESH_S:
+            return cached[0], cached[1]
+        raw = await self.replenisher.buckets.redis.hget(keys.main_keys(meta.budget_id).state, "state")
+        mode, state = mode_for(meta.policy, await self._free(meta)), str(raw or "active")
+        self._modes[meta.budget_id] = (mode, state, now)
+        return mode, state
 
     async def _free(self, meta: BudgetMeta) -> int:
         """Main plus every holder's balance: what the mode is decided on."""
