@@ -2,9 +2,12 @@
 
 No I/O, no asyncio, no clock of its own: every call takes ``now`` (agent-monotonic ms), and
 the counters go to a ``CounterStore`` (the memory-mapped journal in production, a dict in
-tests), whose write is a store to memory. A request the slice covers is answered by one
-synchronous call; anything else comes back as a ``Forward`` for the I/O edge to send to the
-center (docs/agents.md, "Serving").
+tests) and the request records to a ``RecordStore`` (the memory-mapped record log, or memory
+only), whose writes are stores to memory. A change writes its records first, then the
+counters: the record log erases, on load, records whose counters never followed (a kill in
+between), so a request's record and its effect survive a crash together or not at all. A
+request the slice covers is answered by one synchronous call; anything else comes back as a
+``Forward`` for the I/O edge to send to the center (docs/agents.md, "Serving").
 
 Bad input raises ``quota_center.limits.InvalidInput`` before anything changes, with the
 center's own checks and messages. Result codes and their messages follow the center's
@@ -21,7 +24,16 @@ from typing import Protocol
 from quota_center.limits import InvalidInput, check_amount, check_budget_id, check_request_id
 from quota_center.rates import DecayingRate, observe
 from region_agent import refill
-from region_agent.records import Answer, Forwarded, Record, Records, Reservation, Served
+from region_agent.records import (
+    Answer,
+    Forwarded,
+    NoRecordLog,
+    Record,
+    Records,
+    Reservation,
+    Served,
+    same_request,
+)
 from region_agent.slices import BudgetSlice, Counters, Holding, Mode, State
 
 log = logging.getLogger(__name__)
@@ -35,6 +47,14 @@ class CounterStore(Protocol):
     def load(self) -> dict[str, Counters]: ...
 
     def write(self, budget_id: str, counters: Counters) -> None: ...
+
+
+class RecordStore(Protocol):
+    """Where request records live across restarts (``region_agent.record_log``)."""
+
+    def load(self) -> list[tuple[str, Record]]: ...
+
+    def write(self, request_id: str, record: Record, counter_seq: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,22 +114,41 @@ _NOT_SPENDABLE = {
 class Agent:
     """The budgets this agent holds, its request records, and every decision on them."""
 
-    def __init__(self, journal: CounterStore, config: Config | None = None, *, now: int = 0) -> None:
+    def __init__(
+        self,
+        journal: CounterStore,
+        config: Config | None = None,
+        *,
+        now: int = 0,
+        record_log: RecordStore | None = None,
+    ) -> None:
         self.journal = journal
         self.config = config or Config()
+        self.log: RecordStore = record_log or NoRecordLog()
         self.records = Records(self.config.retention_ms, self.config.max_records)
         self._slices: dict[str, BudgetSlice] = {}
         self._held: dict[str, Reservation] = {}
+        held: dict[str, list[tuple[str, Reservation]]] = {}
+        for request_id, record in self.log.load():
+            self.records.put(request_id, record)
+            if isinstance(record, Reservation) and record.state == "held":
+                held.setdefault(record.budget_id, []).append((request_id, record))
         for budget_id, counters in journal.load().items():
             s = self._slices[budget_id] = BudgetSlice(budget_id, counters, active_at=now)
             s.rate = DecayingRate.starting(now / 1000)
-            if counters.reserved:
-                # Reservations live in memory: those of a process that died can no longer be
-                # confirmed (UNKNOWN_REQUEST), so what they held goes back to the slice.
+            if counters.reserved or budget_id in held:
+                # The reservations of a process that died are not held on (their TTL timers
+                # died with it): what they held goes back to the slice, and their records say
+                # they expired, so a later confirm gets EXPIRED and the amount is spendable.
                 log.warning(
                     "budget %s: releasing %d reserved by a previous run", budget_id, counters.reserved
                 )
-                self._set(s, replace(counters, reserved=0, seq=counters.seq + 1))
+                ended = replace(counters, reserved=0, seq=counters.seq + (1 if counters.reserved else 0))
+                for request_id, r in held.get(budget_id, []):
+                    r.state, r.released = "expired", r.amount
+                    self.log.write(request_id, r, ended.seq)
+                self._set(s, ended)
+        self.records.prune(now)
 
     # ---- spending ---------------------------------------------------------------------------
 
@@ -127,9 +166,10 @@ class Agent:
             return self._forward(request_id, fingerprint, refusal, now)
         assert s is not None
         c = s.counters
-        self._set(s, replace(c, consumed=c.consumed + amount, seq=c.seq + 1))
         answer = Answer("OK", amount)
-        self.records.put(request_id, Served("deduct", budget_id, fingerprint, answer, now))
+        record = Served("deduct", budget_id, fingerprint, answer, now)
+        self._commit(s, replace(c, consumed=c.consumed + amount, seq=c.seq + 1), (request_id, record))
+        self.records.put(request_id, record)
         return answer
 
     def return_(
@@ -164,10 +204,12 @@ class Agent:
             )
         s = self._slice(budget_id, now)
         c = s.counters
-        self._set(s, replace(c, returned=c.returned + amount, seq=c.seq + 1))
         d.returned += amount
         answer = Answer("OK", amount, refundable=left - amount)
-        self.records.put(request_id, Served("return", budget_id, fingerprint, answer, now))
+        record = Served("return", budget_id, fingerprint, answer, now)
+        counters = replace(c, returned=c.returned + amount, seq=c.seq + 1)
+        self._commit(s, counters, (deduction_id, d), (request_id, record))
+        self.records.put(request_id, record)
         return answer
 
     def reserve(
@@ -187,9 +229,9 @@ class Agent:
             return self._forward(request_id, fingerprint, refusal, now)
         assert s is not None
         c = s.counters
-        self._set(s, replace(c, reserved=c.reserved + amount, seq=c.seq + 1))
         expires_at_ms = now + ttl + self.config.unix_offset_ms
         r = Reservation(budget_id, fingerprint, amount, now + ttl, expires_at_ms, now)
+        self._commit(s, replace(c, reserved=c.reserved + amount, seq=c.seq + 1), (request_id, r))
         self.records.put(request_id, r)
         self._held[request_id] = r
         return Answer("OK", amount, expires_at_ms=expires_at_ms)
@@ -220,9 +262,10 @@ class Agent:
             )
         s = self._slice(budget_id, now)
         c = s.counters
-        self._set(s, replace(c, consumed=c.consumed + amount, reserved=c.reserved - r.amount, seq=c.seq + 1))
-        del self._held[reservation_id]
         r.state, r.confirmed, r.released = "confirmed", amount, r.amount - amount
+        counters = replace(c, consumed=c.consumed + amount, reserved=c.reserved - r.amount, seq=c.seq + 1)
+        self._commit(s, counters, (reservation_id, r))
+        del self._held[reservation_id]
         return Answer("OK", amount, released=r.released)
 
     def cancel(self, budget_id: str, reservation_id: str, now: int) -> Answer | Forward:
@@ -367,7 +410,7 @@ class Agent:
         r = self.records.get(request_id)
         if r is None:
             return None
-        if r.fingerprint != fingerprint:
+        if not same_request(r.fingerprint, fingerprint):
             return Answer(
                 "CONFLICT", message=f"request_id {request_id} was already used for a different request"
             )
@@ -409,7 +452,11 @@ class Agent:
 
     def _forward(self, request_id: str, fingerprint: str, why: Forward, now: int) -> Forward:
         if self.records.get(request_id) is None:
-            self.records.put(request_id, Forwarded(fingerprint, now))
+            # The id is bound to the center for good, also across a restart: a retry served
+            # from the slice could apply a second time what the center already applied.
+            record = Forwarded(fingerprint, now)
+            self.log.write(request_id, record, 0)
+            self.records.put(request_id, record)
         return why
 
     def _reservation(self, budget_id: str, reservation_id: str) -> Reservation | Answer | Forward:
@@ -428,11 +475,11 @@ class Agent:
     def _end(self, reservation_id: str, r: Reservation, state: str) -> None:
         s = self._slice(r.budget_id, r.at)
         c = s.counters
-        self._set(s, replace(c, reserved=c.reserved - r.amount, seq=c.seq + 1))
-        self._held.pop(reservation_id, None)
         r.state = state
         if state != "confirmed":
             r.released = r.amount
+        self._commit(s, replace(c, reserved=c.reserved - r.amount, seq=c.seq + 1), (reservation_id, r))
+        self._held.pop(reservation_id, None)
 
     def _slice(self, budget_id: str, now: int) -> BudgetSlice:
         s = self._slices.get(budget_id)
@@ -440,6 +487,12 @@ class Agent:
             s = self._slices[budget_id] = BudgetSlice(budget_id, active_at=now)
             s.rate = DecayingRate.starting(now / 1000)
         return s
+
+    def _commit(self, s: BudgetSlice, counters: Counters, *changed: tuple[str, Record]) -> None:
+        """Write the changed records, then the counters that count them (see the module docstring)."""
+        for request_id, record in changed:
+            self.log.write(request_id, record, counters.seq)
+        self._set(s, counters)
 
     def _set(self, s: BudgetSlice, counters: Counters) -> None:
         # Journal first: if it cannot take the write, nothing changed here either.

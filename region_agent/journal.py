@@ -8,7 +8,8 @@ balance in doubt until it is settled.
 
 Layout (little-endian), a header then fixed-size slots, one per budget::
 
-    header  magic "QAGJRNL1" | version u32 | slot size u32 | slots u32 | pid u32 | 40 bytes zero
+    header  magic "QAGJRNL1" | version u32 | slot size u32 | slots u32 | pid u32
+            | identity (16 random bytes, set when the journal is made) | 24 bytes zero
     slot    id length u16 | 6 bytes zero | budget id (128 bytes, UTF-8, zero padded)
             | block A | block B | padding
     block   seq i64 | consumed i64 | returned i64 | reserved i64 | released i64 | crc32 u32 | u32 zero
@@ -19,6 +20,11 @@ the reader takes the valid block with the highest seq. The torn update was never
 so falling back to the one before it is exact.
 
 One process at a time: the file is locked (``flock``) for as long as it is open.
+
+The agent's request records (``region_agent.record_log``) name a budget by its slot here and
+name the journal they belong to by its identity, so a record log is never read against
+another journal's slots. (A journal made before the identity existed has zeros there and gets
+one the first time it is opened.)
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ MAX_ID_BYTES = 128
 SLOT_SIZE = 256
 INITIAL_SLOTS = 64
 
-_HEADER = struct.Struct("<8sIIII40x")  # 64 bytes
+_HEADER = struct.Struct("<8sIIII16s24x")  # 64 bytes
 _SLOT_ID = struct.Struct("<H6x128s")  # 136 bytes
 _BLOCK = struct.Struct("<5qI4x")  # 48 bytes
 _VALUES = struct.Struct("<5q")
@@ -82,9 +88,10 @@ class Journal:
             size = os.fstat(self._fd).st_size
             if size == 0:
                 self._create(max(1, initial_slots))
-            self._slots = self._check_header()
+            self._slots, identity = self._check_header()
+            self.identity = identity if any(identity) else os.urandom(16)
             self._map = mmap.mmap(self._fd, self._file_size(self._slots), mmap.MAP_SHARED)
-            _HEADER.pack_into(self._map, 0, MAGIC, VERSION, SLOT_SIZE, self._slots, os.getpid())
+            self._write_header()
             self._index, self._counters = self._read_slots()
         except BaseException:
             os.close(self._fd)
@@ -105,6 +112,14 @@ class Journal:
         offset = _slot_offset(slot) + (_BLOCK_B if c.seq % 2 else _BLOCK_A)
         _BLOCK.pack_into(self._map, offset, *values, crc)
         self._counters[budget_id] = counters
+
+    def slot(self, budget_id: str) -> int:
+        """The budget's slot (a stable small number for as long as the journal lives), made if new."""
+        slot = self._index.get(budget_id)
+        return self._allocate(budget_id) if slot is None else slot
+
+    def budgets_by_slot(self) -> dict[int, str]:
+        return {slot: budget_id for budget_id, slot in self._index.items()}
 
     def flush(self) -> None:
         """Ask the kernel to write the pages to disk (a process kill does not need it; a crash does)."""
@@ -138,20 +153,24 @@ class Journal:
 
     def _create(self, slots: int) -> None:
         os.ftruncate(self._fd, self._file_size(slots))
-        os.pwrite(self._fd, _HEADER.pack(MAGIC, VERSION, SLOT_SIZE, slots, os.getpid()), 0)
+        header = _HEADER.pack(MAGIC, VERSION, SLOT_SIZE, slots, os.getpid(), os.urandom(16))
+        os.pwrite(self._fd, header, 0)
 
     @staticmethod
     def _file_size(slots: int) -> int:
         return _HEADER.size + slots * SLOT_SIZE
 
-    def _check_header(self) -> int:
+    def _write_header(self) -> None:
+        _HEADER.pack_into(self._map, 0, MAGIC, VERSION, SLOT_SIZE, self._slots, os.getpid(), self.identity)
+
+    def _check_header(self) -> tuple[int, bytes]:
         size = os.fstat(self._fd).st_size
         raw = os.pread(self._fd, _HEADER.size, 0)
         if len(raw) < _HEADER.size or raw[:8] != MAGIC:
             raise JournalError(
                 f"{self.path} is not a region agent journal (no journal header); refusing to use it"
             )
-        _, version, slot_size, slots, _ = _HEADER.unpack(raw)
+        _, version, slot_size, slots, _, identity = _HEADER.unpack(raw)
         if version != VERSION or slot_size != SLOT_SIZE:
             raise JournalError(
                 f"journal {self.path} has format {version}/{slot_size}, this agent reads {VERSION}/{SLOT_SIZE}"
@@ -160,7 +179,7 @@ class Journal:
             raise JournalError(
                 f"journal {self.path} is truncated: {size} bytes for {slots} slots; refusing to guess its counters"
             )
-        return int(slots)
+        return int(slots), bytes(identity)
 
     def _read_slots(self) -> tuple[dict[str, int], dict[str, Counters]]:
         index: dict[str, int] = {}
@@ -211,8 +230,8 @@ class Journal:
         os.ftruncate(self._fd, self._file_size(slots))
         self._map.close()
         self._map = mmap.mmap(self._fd, self._file_size(slots), mmap.MAP_SHARED)
-        _HEADER.pack_into(self._map, 0, MAGIC, VERSION, SLOT_SIZE, slots, os.getpid())
         self._slots = slots
+        self._write_header()
 
 
 def _slot_offset(slot: int) -> int:

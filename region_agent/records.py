@@ -15,10 +15,16 @@ fingerprint is a CONFLICT whatever budget it names. A record is one of
 Records older than the retention window are dropped, the oldest first, and so are the oldest
 when there are more than ``max_records``; a held reservation is state, not a memory of an
 answer, and is kept until it ends.
+
+Every record is also written to a ``RecordStore`` before its answer goes out (the agent's
+record log, ``region_agent.record_log``, in production), so a restarted agent knows them.
+Records read back from it carry the fingerprint's digest (``"#" + hex``) instead of the
+fingerprint, and are compared by digest (``same_request``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +74,30 @@ class Forwarded:
 
 
 Record = Served | Reservation | Forwarded
+
+
+def fingerprint_digest(fingerprint: str) -> bytes:
+    """The 16-byte BLAKE2b digest of a fingerprint (a digested one, ``#hex``, is its own)."""
+    if fingerprint.startswith("#"):
+        return bytes.fromhex(fingerprint[1:])
+    return hashlib.blake2b(fingerprint.encode("utf-8"), digest_size=16).digest()
+
+
+def same_request(stored: str, fingerprint: str) -> bool:
+    """True if a record's fingerprint (perhaps digested) is the one of this request."""
+    if stored == fingerprint:
+        return True
+    return stored.startswith("#") and stored == "#" + fingerprint_digest(fingerprint).hex()
+
+
+class NoRecordLog:
+    """Records kept in memory only: for tests of the core, and for an agent run without a journal file."""
+
+    def load(self) -> list[tuple[str, Record]]:
+        return []
+
+    def write(self, request_id: str, record: Record, counter_seq: int) -> None:
+        pass
 
 
 @dataclass(slots=True)

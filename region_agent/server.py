@@ -1,4 +1,4 @@
-"""Assembles an agent: journal, core, the channel to the center, the gRPC server, metrics, session."""
+"""Assembles an agent: journal, record log, core, the channel to the center, the gRPC server, metrics, session."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from region_agent.core import Agent, Config
 from region_agent.forward import CenterClient
 from region_agent.journal import Journal
 from region_agent.metrics import Metrics
+from region_agent.record_log import RecordLog, path_for
 from region_agent.refill import RefillRules
 from region_agent.session import Clock, Session, monotonic_ms
 from region_agent.settings import Settings
@@ -47,6 +48,7 @@ class RunningAgent:
     metrics: Metrics
     metrics_port: int | None = None
     metrics_http: HTTPServer | None = None
+    record_log: RecordLog | None = None
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: health NOT_SERVING, refuse new calls, let in-flight ones finish, then close."""
@@ -58,6 +60,8 @@ class RunningAgent:
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
             self.metrics_http.server_close()
+        if self.record_log is not None:
+            self.record_log.close()
         self.journal.close()  # last: every counter written, the lock released
 
 
@@ -80,10 +84,18 @@ def config_for(settings: Settings, clock: Clock) -> Config:
 
 
 async def start(settings: Settings, *, metrics: bool = True, clock: Clock = monotonic_ms) -> RunningAgent:
-    """Open the journal (refusing one in use or damaged), start serving, connect to the center."""
+    """Open the journal and the record log (refusing ones in use or damaged), serve, connect to the center."""
     journal = Journal(settings.journal_path)
+    record_log: RecordLog | None = None
     try:
-        agent = Agent(journal, config_for(settings, clock), now=clock())
+        config = config_for(settings, clock)
+        record_log = RecordLog(
+            path_for(settings.journal_path),
+            journal,
+            capacity=settings.record_capacity,
+            unix_offset_ms=config.unix_offset_ms,
+        )
+        agent = Agent(journal, config, now=clock(), record_log=record_log)
         stats = Metrics()
         # gRPC's own reconnect backoff grows to two minutes; the session's backoff (capped at
         # reconnect_max_ms) decides when to try again, so the channel must not wait longer.
@@ -117,9 +129,13 @@ async def start(settings: Settings, *, metrics: bool = True, clock: Clock = mono
             await checks.set(name, SERVING)
         await server.start()
     except BaseException:
+        if record_log is not None:
+            record_log.close()
         journal.close()
         raise
-    running = RunningAgent(settings, server, port, agent, journal, channel, session, checks, stats)
+    running = RunningAgent(
+        settings, server, port, agent, journal, channel, session, checks, stats, record_log=record_log
+    )
     if metrics:
         http, _ = start_http_server(settings.metrics_port, addr=settings.grpc_host, registry=stats.registry)
         running.metrics_port, running.metrics_http = http.server_port, http

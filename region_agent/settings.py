@@ -26,6 +26,8 @@ class Settings:
     metrics_port: int = 9465
     # The counters that survive a kill; one file per agent (it is locked while in use).
     journal_path: str = "region-agent.journal"
+    # Entries of the request record ring next to the journal (<journal_path>.records, 256 bytes each).
+    record_capacity: int = 1_000_000
     # How long request ids and their answers are remembered, and how many at most.
     retention_s: int = 7 * 24 * 3600
     max_records: int = 1_000_000
@@ -56,6 +58,8 @@ HELP: dict[str, str] = {
     "grpc_port": "gRPC port (0 picks a free port)",
     "metrics_port": "Prometheus /metrics port (0 picks a free port)",
     "journal_path": "memory-mapped file of the cumulative counters; keep it across restarts",
+    "record_capacity": "entries (256 bytes each) of <journal_path>.records: a retry after a restart is"
+    " recognised while its record is among the last this many written and within retention",
     "retention_s": "seconds request ids and their answers are remembered",
     "max_records": "most request records kept in memory (the oldest go first)",
     "refill_interval_ms": "how often slices are checked for a refill or a release",
@@ -106,7 +110,14 @@ def check(s: Settings) -> None:
             f"{PREFIX}AGENT_ID={s.agent_id[:80]!r} is invalid: 1-64 letters, digits, '.', '_', '-',"
             " starting with a letter or digit"
         )
-    positive = ("refill_interval_ms", "forward_deadline_ms", "reconnect_min_ms", "max_records", "retention_s")
+    positive = (
+        "refill_interval_ms",
+        "forward_deadline_ms",
+        "reconnect_min_ms",
+        "max_records",
+        "retention_s",
+        "record_capacity",
+    )
     for name in positive:
         if getattr(s, name) <= 0:
             raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(s, name)}")

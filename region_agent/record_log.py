@@ -1,0 +1,455 @@
+"""The agent's request records in a memory-mapped ring next to the journal, so retries survive SIGKILL.
+
+Every record the agent keeps for a request (``region_agent.records``) is written here before the
+answer goes out: a deduction or return served from the slice, a reservation and each change of
+it (confirmed, cancelled, expired, refunded), and the binding of a forwarded request's id to the
+center. A write is a ``struct.pack`` and a store into a shared mapping: no system call, no
+``await``. The kernel keeps the pages when the process is killed; a restarted agent reads the
+ring back, so a retry gets ``EXISTS`` with the original answer, or ``CONFLICT``, as before.
+
+The file is ``<journal>.records``, a header then ``capacity`` fixed-size entries (little-endian)::
+
+    header  magic "QAGRECS1" | version u32 | entry size u32 | capacity u32 | pid u32
+            | journal identity (16 bytes) | zero to 256 bytes
+    entry   crc32 u32 (of the other 252 bytes) | kind u8 | state u8 | id length u8 | u8 zero
+            | seq u64 | counter seq i64 | budget slot u32 | u32 zero
+            | at i64 | amount i64 | returned i64 | confirmed i64 | expires i64
+            | fingerprint digest (16 bytes) | request id (128 bytes, UTF-8, zero padded) | 40 bytes zero
+
+* ``kind``: 1 deduction, 2 return, 3 reservation, 4 forwarded; ``state`` (reservations): 1 held,
+  2 confirmed, 3 cancelled, 4 expired. ``at`` and ``expires`` are unix ms. ``returned`` is what
+  was refunded of a deduction or confirmed reservation; for a return, the ``refundable`` of its
+  answer. A reservation's ``released`` follows from its state.
+* The request id is kept in full (at most 128 bytes, as the API allows), so a record is found
+  by the id itself, exactly. The fingerprint (kind, budget, amount, refunded deduction, TTL
+  asked) is kept as its 16-byte BLAKE2b digest: two different requests under one id would be
+  taken for the same only if their digests collided, odds of 2^-128 per retry.
+* The budget is its slot in the journal, whose identity the header carries: a record log is
+  refused next to another journal than its own (a journal made afresh needs a fresh log).
+* ``seq`` numbers the writes. A change of a record (a refund, a confirm) is a new entry, never
+  a rewrite in place, and the entry with the highest seq of an id is the record. The ring
+  overwrites the oldest entry first, except the latest entry of a reservation still held,
+  which it steps over (and the file doubles if every entry is such a one).
+
+Crash safety. The body is stored first and the CRC last: an entry torn by a kill fails its
+CRC and is ignored, and since a change never overwrites the previous version of its record,
+the record falls back to that version. A record is written *before* the budget's counters in
+the journal, with ``counter seq`` the seq those counters will have: on load, an entry whose
+counter seq is above the journal's (the kill came between the two stores) was never answered
+and its effect never counted, so it is erased, and the request, retried, is served afresh.
+The record and the counters of one request are thus all there or not at all.
+
+What is guaranteed: a retry (after any number of SIGKILLs and restarts with the same journal)
+is recognised if its record is still in the ring, i.e. among the last ``capacity`` entries
+written (each request served writes one, a refund or a reservation's end one or two more),
+and within the agent's retention and ``max_records``. Not guaranteed: a record overwritten by
+the ring, or the last pages lost by a machine crash (the journal has the same limit). A
+forwarded request's answer is not written (a retry after a restart goes to the center again,
+which answers it once), only its binding to the center, so a retry is never served from the
+slice after the center may have applied it.
+
+One process at a time: the file is locked (``flock``) while open, as the journal is.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import mmap
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from region_agent.journal import MAX_ID_BYTES, Journal, JournalError
+from region_agent.records import Answer, Forwarded, Record, Reservation, Served, fingerprint_digest
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"QAGRECS1"
+VERSION = 1
+ENTRY_SIZE = 256
+HEADER_SIZE = 256
+DEFAULT_CAPACITY = 1_000_000
+NO_BUDGET = 0xFFFFFFFF
+
+_HEADER = struct.Struct("<8sIIII16s")
+_CRC = struct.Struct("<I")
+_BODY = struct.Struct("<4BQqII5q16s128s40x")  # the entry after its CRC
+assert _CRC.size + _BODY.size == ENTRY_SIZE
+assert _HEADER.size <= HEADER_SIZE
+assert HEADER_SIZE % 8 == 0
+assert ENTRY_SIZE % 8 == 0
+_SEQ_OFFSET = 8  # of seq in an entry, 8-aligned: the load scans the seqs as one u64 column
+
+DEDUCT, RETURN, RESERVATION, FORWARDED = 1, 2, 3, 4
+STATES = {"held": 1, "confirmed": 2, "cancelled": 3, "expired": 4}
+_STATE_NAMES = {code: name for name, code in STATES.items()}
+
+
+class RecordLogError(JournalError):
+    """The record log cannot be used (not one, damaged, another journal's, or in use)."""
+
+
+class RecordLogLocked(RecordLogError):
+    """Another process holds the record log."""
+
+
+def path_for(journal_path: str | os.PathLike[str]) -> Path:
+    """Where the record log of the journal at ``journal_path`` lives."""
+    return Path(f"{os.fspath(journal_path)}.records")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    slot: int
+    seq: int
+    kind: int
+    state: int
+    counter_seq: int
+    budget: int
+    at: int
+    amount: int
+    returned: int
+    confirmed: int
+    expires: int
+    fingerprint: bytes
+    request_id: str
+
+
+class RecordLog:
+    """The record ring of ``journal``, at ``path`` (``<journal>.records``), created if missing.
+
+    ``unix_offset_ms`` turns the agent-monotonic times of records into unix ms and back (a
+    restarted process has another monotonic origin). A ``capacity`` above the file's grows it;
+    one below is not applied (the file keeps its entries and its size).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        journal: Journal,
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        unix_offset_ms: int = 0,
+    ) -> None:
+        if capacity < 1:
+            raise RecordLogError(f"record log capacity must be positive, got {capacity}")
+        self.path = Path(path)
+        self.journal = journal
+        self.unix_offset_ms = unix_offset_ms
+        self._seq = 0
+        self._head = 0
+        self._pinned: set[int] = set()  # slots of the latest entries of reservations still held
+        self._held: dict[str, int] = {}  # reservation id -> its pinned slot
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self._lock()
+            if os.fstat(self._fd).st_size == 0:
+                self._create(capacity)
+            self.capacity = self._check_header()
+            self._map = mmap.mmap(self._fd, _file_size(self.capacity), mmap.MAP_SHARED)
+            self._write_header()
+            self._loaded = self._scan()
+            if capacity > self.capacity:
+                self._grow_after_head(capacity)
+            elif capacity < self.capacity:
+                log.warning(
+                    "record log %s keeps its capacity of %d entries (%d asked): it is never shrunk",
+                    self.path,
+                    self.capacity,
+                    capacity,
+                )
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    # ---- the RecordStore interface ----------------------------------------------------------
+
+    def write(self, request_id: str, record: Record, counter_seq: int) -> None:
+        """Store the current state of ``request_id``'s record; ``counter_seq``: the seq its budget's
+        counters have once they include this change (0 for a record that changes no counters)."""
+        at = record.at + self.unix_offset_ms
+        returned = confirmed = expires = 0
+        state = 0
+        if isinstance(record, Served):
+            kind = DEDUCT if record.kind == "deduct" else RETURN
+            budget = self.journal.slot(record.budget_id)
+            amount = record.answer.amount
+            returned = record.returned if kind == DEDUCT else record.answer.refundable
+        elif isinstance(record, Reservation):
+            kind, state = RESERVATION, STATES[record.state]
+            budget = self.journal.slot(record.budget_id)
+            amount, returned, confirmed = record.amount, record.returned, record.confirmed
+            expires = record.expires_at_ms
+        else:
+            kind, budget, amount = FORWARDED, NO_BUDGET, 0
+        raw_id = request_id.encode("utf-8")
+        seq = self._seq + 1
+        body = _BODY.pack(
+            kind,
+            state,
+            len(raw_id),
+            0,
+            seq,
+            counter_seq,
+            budget,
+            0,
+            at,
+            amount,
+            returned,
+            confirmed,
+            expires,
+            fingerprint_digest(record.fingerprint),
+            raw_id,
+        )
+        slot = self._next_slot()
+        offset = HEADER_SIZE + slot * ENTRY_SIZE
+        self._map[offset + _CRC.size : offset + ENTRY_SIZE] = body
+        _CRC.pack_into(self._map, offset, zlib.crc32(body))  # last: the entry is complete
+        self._seq = seq
+        if kind == RESERVATION:
+            previous = self._held.pop(request_id, None)
+            if previous is not None:
+                self._pinned.discard(previous)
+            if state == STATES["held"]:
+                self._held[request_id] = slot
+                self._pinned.add(slot)
+
+    def load(self) -> list[tuple[str, Record]]:
+        """The records found in the ring when it was opened, oldest first, as last answered."""
+        loaded, self._loaded = self._loaded, []
+        return loaded
+
+    def flush(self) -> None:
+        """Ask the kernel to write the pages to disk (a process kill does not need it; a crash does)."""
+        self._map.flush()
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        self._map.flush()
+        self._map.close()
+        os.close(self._fd)  # releases the lock
+        self._fd = -1
+
+    def __enter__(self) -> RecordLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _next_slot(self) -> int:
+        slot = self._head
+        if self._pinned:
+            start = slot
+            while slot in self._pinned:
+                slot = (slot + 1) % self.capacity
+                if slot == start:  # every entry is a held reservation: make room (rare)
+                    slot = self.capacity
+                    self._grow(self.capacity * 2)
+                    break
+        self._head = (slot + 1) % self.capacity
+        return slot
+
+    def _scan(self) -> list[tuple[str, Record]]:
+        """Read the ring: the latest valid entry of each id, as records, oldest first.
+
+        Entries not covered by their budget's counters in the journal (written just before a
+        kill, never answered) are erased, so they cannot come back once the counters move on.
+        """
+        counters = self.journal.load()
+        budgets = self.journal.budgets_by_slot()
+        latest: dict[str, _Entry] = {}
+        torn = erased = 0
+        top = (0, -1)  # (seq, slot) of the newest entry: the ring continues after it
+        for slot, seq in enumerate(self._seqs()):
+            if seq == 0:
+                continue
+            entry = self._read(slot)
+            if entry is None:
+                torn += 1
+                continue
+            top = max(top, (entry.seq, slot))
+            if entry.kind != FORWARDED:
+                budget = budgets.get(entry.budget)
+                c = counters.get(budget) if budget is not None else None
+                if c is None or entry.counter_seq > c.seq:
+                    self._erase(slot)
+                    erased += 1
+                    continue
+            known = latest.get(entry.request_id)
+            if known is None or entry.seq > known.seq:
+                latest[entry.request_id] = entry
+        self._seq, self._head = top[0], (top[1] + 1) % self.capacity
+        if torn or erased:
+            log.warning(
+                "record log %s: %d torn entries ignored, %d entries of changes never counted erased",
+                self.path,
+                torn,
+                erased,
+            )
+        loaded: list[tuple[str, Record]] = []
+        for entry in sorted(latest.values(), key=lambda e: (e.at, e.seq)):
+            record = self._record(entry, budgets.get(entry.budget, ""))
+            if isinstance(record, Reservation) and record.state == "held":
+                self._held[entry.request_id] = entry.slot
+                self._pinned.add(entry.slot)
+            loaded.append((entry.request_id, record))
+        return loaded
+
+    def _seqs(self) -> list[int]:
+        """The seq of every entry, read as one strided column of u64 (0: never written)."""
+        with memoryview(self._map) as raw, raw.cast("Q") as words:
+            first = (HEADER_SIZE + _SEQ_OFFSET) // 8
+            column = words[first :: ENTRY_SIZE // 8]
+            try:
+                return column.tolist()
+            finally:
+                column.release()
+
+    def _read(self, slot: int) -> _Entry | None:
+        """The entry in ``slot``, or None if torn (its CRC does not match) or impossible."""
+        offset = HEADER_SIZE + slot * ENTRY_SIZE
+        (crc,) = _CRC.unpack_from(self._map, offset)
+        body = self._map[offset + _CRC.size : offset + ENTRY_SIZE]
+        if zlib.crc32(body) != crc:
+            return None
+        kind, state, length, _, seq, counter_seq, budget, _, *amounts, fp, raw_id = _BODY.unpack(body)
+        at, amount, returned, confirmed, expires = amounts
+        if not DEDUCT <= kind <= FORWARDED or not 0 < length <= MAX_ID_BYTES:
+            return None
+        if kind == RESERVATION and state not in _STATE_NAMES:
+            return None
+        try:
+            request_id = raw_id[:length].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return _Entry(
+            slot,
+            seq,
+            kind,
+            state,
+            counter_seq,
+            budget,
+            at,
+            amount,
+            returned,
+            confirmed,
+            expires,
+            fp,
+            request_id,
+        )
+
+    def _record(self, e: _Entry, budget_id: str) -> Record:
+        at = e.at - self.unix_offset_ms
+        fingerprint = "#" + e.fingerprint.hex()  # compared by digest (records.same_request)
+        if e.kind == DEDUCT:
+            return Served("deduct", budget_id, fingerprint, Answer("OK", e.amount), at, e.returned)
+        if e.kind == RETURN:
+            return Served("return", budget_id, fingerprint, Answer("OK", e.amount, refundable=e.returned), at)
+        if e.kind == FORWARDED:
+            return Forwarded(fingerprint, at)
+        state = _STATE_NAMES[e.state]
+        released = {"held": 0, "confirmed": e.amount - e.confirmed}.get(state, e.amount)
+        return Reservation(
+            budget_id,
+            fingerprint,
+            e.amount,
+            e.expires - self.unix_offset_ms,
+            e.expires,
+            at,
+            state,
+            e.confirmed,
+            released,
+            e.returned,
+        )
+
+    def _erase(self, slot: int) -> None:
+        offset = HEADER_SIZE + slot * ENTRY_SIZE
+        self._map[offset : offset + ENTRY_SIZE] = bytes(ENTRY_SIZE)
+
+    def _lock(self) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _pid_in(self._fd)
+            by = f" (pid {holder})" if holder else ""
+            raise RecordLogLocked(
+                f"record log {self.path} is in use by another agent{by}; each agent needs its own journal"
+            ) from None
+
+    def _create(self, capacity: int) -> None:
+        os.ftruncate(self._fd, _file_size(capacity))
+        header = _HEADER.pack(MAGIC, VERSION, ENTRY_SIZE, capacity, os.getpid(), self.journal.identity)
+        os.pwrite(self._fd, header, 0)
+
+    def _write_header(self) -> None:
+        _HEADER.pack_into(
+            self._map, 0, MAGIC, VERSION, ENTRY_SIZE, self.capacity, os.getpid(), self.journal.identity
+        )
+
+    def _check_header(self) -> int:
+        size = os.fstat(self._fd).st_size
+        raw = os.pread(self._fd, _HEADER.size, 0)
+        if len(raw) < _HEADER.size or raw[:8] != MAGIC:
+            raise RecordLogError(
+                f"{self.path} is not a region agent record log (no record log header); refusing to use it"
+            )
+        _, version, entry_size, capacity, _, journal_id = _HEADER.unpack(raw)
+        if version != VERSION or entry_size != ENTRY_SIZE:
+            raise RecordLogError(
+                f"record log {self.path} has format {version}/{entry_size},"
+                f" this agent reads {VERSION}/{ENTRY_SIZE}"
+            )
+        if capacity < 1 or size < _file_size(capacity):
+            raise RecordLogError(
+                f"record log {self.path} is truncated: {size} bytes for {capacity} entries;"
+                " refusing to use it"
+            )
+        if journal_id != self.journal.identity:
+            raise RecordLogError(
+                f"record log {self.path} belongs to another journal than {self.journal.path}; its records"
+                " name that journal's budgets. Move it away (retries of its requests are then not recognised)"
+            )
+        return int(capacity)
+
+    def _grow_after_head(self, capacity: int) -> None:
+        """Grow to ``capacity`` with the new, empty entries right after the head, where the ring
+        writes next: the entries from the head to the old end (the oldest) move to the new end,
+        so they are still the first overwritten. A kill during the move leaves an entry twice
+        (same seq, same content: harmless) or torn where its other copy is intact."""
+        old, head = self.capacity, self._head
+        shift = capacity - old
+        self._grow(capacity)
+        if head == 0:  # the newest entry is the last one: the new space already follows it
+            self._head = old
+            return
+        start = HEADER_SIZE + head * ENTRY_SIZE
+        self._map.move(start + shift * ENTRY_SIZE, start, (old - head) * ENTRY_SIZE)
+        self._map[start : start + shift * ENTRY_SIZE] = bytes(shift * ENTRY_SIZE)
+        self._pinned = {slot + shift if slot >= head else slot for slot in self._pinned}
+        self._held = {rid: slot + shift if slot >= head else slot for rid, slot in self._held.items()}
+
+    def _grow(self, capacity: int) -> None:
+        # Rare (a capacity raised between runs, or a ring full of held reservations): system calls are fine.
+        self._map.flush()
+        os.ftruncate(self._fd, _file_size(capacity))
+        self._map.close()
+        self._map = mmap.mmap(self._fd, _file_size(capacity), mmap.MAP_SHARED)
+        self.capacity = capacity
+        self._write_header()
+
+
+def _file_size(capacity: int) -> int:
+    return HEADER_SIZE + capacity * ENTRY_SIZE
+
+
+def _pid_in(fd: int) -> int:
+    raw = os.pread(fd, _HEADER.size, 0)
+    if len(raw) < _HEADER.size or raw[:8] != MAGIC:
+        return 0
+    return int(_HEADER.unpack(raw)[4])
