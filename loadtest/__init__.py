@@ -1,0 +1,1 @@
+"""Locust load scenarios against the quota service, and the checks run after them (see README.md)."""
