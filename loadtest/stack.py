@@ -218,6 +218,8 @@ class Stack:
         self.progress = progress
         self.center = ""
         self.agents: list[str] = []
+        self.center_metrics = ""  # http://host:port/metrics
+        self.agent_metrics: list[str] = []
         self._dir: Path | None = None
         self._procs: list[Process] = []  # in start order; stopped in reverse
 
@@ -298,12 +300,13 @@ class Stack:
         env = {
             "QUOTA_CENTER_GRPC_HOST": LOOPBACK,
             "QUOTA_CENTER_GRPC_PORT": str(port),
-            "QUOTA_CENTER_METRICS_PORT": str(free_port()),
+            "QUOTA_CENTER_METRICS_PORT": str(metrics_port := free_port()),
             "QUOTA_CENTER_REDIS_URL": redis_url,
             "QUOTA_CENTER_DATABASE_URL": database_url,
             "QUOTA_CENTER_DRAIN_GRACE_S": "1",
         }
         self.center = f"{LOOPBACK}:{port}"
+        self.center_metrics = f"http://{LOOPBACK}:{metrics_port}/metrics"
         self.progress(f"starting quota-center on {self.center}")
         proc = self._spawn("center", [*_command("quota-center", "quota_center.main"), "serve"], env=env)
         proc.wait_until(lambda: serving(self.center), timeout=60)
@@ -318,7 +321,7 @@ class Stack:
             "REGION_AGENT_CENTER_TARGET": self.center,
             "REGION_AGENT_GRPC_HOST": LOOPBACK,
             "REGION_AGENT_GRPC_PORT": str(port),
-            "REGION_AGENT_METRICS_PORT": str(free_port()),
+            "REGION_AGENT_METRICS_PORT": str(metrics_port := free_port()),
             "REGION_AGENT_JOURNAL_PATH": str(self._dir / f"{agent_id}.journal"),
             "REGION_AGENT_DRAIN_GRACE_S": "1",
         }
@@ -329,6 +332,7 @@ class Stack:
         )
         proc.wait_until(lambda: serving(target), timeout=60)
         self.agents.append(target)
+        self.agent_metrics.append(f"http://{LOOPBACK}:{metrics_port}/metrics")
 
 
 def main(argv: list[str] | None = None) -> int:
