@@ -99,7 +99,7 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
     async def Deduct(self, request: pb.DeductRequest, context: Context) -> pb.DeductResponse:
         decided = self.agent.deduct(request.budget_id, request.request_id, request.amount, self.clock())
         if isinstance(decided, Answer):
-            self.metrics.served.labels("Deduct", "local").inc()
+            self.metrics.served_local("Deduct")
             return _deduct_response(request, decided)
         response = await self._forward(
             "Deduct", decided, request.budget_id, request.amount, lambda: self.center.deduct(request)
@@ -124,14 +124,16 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
         now = self.clock()
         results: list[pb.DeductResponse | None] = []
         forwarded: list[tuple[int, Forward]] = []
+        local = 0
         for i, item in enumerate(request.items):
             decided = self.agent.deduct(item.budget_id, item.request_id, item.amount, now)
             if isinstance(decided, Answer):
-                self.metrics.served.labels("DeductBatch", "local").inc()
+                local += 1
                 results.append(_deduct_response(item, decided))
             else:
                 results.append(None)
                 forwarded.append((i, decided))
+        self.metrics.served_local("DeductBatch", local)
         if forwarded:
             batch = pb.DeductBatchRequest(items=[request.items[i] for i, _ in forwarded])
             try:
@@ -154,7 +156,7 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
             request.budget_id, request.request_id, request.deduction_id, request.amount, self.clock()
         )
         if isinstance(decided, Answer):
-            self.metrics.served.labels("Return", "local").inc()
+            self.metrics.served_local("Return")
             return pb.ReturnResponse(
                 code=wire_code(decided.code),
                 message=decided.message,
@@ -176,7 +178,7 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
             request.budget_id, request.request_id, request.amount, request.ttl_ms, self.clock()
         )
         if isinstance(decided, Answer):
-            self.metrics.served.labels("Reserve", "local").inc()
+            self.metrics.served_local("Reserve")
             return pb.ReserveResponse(
                 code=wire_code(decided.code),
                 message=decided.message,
@@ -195,7 +197,7 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
     async def Confirm(self, request: pb.ConfirmRequest, context: Context) -> pb.ConfirmResponse:
         decided = self.agent.confirm(request.budget_id, request.reservation_id, request.amount, self.clock())
         if isinstance(decided, Answer):
-            self.metrics.served.labels("Confirm", "local").inc()
+            self.metrics.served_local("Confirm")
             return pb.ConfirmResponse(
                 code=wire_code(decided.code),
                 message=decided.message,
@@ -212,7 +214,7 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
     async def Cancel(self, request: pb.CancelRequest, context: Context) -> pb.CancelResponse:
         decided = self.agent.cancel(request.budget_id, request.reservation_id, self.clock())
         if isinstance(decided, Answer):
-            self.metrics.served.labels("Cancel", "local").inc()
+            self.metrics.served_local("Cancel")
             return pb.CancelResponse(
                 code=wire_code(decided.code),
                 message=decided.message,

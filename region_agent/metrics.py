@@ -23,6 +23,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._requests: dict[tuple[str, str], Counter] = {}
+        self._latency: dict[str, Histogram] = {}
+        self._local: dict[str, Counter] = {}
         self.requests = Counter(
             "agent_requests_total",
             "gRPC requests by method and result code (OK, INSUFFICIENT, ..., or a gRPC status for errors).",
@@ -87,8 +90,24 @@ class Metrics:
         self.registry.register(_StateCollector(agent, clock, heartbeat_answered))
 
     def observe(self, method: str, code: str, start: float) -> None:
-        self.requests.labels(method, code).inc()
-        self.latency.labels(method).observe(time.perf_counter() - start)
+        # Labelled children are looked up once and kept: ``labels()`` costs a lock and a dict
+        # lookup with tuple hashing on every call, a fifth of a local deduction's time.
+        key = (method, code)
+        child = self._requests.get(key)
+        if child is None:
+            child = self._requests[key] = self.requests.labels(method, code)
+        child.inc()
+        timer = self._latency.get(method)
+        if timer is None:
+            timer = self._latency[method] = self.latency.labels(method)
+        timer.observe(time.perf_counter() - start)
+
+    def served_local(self, method: str, n: int = 1) -> None:
+        """Count ``n`` requests of ``method`` decided from the slice."""
+        child = self._local.get(method)
+        if child is None:
+            child = self._local[method] = self.served.labels(method, "local")
+        child.inc(n)
 
 
 class _StateCollector(Collector):
