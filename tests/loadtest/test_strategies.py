@@ -1,8 +1,8 @@
 """The strategy comparison at a small size, end to end (a subprocess, as a user types it).
 
 The product's strategy must drain the budget exactly with no false refusal (the command exits
-non-zero otherwise); static must show its price (stranded budget, refusals while budget
-remained) and the simulated local strategy its oversell. Times are printed, never asserted.
+non-zero otherwise); static must show its price (refusals while other regions' shares still
+held budget) and the simulated local strategy its oversell. Times are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -31,5 +31,6 @@ def test_the_strategies_side_by_side() -> None:
     assert rows["progressive"][2:5] == ["0", "0", "0"]
     assert rows["central"][2:5] == ["0", "0", "0"]
     assert rows["static"][2] == "0"
-    assert int(rows["static"][4]) > 0  # stranded in shares no caller could reach
+    # The busiest region's share runs out while the others still hold plenty: refused anyway.
+    assert int(rows["static"][3]) > 0
     assert int(rows["local"][3]) > 0  # oversell (local's row has "(simulated)" in its name)
