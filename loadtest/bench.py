@@ -52,6 +52,7 @@ from quota.v1 import common_pb2 as pb
 
 from loadtest.bench_client import CLOSED, DEDUCT, DEDUCT_BATCH, OPEN, Clients, Job, Outcome
 from loadtest.bench_stack import REPO_ROOT, Stack
+from quota_center.loops import EVENT_LOOPS
 
 REPORTS = REPO_ROOT / "loadtest" / "reports"
 BIG_TOTAL = 2**50  # far more than any run spends: the agent and the sub-buckets serve from slices
@@ -157,6 +158,12 @@ def parser() -> argparse.ArgumentParser:
         " (explicit options still win)",
     )
     p.add_argument("--keep", action="store_true", help="keep the temp dir with the servers' logs")
+    p.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default="asyncio",
+        help="event loop of the servers measured: center, agent and echo servers alike (default asyncio)",
+    )
     p.add_argument("--fail-on-target", action="store_true", help="exit 3 when a target is not met")
     return p
 
@@ -172,6 +179,7 @@ class Config:
     open_fraction: float
     drain_seconds: float
     keep: bool = False
+    event_loop: str = "asyncio"
 
 
 def config_from(args: argparse.Namespace, given: set[str]) -> Config:
@@ -201,6 +209,7 @@ def config_from(args: argparse.Namespace, given: set[str]) -> Config:
         open_fraction=float(args.open_fraction),
         drain_seconds=float(drain) if drain is not None else max(2.0, 2 * seconds),
         keep=bool(args.keep),
+        event_loop=str(args.event_loop),
     )
 
 
@@ -512,10 +521,11 @@ def run(cfg: Config, log: Progress) -> dict[str, Any]:
             "open_fraction": cfg.open_fraction,
             "drain_seconds": cfg.drain_seconds,
             "cpus": os.cpu_count(),
+            "event_loop": cfg.event_loop,
         },
         "client_model": client_model(cfg),
     }
-    stack = Stack(log, keep=cfg.keep)
+    stack = Stack(log, keep=cfg.keep, event_loop=cfg.event_loop)
     clients: Clients | None = None
     bench: Bench | None = None
     try:
@@ -783,6 +793,7 @@ def render(report: dict[str, Any]) -> str:
     out.append("Notes")
     out.append("* Closed-loop latency at saturation is queueing: the calls in flight wait for each other.")
     out.append(f"* Client model: {report['client_model']}")
+    out.append(f"* Servers' event loop: {report['config'].get('event_loop', 'asyncio')}")
     out.append(
         "* Echo answers at once; echo+EVALSHA runs one trivial Lua script per deduction; each is one process with"
         " one asyncio loop and a grpc.aio server, like the agent and the center. PostgreSQL runs with fsync off."

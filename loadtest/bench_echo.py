@@ -25,9 +25,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from quota.v1 import common_pb2 as pb
 from quota.v1 import quota_pb2_grpc
 
+from quota_center import loops
 from quota_center.api.decoding import add_servicer
 from quota_center.buckets.client import connect
 from quota_center.buckets.scripts import RedisClient
+from quota_center.loops import EVENT_LOOPS
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -124,8 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--port", type=int, required=True, help="gRPC port on 127.0.0.1")
     p.add_argument("--redis-url", help="run one EVALSHA of a trivial Lua script per deduction on this Redis")
+    p.add_argument(
+        "--event-loop", choices=EVENT_LOOPS, default="asyncio", help="event loop (default asyncio)"
+    )
     args = p.parse_args(argv)
-    asyncio.run(serve(args.port, args.redis_url))
+    loops.run(serve(args.port, args.redis_url), args.event_loop)
 
 
 if __name__ == "__main__":

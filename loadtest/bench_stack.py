@@ -120,9 +120,10 @@ class Proc:
 class Stack:
     """Redis, PostgreSQL, the center, one agent and the echo servers on free loopback ports."""
 
-    def __init__(self, log: Log, *, keep: bool = False) -> None:
+    def __init__(self, log: Log, *, keep: bool = False, event_loop: str = "asyncio") -> None:
         self.log = log
         self.keep = keep
+        self.event_loop = event_loop
         self.dir = Path(tempfile.mkdtemp(prefix="quota-bench-"))
         self.procs: list[Proc] = []
         self.agent_id = f"bench-{uuid.uuid4().hex[:8]}"
@@ -284,7 +285,15 @@ class Stack:
         self._wait(proc, lambda: _succeeds(psql))
 
     def _start_echo(self, name: str, port: int, redis_url: str | None) -> None:
-        argv = [sys.executable, "-m", "loadtest.bench_echo", "--port", str(port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "loadtest.bench_echo",
+            "--port",
+            str(port),
+            "--event-loop",
+            self.event_loop,
+        ]
         if redis_url is not None:
             argv += ["--redis-url", redis_url]
         pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
@@ -302,6 +311,7 @@ class Stack:
             "QUOTA_CENTER_FILL_INTERVAL_MS": "100",
             "QUOTA_CENTER_DRAIN_GRACE_S": "1",
             "QUOTA_CENTER_LOG_LEVEL": "WARNING",
+            "QUOTA_CENTER_EVENT_LOOP": self.event_loop,
         }
         proc = self._spawn("center", [_program("quota-center"), "serve"], env=env)
         self.log(f"quota-center on {self.center_target}")
@@ -318,6 +328,7 @@ class Stack:
             "REGION_AGENT_JOURNAL_PATH": str(self.dir / f"{self.agent_id}.journal"),
             "REGION_AGENT_DRAIN_GRACE_S": "1",
             "REGION_AGENT_LOG_LEVEL": "WARNING",
+            "REGION_AGENT_EVENT_LOOP": self.event_loop,
         }
         proc = self._spawn("agent", [_program("region-agent"), "serve"], env=env)
         self.log(f"region-agent {self.agent_id} on {self.agent_target}")

@@ -42,10 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "migrate":
         return asyncio.run(_migrate(settings.database_url))
+    from quota_center import loops
     from quota_center.server import serve
 
     try:
-        asyncio.run(serve(settings))
+        loops.loop_factory(settings.event_loop)
+    except ValueError as exc:
+        print(f"quota-center: QUOTA_CENTER_EVENT_LOOP: {exc}", file=sys.stderr)
+        return 2
+    try:
+        loops.run(serve(settings), settings.event_loop)
     except OSError as exc:
         print(f"quota-center: cannot start: {exc}", file=sys.stderr)
         return 1

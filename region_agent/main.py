@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
@@ -41,11 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from quota_center import loops
     from region_agent.journal import JournalError
     from region_agent.server import serve
 
     try:
-        asyncio.run(serve(settings))
+        loops.loop_factory(settings.event_loop)
+    except ValueError as exc:
+        print(f"region-agent: REGION_AGENT_EVENT_LOOP: {exc}", file=sys.stderr)
+        return 2
+    try:
+        loops.run(serve(settings), settings.event_loop)
     except JournalError as exc:
         print(f"region-agent: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -47,6 +47,8 @@ class Settings:
     reservation_ttl_ms: int = 300_000
     reservation_max_ttl_ms: int = 24 * 3600 * 1000
     drain_grace_s: float = 10.0
+    # asyncio or uvloop (installed separately: pip install uvloop).
+    event_loop: str = "asyncio"
     log_level: str = "INFO"
 
 
@@ -74,6 +76,7 @@ HELP: dict[str, str] = {
     "reservation_ttl_ms": "TTL of a reservation that asks for none (ttl_ms 0)",
     "reservation_max_ttl_ms": "longest TTL a reservation may ask for",
     "drain_grace_s": "seconds in-flight calls get to finish on SIGTERM",
+    "event_loop": "asyncio, or uvloop if installed (pip install uvloop)",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
 

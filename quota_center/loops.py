@@ -1,0 +1,34 @@
+"""Which asyncio event loop a process runs on: the standard one or uvloop (an optional install).
+
+grpc.aio runs on either. uvloop replaces the loop's Python scheduling and I/O with libuv; the
+benchmark (`python -m loadtest.bench --event-loop uvloop`) measures what it changes here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+EVENT_LOOPS = ("asyncio", "uvloop")
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The factory for ``name``; None for the standard loop. ValueError if it cannot be had."""
+    if name == "asyncio":
+        return None
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            raise ValueError("event loop uvloop is not installed: pip install uvloop") from None
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+        return factory
+    raise ValueError(f"event loop must be one of {', '.join(EVENT_LOOPS)}, got {name!r}")
+
+
+def run(main: Coroutine[Any, Any, T], name: str = "asyncio") -> T:
+    """``asyncio.run(main)`` on the event loop ``name``."""
+    with asyncio.Runner(loop_factory=loop_factory(name)) as runner:
+        return runner.run(main)
