@@ -9,6 +9,7 @@ the session asks the center for a slice of it in the background.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -37,6 +38,10 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp", bound=Message)
 T = TypeVar("T")
 Handler = Callable[["QuotaServicer", Req, Context], Awaitable[Resp]]
+
+# A request its slice cannot cover waits for at most this many slices on their way (the first
+# after a budget's first contact is sized from one request; the next one from the burst).
+MAX_SLICE_WAITS = 2
 
 # Forwarded because the slice had nothing for it: ask the center for a slice at once.
 _ASK_NOW = frozenset({"unknown", "no_holding", "short"})
@@ -94,9 +99,56 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
         self.metrics = metrics
         self.clock = clock
         self.ask = ask  # sends a SliceRequest for (budget, needed); the session's request_slice
+        # Waits (budget, seconds) for the slice in flight for a budget; the session's slice_arrival.
+        self.wait: Callable[[str, float], Awaitable[bool]] | None = None
+        # Asks for a slice unless one is in flight or the center lately had nothing to grant.
+        self.ask_soon: Callable[[str, int], object] | None = None
+        self.wait_s = 0.0
+        self._first_contact: dict[str, asyncio.Event] = {}  # budget -> set when its first request returns
+
+    async def _await_slice(self, budget_id: str, amount: int) -> None:
+        """If the slice cannot cover ``amount`` but a slice is on its way, wait for it (bounded).
+
+        Not on the hot path: a request the slice covers returns from ``wait_reason`` at once.
+        For a budget first met, the first request goes to the center (which tells whether the
+        budget exists) and asks for a slice when it answers; requests that arrive meanwhile
+        wait for that, then for the slice, instead of all going to the center.
+        """
+        if self.wait is None or self.wait_s <= 0:
+            return
+        deadline = time.monotonic() + self.wait_s
+        rounds = 0
+        while (reason := self.agent.wait_reason(budget_id, amount, self.clock())) is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if reason == "unknown":
+                first = self._first_contact.get(budget_id)
+                if first is None:
+                    self._first_contact[budget_id] = asyncio.Event()
+                    return  # this request makes the first contact
+                try:
+                    async with asyncio.timeout(left):
+                        await first.wait()
+                except TimeoutError:
+                    return
+                continue
+            if rounds == MAX_SLICE_WAITS:
+                return  # slices waited for and still short: the center decides
+            rounds += 1
+            if self.ask_soon is not None:
+                self.ask_soon(budget_id, amount)  # no-op if one is in flight, or the center said no lately
+            if not await self.wait(budget_id, left):
+                return  # nothing on its way (or it did not come in time): the center decides
+
+    def _first_contact_done(self, budget_id: str) -> None:
+        event = self._first_contact.pop(budget_id, None)
+        if event is not None:
+            event.set()
 
     @rpc("Deduct")
     async def Deduct(self, request: pb.DeductRequest, context: Context) -> pb.DeductResponse:
+        await self._await_slice(request.budget_id, request.amount)
         decided = self.agent.deduct(request.budget_id, request.request_id, request.amount, self.clock())
         if isinstance(decided, Answer):
             self.metrics.served_local("Deduct")
@@ -121,6 +173,11 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
                 check_amount(item.amount)
             except InvalidInput as exc:
                 raise InvalidInput(f"items[{i}]: {exc}") from None
+        wanted: dict[str, int] = {}
+        for item in request.items:
+            wanted[item.budget_id] = wanted.get(item.budget_id, 0) + item.amount
+        for budget_id, amount in wanted.items():
+            await self._await_slice(budget_id, amount)
         now = self.clock()
         results: list[pb.DeductResponse | None] = []
         forwarded: list[tuple[int, Forward]] = []
@@ -253,8 +310,12 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
         self, method: str, why: Forward, budget_id: str, amount: int, call: Callable[[], Awaitable[T]]
     ) -> T:
         now = self.clock()
-        response = await call()
-        self._forwarded(method, why, budget_id, amount, now)
+        try:
+            response = await call()
+            self._forwarded(method, why, budget_id, amount, now)
+        finally:
+            if why.reason == "unknown":
+                self._first_contact_done(budget_id)
         return response
 
     def _forwarded(self, method: str, why: Forward, budget_id: str, amount: int, now: int) -> None:

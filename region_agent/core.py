@@ -39,6 +39,8 @@ from region_agent.slices import BudgetSlice, Counters, Holding, Mode, State
 log = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
+# Forward reasons that a slice on its way can cure (see ``Agent.wait_reason``).
+_SLICE_HELPS = frozenset({"unknown", "no_holding", "short"})
 
 
 class CounterStore(Protocol):
@@ -399,6 +401,16 @@ class Agent:
     def observed_rate(self, budget_id: str, now: int) -> int:
         s = self._slices.get(budget_id)
         return 0 if s is None else refill.observed_rate(s, now, self.config.rules)
+
+    def wait_reason(self, budget_id: str, amount: int, now: int) -> str | None:
+        """Why a request for ``amount`` would be forwarded now, if a slice arriving could change it.
+
+        ``unknown``, ``no_holding`` or ``short``; None when the slice covers it, or when it is
+        forwarded for a reason a grant does not change (central mode, a paused budget, ...).
+        Changes nothing: the I/O edge asks it to decide whether to wait for a slice in flight.
+        """
+        why = self._why_not_local(self._slices.get(budget_id), amount, now)
+        return why.reason if why is not None and why.reason in _SLICE_HELPS else None
 
     def unix_ms(self, now: int) -> int:
         return now + self.config.unix_offset_ms

@@ -75,6 +75,8 @@ class Session:
         self._out: asyncio.Queue[spb.AgentMessage | None] | None = None
         self._slice_requests: dict[str, tuple[str, int]] = {}  # request id -> (budget, sent at)
         self._asking: dict[str, str] = {}  # budget -> its SliceRequest in flight
+        self._arrivals: dict[str, asyncio.Event] = {}  # budget -> set when that request is answered
+        self._renewal = asyncio.Event()  # set on every LeaseRenewal (close waits for its last one)
         self._quiet_until: dict[str, int] = {}  # budget -> no background ask before (after a refusal)
         self._heartbeats: deque[int] = deque(maxlen=MAX_OUTSTANDING)
         self._reports: dict[str, deque[int]] = {}  # budget -> send times of unanswered reports
@@ -86,8 +88,23 @@ class Session:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self.run()), asyncio.create_task(self.maintain())]
 
-    async def close(self) -> None:
-        """Say goodbye (end the stream) and stop the loops; the journal keeps the counters."""
+    async def close(self, flush_s: float = 1.0) -> None:
+        """Report once more, end the stream and stop the loops; the journal keeps the counters.
+
+        The last report (a heartbeat, answered with a renewal) lets the center book what was
+        served since the previous one now rather than when the agent comes back; if the center
+        does not answer within ``flush_s`` the agent stops anyway.
+        """
+        if self._out is not None and self.connected.is_set() and self.agent.budgets():
+            sent = self.clock()
+            self._heartbeats.append(sent)
+            usage = [usage_pb(b, self.agent.usage(b)) for b in self.agent.budgets()]
+            self._send(spb.AgentMessage(heartbeat=spb.Heartbeat(sent_at_ms=sent, usage=usage)))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(flush_s):
+                    while sent in self._heartbeats and self._out is not None:
+                        self._renewal.clear()
+                        await self._renewal.wait()
         if self._out is not None:
             self._out.put_nowait(None)
         # Cancel the call first: a task cancelled while it awaits the call's read() does not
@@ -134,11 +151,17 @@ class Session:
 
     # ---- asking the center ------------------------------------------------------------------
 
-    def request_slice(self, budget_id: str, needed: int = 0) -> bool:
-        """Send a SliceRequest for ``budget_id`` unless one is in flight or the stream is down."""
+    def request_slice(self, budget_id: str, needed: int = 0, *, patient: bool = False) -> bool:
+        """Send a SliceRequest for ``budget_id`` unless one is in flight or the stream is down.
+
+        ``patient``: also not while the center lately answered that it had nothing to grant
+        (a heartbeat's time): a request that found its slice short asks at most that often.
+        """
         if self._out is None or budget_id in self._asking:
             return False
         now = self.clock()
+        if patient and now < self._quiet_until.get(budget_id, 0):
+            return False
         request_id = f"{self.settings.agent_id}:slice:{uuid.uuid4().hex}"
         self._slice_requests[request_id] = (budget_id, now)
         self._asking[budget_id] = request_id
@@ -154,6 +177,32 @@ class Session:
             )
         )
         return True
+
+    def ask_when_short(self, budget_id: str, needed: int) -> bool:
+        """``request_slice`` for a request its slice could not cover (see ``patient``)."""
+        return self.request_slice(budget_id, needed, patient=True)
+
+    async def slice_arrival(self, budget_id: str, wait_s: float) -> bool:
+        """Wait up to ``wait_s`` for the answer to the SliceRequest of ``budget_id`` in flight.
+
+        Returns at once (False) when none is in flight. Requests that find their slice empty
+        while one is on its way wait for it instead of all going to the center: a burst at cold
+        start, or a slice that ran dry a moment before its refill, costs one center call.
+        """
+        if budget_id not in self._asking:
+            return False
+        event = self._arrivals.setdefault(budget_id, asyncio.Event())
+        try:
+            async with asyncio.timeout(wait_s):
+                await event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _arrived(self, budget_id: str) -> None:
+        event = self._arrivals.pop(budget_id, None)
+        if event is not None:
+            event.set()
 
     def report(self, budget_id: str) -> None:
         """Send the budget's usage outside a heartbeat (after a release)."""
@@ -280,16 +329,18 @@ class Session:
                 del self._asking[budget_id]
         if g.HasField("holding"):
             self._adopt(g.holding, pending[1] if pending is not None else None)
+        self._arrived(g.budget_id)
         if code == "OK" and g.amount > 0:
             self.metrics.refilled.inc(g.amount)
             self.agent.granted(g.budget_id, g.amount)
             self._quiet_until.pop(g.budget_id, None)
-        elif code != "OK":
+        else:
             # Asking again at once would get the same answer: wait a heartbeat (a forwarded
             # request for the budget still asks at once, see request_slice).
             self._quiet_until[g.budget_id] = now + max(self.heartbeat_ms, self.settings.refill_interval_ms)
 
     def _renewed(self, renewal: spb.LeaseRenewal) -> None:
+        self._renewal.set()
         sent: int | None = renewal.sent_at_ms
         if sent in self._heartbeats:
             while self._heartbeats and self._heartbeats[0] <= renewal.sent_at_ms:
@@ -338,6 +389,7 @@ class Session:
                 del self._slice_requests[request_id]
                 if self._asking.get(budget_id) == request_id:
                     del self._asking[budget_id]
+                    self._arrived(budget_id)
 
     def _send(self, message: spb.AgentMessage) -> None:
         if self._out is not None:
@@ -349,6 +401,9 @@ class Session:
         self.connected.clear()
         self._slice_requests.clear()
         self._asking.clear()
+        for event in self._arrivals.values():
+            event.set()  # nothing is coming: let waiting requests go on to the center
+        self._arrivals.clear()
         self._heartbeats.clear()
         self._reports.clear()
 

@@ -41,6 +41,9 @@ class Settings:
     release_keep: int = 1
     # A forwarded call (or a SliceRequest) not answered within this gets UNAVAILABLE.
     forward_deadline_ms: int = 2000
+    # A request the slice cannot cover while a slice for its budget is on its way waits this
+    # long for it before going to the center (0: never waits).
+    slice_wait_ms: int = 100
     # After the stream to the center fails: exponential backoff with jitter between these.
     reconnect_min_ms: int = 100
     reconnect_max_ms: int = 3000
@@ -71,6 +74,7 @@ HELP: dict[str, str] = {
     "release_idle_ms": "a budget without spending for this long gives its surplus back",
     "release_keep": "units an idle budget keeps for the next request",
     "forward_deadline_ms": "deadline of a call forwarded to the center",
+    "slice_wait_ms": "longest wait for a slice on its way before a request goes to the center (0: none)",
     "reconnect_min_ms": "first wait before reconnecting to the center",
     "reconnect_max_ms": "longest wait between reconnection attempts",
     "reservation_ttl_ms": "TTL of a reservation that asks for none (ttl_ms 0)",
@@ -124,6 +128,8 @@ def check(s: Settings) -> None:
     for name in positive:
         if getattr(s, name) <= 0:
             raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(s, name)}")
+    if s.slice_wait_ms < 0:
+        raise SettingsError(f"{PREFIX}SLICE_WAIT_MS must not be negative, got {s.slice_wait_ms}")
     if s.reconnect_max_ms < s.reconnect_min_ms:
         raise SettingsError(f"{PREFIX}RECONNECT_MAX_MS must be at least {PREFIX}RECONNECT_MIN_MS")
     if not 0 <= s.low_watermark_pct <= 100:
