@@ -91,17 +91,24 @@ class Spending:
                 prior = await recall.deduction(meta, request_id, amount)
                 if prior is not None:
                     return await self._recalled(prior)
-            if not claimed:
-                conflict = await self._claim(request_id, _deduct_fingerprint(budget_id, amount))
+            fingerprint = _deduct_fingerprint(budget_id, amount)
+            combined = not claimed and self.buckets.one_server
+            if not claimed and not combined:
+                conflict = await self._claim(request_id, fingerprint)
                 if conflict is not None:
                     return conflict
                 claimed = True
             index = sub_bucket_for(request_id, meta.sub_buckets)
             try:
-                r = await self.log.call(
-                    self.buckets.deduct(budget_id, index, request_id, amount, meta.gen),
-                    deduct_entry(budget_id, index, request_id),
-                )
+                if combined:
+                    # One round trip: the claim and the deduction in one pipeline (one server).
+                    work = self._claim_and_deduct(request_id, fingerprint, budget_id, index, amount, meta.gen)
+                else:
+                    work = self.buckets.deduct(budget_id, index, request_id, amount, meta.gen)
+                r = await self.log.call(work, deduct_entry(budget_id, index, request_id))
+                if r.status == "UNCLAIMED":
+                    return _conflict(request_id)
+                claimed = True
                 _fence(r, budget_id, index, meta)
                 if r.status == "OK":
                     return Answer("OK", amount)
@@ -193,7 +200,13 @@ class Spending:
         previous = await self.buckets.claim(request_id, fingerprint)
         if previous is None or previous == fingerprint:
             return None
-        return Answer("CONFLICT", 0, f"request_id {request_id} was already used for a different request")
+        return _conflict(request_id)
+
+    async def _claim_and_deduct(
+        self, request_id: str, fingerprint: str, budget_id: str, index: int, amount: int, gen: int
+    ) -> Outcome:
+        _, r = await self.buckets.claim_and_deduct(request_id, fingerprint, budget_id, index, amount, gen)
+        return r
 
     @staticmethod
     def _window(meta: BudgetMeta) -> Answer | None:
@@ -204,6 +217,10 @@ class Spending:
     def _refusal(status: str, budget_id: str, request_id: str, deduction_id: str = "") -> Answer:
         code, text = _REFUSALS[status]
         return Answer(code, 0, text.format(b=budget_id, r=request_id, d=deduction_id))
+
+
+def _conflict(request_id: str) -> Answer:
+    return Answer("CONFLICT", 0, f"request_id {request_id} was already used for a different request")
 
 
 def _deduct_fingerprint(budget_id: str, amount: int) -> str:

@@ -42,6 +42,13 @@ class Scripts:
             self._source[name] = text
             self._sha[name] = hashlib.sha1(text.encode("utf-8")).hexdigest()
 
+    def sha(self, name: str) -> str:
+        return self._sha[name]
+
+    async def load(self, name: str) -> None:
+        """Load script ``name`` (a Redis Cluster client loads it on every primary)."""
+        await self._redis.script_load(self._source[name])
+
     async def run(self, name: str, keys: list[str], args: list[str | int]) -> Any:
         """Run script ``name``; a missing script is loaded once and the call repeated."""
         sha = self._sha[name]
