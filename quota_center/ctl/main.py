@@ -313,7 +313,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # never a traceback: report it on one line
         _error(f"unexpected {type(error).__name__}: {' '.join(str(error).split())}")
         return ExitCode.ERROR
-    print(json.dumps(outcome.payload) if args.json else outcome.text)
+    try:
+        print(json.dumps(outcome.payload) if args.json else outcome.text, flush=True)
+    except BrokenPipeError:
+        # The reader went away (`quotactl ... | head`): not an error of the command. Point
+        # stdout at /dev/null so that the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return outcome.exit_code
 
 
