@@ -93,29 +93,38 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
         metrics: Metrics,
         clock: Callable[[], int],
         ask: Callable[[str, int], object] | None = None,
+        *,
+        ask_soon: Callable[[str, int], object] | None = None,
+        wait: Callable[[str, float], Awaitable[bool]] | None = None,
+        wait_s: float = 0.0,
     ) -> None:
         self.agent = agent
         self.center = center
         self.metrics = metrics
         self.clock = clock
         self.ask = ask  # sends a SliceRequest for (budget, needed); the session's request_slice
-        # Waits (budget, seconds) for the slice in flight for a budget; the session's slice_arrival.
-        self.wait: Callable[[str, float], Awaitable[bool]] | None = None
         # Asks for a slice unless one is in flight or the center lately had nothing to grant.
-        self.ask_soon: Callable[[str, int], object] | None = None
-        self.wait_s = 0.0
+        self.ask_soon = ask_soon
+        # Waits (budget, seconds) for the slice in flight for a budget; the session's slice_arrival.
+        self.wait = wait if wait_s > 0 else None
+        self.wait_s = wait_s
         self._first_contact: dict[str, asyncio.Event] = {}  # budget -> set when its first request returns
 
-    async def _await_slice(self, budget_id: str, amount: int) -> None:
-        """If the slice cannot cover ``amount`` but a slice is on its way, wait for it (bounded).
+    def _slice_may_help(self, budget_id: str, amount: int) -> bool:
+        """True if ``amount`` is not covered now but a slice on its way could cover it (no await).
 
-        Not on the hot path: a request the slice covers returns from ``wait_reason`` at once.
+        Bad input raises here, before any wait, as it would in ``Agent.deduct``.
+        """
+        return self.wait is not None and self.agent.wait_reason(budget_id, amount, self.clock()) is not None
+
+    async def _await_slice(self, budget_id: str, amount: int) -> None:
+        """Wait (bounded) for a slice on its way; called only when ``_slice_may_help``.
+
         For a budget first met, the first request goes to the center (which tells whether the
         budget exists) and asks for a slice when it answers; requests that arrive meanwhile
         wait for that, then for the slice, instead of all going to the center.
         """
-        if self.wait is None or self.wait_s <= 0:
-            return
+        assert self.wait is not None
         deadline = time.monotonic() + self.wait_s
         rounds = 0
         while (reason := self.agent.wait_reason(budget_id, amount, self.clock())) is not None:
@@ -148,7 +157,8 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
 
     @rpc("Deduct")
     async def Deduct(self, request: pb.DeductRequest, context: Context) -> pb.DeductResponse:
-        await self._await_slice(request.budget_id, request.amount)
+        if self._slice_may_help(request.budget_id, request.amount):  # the hot path does not await
+            await self._await_slice(request.budget_id, request.amount)
         decided = self.agent.deduct(request.budget_id, request.request_id, request.amount, self.clock())
         if isinstance(decided, Answer):
             self.metrics.served_local("Deduct")
@@ -177,7 +187,8 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
         for item in request.items:
             wanted[item.budget_id] = wanted.get(item.budget_id, 0) + item.amount
         for budget_id, amount in wanted.items():
-            await self._await_slice(budget_id, amount)
+            if self._slice_may_help(budget_id, amount):
+                await self._await_slice(budget_id, amount)
         now = self.clock()
         results: list[pb.DeductResponse | None] = []
         forwarded: list[tuple[int, Forward]] = []

@@ -408,7 +408,10 @@ class Agent:
         ``unknown``, ``no_holding`` or ``short``; None when the slice covers it, or when it is
         forwarded for a reason a grant does not change (central mode, a paused budget, ...).
         Changes nothing: the I/O edge asks it to decide whether to wait for a slice in flight.
+        Bad input raises InvalidInput, as ``deduct`` would, so that it is refused without a wait.
         """
+        check_budget_id(budget_id)
+        check_amount(amount)
         why = self._why_not_local(self._slices.get(budget_id), amount, now)
         return why.reason if why is not None and why.reason in _SLICE_HELPS else None
 

@@ -111,9 +111,16 @@ async def start(settings: Settings, *, metrics: bool = True, clock: Clock = mono
         stats.watch(agent, clock, lambda: session.heartbeat_answered)
         center = CenterClient(channel, settings.center_target, settings.forward_deadline_ms)
         server = grpc.aio.server()
-        servicer = QuotaServicer(agent, center, stats, clock, ask=session.request_slice)
-        servicer.wait, servicer.wait_s = session.slice_arrival, settings.slice_wait_ms / 1000
-        servicer.ask_soon = session.ask_when_short
+        servicer = QuotaServicer(
+            agent,
+            center,
+            stats,
+            clock,
+            ask=session.request_slice,
+            ask_soon=session.ask_when_short,
+            wait=session.slice_arrival,
+            wait_s=settings.slice_wait_ms / 1000,
+        )
         add_servicer(quota_pb2_grpc.add_QuotaServicer_to_server, servicer, server)
         checks = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(checks, server)

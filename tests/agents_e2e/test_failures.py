@@ -4,11 +4,8 @@ lease; restarted with the same id and journal it reports, and the doubt is settl
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -20,9 +17,7 @@ from harness import RedisServer, free_port
 from quota.v1 import common_pb2 as pb
 from support.center import CenterThread, Client, center_settings
 
-from agents_e2e.helpers import OK, Book, eventually, held_here
-
-ROOT = Path(__file__).resolve().parents[2]
+from agents_e2e.helpers import OK, Book, agent_process, eventually, held_here, wait_serving
 
 
 async def _prime(clients: list[Client], budget_id: str, book: Book, at_least: int) -> None:
@@ -89,40 +84,6 @@ async def test_agents_serve_through_a_center_outage_and_then_reconcile(
         center.stop()
 
 
-def _agent_process(journal: Path, center: str, agent_id: str, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "REGION_AGENT_AGENT_ID": agent_id,
-        "REGION_AGENT_REGION": "eu",
-        "REGION_AGENT_CENTER_TARGET": center,
-        "REGION_AGENT_GRPC_HOST": "127.0.0.1",
-        "REGION_AGENT_GRPC_PORT": str(port),
-        "REGION_AGENT_METRICS_PORT": "0",
-        "REGION_AGENT_JOURNAL_PATH": str(journal),
-        "REGION_AGENT_RECONNECT_MIN_MS": "50",
-        "REGION_AGENT_RECONNECT_MAX_MS": "300",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "region_agent.main", "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def _wait_serving(target: str) -> None:
-    async def up() -> bool:
-        async with grpc.aio.insecure_channel(target) as ch:
-            try:
-                await asyncio.wait_for(ch.channel_ready(), 0.5)
-                return True
-            except TimeoutError:
-                return False
-
-    await eventually(up, 20, f"agent at {target} did not start")
-
-
 async def test_a_killed_agent_s_balance_is_in_doubt_until_it_restarts_and_reports(
     redis_url: str, database_url: str, tmp_path: Path, budget_id: str
 ) -> None:
@@ -140,12 +101,12 @@ async def test_a_killed_agent_s_balance_is_in_doubt_until_it_restarts_and_report
     target = f"127.0.0.1:{port}"
     journal = tmp_path / "eu.journal"
     agent_id = f"eu-{uuid.uuid4().hex[:6]}"
-    proc = _agent_process(journal, center.target, agent_id, port)
+    proc = agent_process(journal, center.target, agent_id, port)
     book = Book()
     try:
         total = 100_000
         await create(admin, budget_id, total, sub_buckets=2)
-        await _wait_serving(target)
+        await wait_serving(target)
         client = Client(target)
         try:
             await _prime([client], budget_id, book, at_least=50)
@@ -167,8 +128,8 @@ async def test_a_killed_agent_s_balance_is_in_doubt_until_it_restarts_and_report
         await assert_balanced(admin, budget_id)
 
         # Restarted with the same id and journal, it reports what it spent; the doubt is settled.
-        proc = _agent_process(journal, center.target, agent_id, port)
-        await _wait_serving(target)
+        proc = agent_process(journal, center.target, agent_id, port)
+        await wait_serving(target)
 
         async def settled() -> bool:
             b = await get(admin, budget_id)

@@ -7,61 +7,20 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import urllib.request
 import uuid
 from pathlib import Path
 
-import grpc
 from center.helpers import assert_balanced, create, get
 from harness import free_port
 from quota.v1 import common_pb2 as pb
 from support.center import CenterThread, Client
 
-from agents_e2e.helpers import OK, eventually, held_here
+from agents_e2e.helpers import OK, agent_process, eventually, held_here, wait_serving
 
-ROOT = Path(__file__).resolve().parents[2]
 EXISTS = pb.RESULT_CODE_EXISTS
 CONFLICT = pb.RESULT_CODE_CONFLICT
 EXCEEDS_DEDUCTED = pb.RESULT_CODE_EXCEEDS_DEDUCTED
-
-
-def _start(
-    journal: Path, center: str, agent_id: str, port: int, metrics_port: int
-) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "REGION_AGENT_AGENT_ID": agent_id,
-        "REGION_AGENT_REGION": "eu",
-        "REGION_AGENT_CENTER_TARGET": center,
-        "REGION_AGENT_GRPC_HOST": "127.0.0.1",
-        "REGION_AGENT_GRPC_PORT": str(port),
-        "REGION_AGENT_METRICS_PORT": str(metrics_port),
-        "REGION_AGENT_JOURNAL_PATH": str(journal),
-        "REGION_AGENT_RECORD_CAPACITY": "10000",
-        "REGION_AGENT_RECONNECT_MIN_MS": "50",
-        "REGION_AGENT_RECONNECT_MAX_MS": "300",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "region_agent.main", "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def _wait_serving(target: str) -> None:
-    async def up() -> bool:
-        async with grpc.aio.insecure_channel(target) as ch:
-            try:
-                await asyncio.wait_for(ch.channel_ready(), 0.5)
-                return True
-            except TimeoutError:
-                return False
-
-    await eventually(up, 20, f"agent at {target} did not start")
 
 
 def _served_locally(metrics_port: int) -> float:
@@ -93,9 +52,9 @@ async def test_retries_after_a_sigkill_of_the_agent_apply_once(
     target = f"127.0.0.1:{port}"
     journal = tmp_path / "eu.journal"
     agent_id = f"eu-{uuid.uuid4().hex[:6]}"
-    proc = _start(journal, center.target, agent_id, port, metrics_port)
+    proc = agent_process(journal, center.target, agent_id, port, metrics_port, RECORD_CAPACITY="10000")
     try:
-        await _wait_serving(target)
+        await wait_serving(target)
         agent = Client(target)
         try:
             first = await _deduct(agent, budget_id, f"{budget_id}-first", 5)  # forwarded: no slice yet
@@ -121,8 +80,8 @@ async def test_retries_after_a_sigkill_of_the_agent_apply_once(
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
 
-        proc = _start(journal, center.target, agent_id, port, metrics_port)
-        await _wait_serving(target)
+        proc = agent_process(journal, center.target, agent_id, port, metrics_port, RECORD_CAPACITY="10000")
+        await wait_serving(target)
         agent = Client(target)
         try:
             for rid, amount in local.items():
