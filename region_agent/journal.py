@@ -34,6 +34,7 @@ import mmap
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from region_agent.slices import Counters
@@ -126,12 +127,9 @@ class Journal:
         self._map.flush()
 
     def close(self) -> None:
-        if self._fd < 0:
-            return
-        self._map.flush()
-        self._map.close()
-        os.close(self._fd)  # releases the lock
-        self._fd = -1
+        if self._fd >= 0:
+            close_mapped(self._map, self._fd)
+            self._fd = -1
 
     def __enter__(self) -> Journal:
         return self
@@ -142,14 +140,13 @@ class Journal:
     # ---- internals --------------------------------------------------------------------------
 
     def _lock(self) -> None:
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _pid_in(self._fd)
-            by = f" (pid {holder})" if holder else ""
-            raise JournalLocked(
+        lock_exclusive(
+            self._fd,
+            lambda by: JournalLocked(
                 f"journal {self.path} is in use by another agent{by}; each agent needs its own journal"
-            ) from None
+            ),
+            _pid_in,
+        )
 
     def _create(self, slots: int) -> None:
         os.ftruncate(self._fd, self._file_size(slots))
@@ -248,6 +245,26 @@ def _best_block(buf: mmap.mmap, base: int) -> Counters | None:
         if best is None or seq > best.seq:
             best = Counters(consumed, returned, reserved, released, seq)
     return best
+
+
+def lock_exclusive(fd: int, locked: Callable[[str], Exception], pid_in: Callable[[int], int]) -> None:
+    """Lock ``fd`` for this process alone, or raise ``locked(" (pid N)")`` naming the holder.
+
+    The journal and the record log are each one agent's: a second process on either would
+    count or answer twice.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = pid_in(fd)
+        raise locked(f" (pid {holder})" if holder else "") from None
+
+
+def close_mapped(mapped: mmap.mmap, fd: int) -> None:
+    """Write out and unmap a mapped file, then close it (which releases its lock)."""
+    mapped.flush()
+    mapped.close()
+    os.close(fd)
 
 
 def _pid_in(fd: int) -> int:

@@ -53,7 +53,6 @@ One process at a time: the file is locked (``flock``) while open, as the journal
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import mmap
 import os
@@ -62,7 +61,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from region_agent.journal import MAX_ID_BYTES, Journal, JournalError
+from region_agent.journal import MAX_ID_BYTES, Journal, JournalError, close_mapped, lock_exclusive
 from region_agent.records import Answer, Forwarded, Record, Reservation, Served, fingerprint_digest
 
 log = logging.getLogger(__name__)
@@ -227,12 +226,9 @@ class RecordLog:
         self._map.flush()
 
     def close(self) -> None:
-        if self._fd < 0:
-            return
-        self._map.flush()
-        self._map.close()
-        os.close(self._fd)  # releases the lock
-        self._fd = -1
+        if self._fd >= 0:
+            close_mapped(self._map, self._fd)
+            self._fd = -1
 
     def __enter__(self) -> RecordLog:
         return self
@@ -373,14 +369,13 @@ class RecordLog:
         self._map[offset : offset + ENTRY_SIZE] = bytes(ENTRY_SIZE)
 
     def _lock(self) -> None:
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _pid_in(self._fd)
-            by = f" (pid {holder})" if holder else ""
-            raise RecordLogLocked(
+        lock_exclusive(
+            self._fd,
+            lambda by: RecordLogLocked(
                 f"record log {self.path} is in use by another agent{by}; each agent needs its own journal"
-            ) from None
+            ),
+            _pid_in,
+        )
 
     def _create(self, capacity: int) -> None:
         os.ftruncate(self._fd, _file_size(capacity))
