@@ -3,13 +3,12 @@ so tests can call it while their own loop is busy, and run several agents next t
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from dataclasses import replace
 from pathlib import Path
 
 import grpc
 from quota.v1 import quota_pb2_grpc
+from support.threads import ServerThread
 
 from region_agent.server import RunningAgent, start
 from region_agent.settings import Settings
@@ -33,67 +32,22 @@ def agent_settings(journal_path: str | Path, center_target: str, **overrides: ob
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 
-class AgentThread:
+class AgentThread(ServerThread[RunningAgent]):
     """``AgentThread(settings).start()``; ``.target`` for clients; ``.stop()`` drains it."""
+
+    start_timeout_s = 30.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.agent: RunningAgent | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"agent-{settings.agent_id}", daemon=True)
-
-    def start(self) -> AgentThread:
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise TimeoutError("agent did not start within 30 s")
-        if self._error is not None:
-            raise RuntimeError("agent failed to start") from self._error
-        return self
+        self.name = f"agent-{settings.agent_id}"
+        super().__init__()
 
     @property
-    def target(self) -> str:
-        assert self.agent is not None
-        return f"127.0.0.1:{self.agent.port}"
+    def agent(self) -> RunningAgent | None:
+        return self.server
 
-    @property
-    def metrics_url(self) -> str:
-        assert self.agent is not None
-        return f"http://127.0.0.1:{self.agent.metrics_port}/metrics"
-
-    def call(self, coro_factory):  # type: ignore[no-untyped-def]
-        """Run a coroutine on the agent's loop (to reach its internals) and return its result."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro_factory(), self._loop).result(30)
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-    def __enter__(self) -> AgentThread:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        try:
-            self.agent = await start(self.settings)
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        await self._stop.wait()
-        await self.agent.stop(0.5)
+    async def _open(self) -> RunningAgent:
+        return await start(self.settings)
 
 
 class AgentClient:

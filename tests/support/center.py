@@ -3,8 +3,6 @@ subprocess-driven tests (quotactl) can call it while the test's own loop is busy
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from dataclasses import replace
 
 import grpc
@@ -12,6 +10,7 @@ from quota.v1 import admin_pb2_grpc, quota_pb2_grpc
 
 from quota_center.server import Center, start
 from quota_center.settings import Settings
+from support.threads import ServerThread
 
 
 def center_settings(redis_url: str, database_url: str, **overrides: object) -> Settings:
@@ -29,59 +28,19 @@ def center_settings(redis_url: str, database_url: str, **overrides: object) -> S
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 
-class CenterThread:
+class CenterThread(ServerThread[Center]):
+    name = "center"
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.center: Center | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="center", daemon=True)
-
-    def start(self) -> CenterThread:
-        self._thread.start()
-        if not self._ready.wait(60):
-            raise TimeoutError("center did not start within 60 s")
-        if self._error is not None:
-            raise RuntimeError("center failed to start") from self._error
-        return self
+        super().__init__()
 
     @property
-    def target(self) -> str:
-        assert self.center is not None
-        return f"127.0.0.1:{self.center.port}"
+    def center(self) -> Center | None:
+        return self.server
 
-    @property
-    def metrics_url(self) -> str:
-        assert self.center is not None
-        return f"http://127.0.0.1:{self.center.metrics_port}/metrics"
-
-    def call(self, coro_factory):  # type: ignore[no-untyped-def]
-        """Run a coroutine on the center's loop (to reach its internals) and return its result."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro_factory(), self._loop).result(60)
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        try:
-            self.center = await start(self.settings, metrics=True, background=True)
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        await self._stop.wait()
-        await self.center.stop(0.5)
+    async def _open(self) -> Center:
+        return await start(self.settings, metrics=True, background=True)
 
 
 class Client:
