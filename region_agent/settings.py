@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+
+from quota_center.settings import SettingsError as SettingsError  # re-exported for callers
+from quota_center.settings import describe_env, from_env
 
 PREFIX = "REGION_AGENT_"
 
@@ -85,25 +87,9 @@ HELP: dict[str, str] = {
 }
 
 
-class SettingsError(ValueError):
-    pass
-
-
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Settings from an environment mapping (``os.environ`` by default), defaults for what is unset."""
-    source = os.environ if env is None else env
-    values: dict[str, object] = {}
-    defaults = Settings()
-    for f in fields(Settings):
-        raw = source.get(PREFIX + f.name.upper())
-        if raw is None:
-            continue
-        kind = type(getattr(defaults, f.name))
-        try:
-            values[f.name] = kind(raw)
-        except ValueError:
-            raise SettingsError(f"{PREFIX}{f.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
-    settings = Settings(**values)  # type: ignore[arg-type]
+    settings = from_env(Settings, PREFIX, env)
     check(settings)
     return settings
 
@@ -138,11 +124,4 @@ def check(s: Settings) -> None:
 
 def describe() -> str:
     """The variables with their defaults, for ``--help``."""
-    defaults = Settings()
-    lines = []
-    for f in fields(Settings):
-        name = PREFIX + f.name.upper()
-        default = getattr(defaults, f.name)
-        shown = "required" if f.name == "agent_id" else f"default: {default}"
-        lines.append(f"  {name:<36} {HELP[f.name]} ({shown})")
-    return "\n".join(lines)
+    return describe_env(Settings, PREFIX, HELP, required=("agent_id",))
