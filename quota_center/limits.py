@@ -23,6 +23,8 @@ class InvalidInput(ValueError):
 
 def check_amount(amount: int, field: str = "amount") -> int:
     """Return ``amount`` if it is an integer in 1..2^53-1, else raise InvalidInput."""
+    if type(amount) is int and 0 < amount <= MAX_AMOUNT:  # the common case, in one test
+        return amount
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise InvalidInput(f"{field} must be an integer number of minor units")
     if amount <= 0:
@@ -53,6 +55,10 @@ def check_budget_id(budget_id: str) -> str:
 
 
 def check_request_id(request_id: str, field: str = "request_id") -> str:
+    if request_id and len(request_id) <= MAX_ID_BYTES and request_id.isascii() and request_id.isprintable():
+        # The common case without encoding it: printable ASCII is one byte a character and
+        # has no control characters.
+        return request_id
     if not request_id:
         raise InvalidInput(f"{field} is required")
     size = len(request_id.encode("utf-8"))

@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -22,8 +22,8 @@ from quota.v1 import common_pb2 as pb
 from quota.v1 import quota_pb2_grpc
 
 from quota_center.api.decoding import Malformed
-from quota_center.limits import InvalidInput, check_amount, check_budget_id, check_request_id
-from region_agent.convert import MODE_PB, STATE_PB, answer_of, code_name, wire_code
+from quota_center.limits import InvalidInput, check_budget_id
+from region_agent.convert import MODE_PB, STATE_PB, answer_of, code_name, code_value, wire_code
 from region_agent.core import Agent, Forward
 from region_agent.forward import CenterClient, CenterRefused, CenterUnavailable
 from region_agent.metrics import Metrics
@@ -58,6 +58,19 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
     return None
 
 
+async def fail(
+    servicer: QuotaServicer, method: str, exc: Exception, start: float, context: Context
+) -> NoReturn:
+    """Answer a call that raised: its status (INTERNAL, logged, for an unexpected error), counted."""
+    mapped = status_for(exc)
+    if mapped is None:
+        log.error("%s failed", method, exc_info=exc)
+        mapped = (grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+    servicer.metrics.observe(method, mapped[0].name, start)
+    await context.abort(*mapped)
+    raise AssertionError("context.abort returned")  # it raises; this keeps the type checker honest
+
+
 def rpc(method: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
     """Wrap a handler: map errors to statuses, count the call by result code, time it."""
 
@@ -70,12 +83,7 @@ def rpc(method: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
                     raise InvalidInput(f"malformed {method} request: {request.error}")
                 response = await handler(self, request, context)
             except Exception as exc:
-                mapped = status_for(exc)
-                if mapped is None:
-                    log.exception("%s failed", method)
-                    mapped = (grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
-                self.metrics.observe(method, mapped[0].name, start)
-                await context.abort(*mapped)
+                await fail(self, method, exc, start, context)
             code = getattr(response, "code", None)
             self.metrics.observe(method, "OK" if code is None else code_name(code), start)
             return response
@@ -155,18 +163,53 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
         if event is not None:
             event.set()
 
-    @rpc("Deduct")
-    async def Deduct(self, request: pb.DeductRequest, context: Context) -> pb.DeductResponse:
-        if self._slice_may_help(request.budget_id, request.amount):  # the hot path does not await
-            await self._await_slice(request.budget_id, request.amount)
-        decided = self.agent.deduct(request.budget_id, request.request_id, request.amount, self.clock())
-        if isinstance(decided, Answer):
-            self.metrics.served_local("Deduct")
-            return _deduct_response(request, decided)
+    async def Deduct(self, request: pb.DeductRequest | Malformed, context: Context) -> pb.DeductResponse:
+        # As ``rpc`` wraps the other handlers, written out: the hot path is one coroutine and one
+        # synchronous decision, with no await when the slice covers the request.
+        start = time.perf_counter()
+        try:
+            if isinstance(request, Malformed):
+                raise InvalidInput(f"malformed Deduct request: {request.error}")
+            budget_id, request_id, amount = request.budget_id, request.request_id, request.amount
+            decided = self.agent.deduct(
+                budget_id, request_id, amount, self.clock(), wait=self.wait is not None
+            )
+            if isinstance(decided, Answer):
+                self.metrics.served_local("Deduct")
+                response = pb.DeductResponse(
+                    code=code_value(decided.code),
+                    message=decided.message,
+                    budget_id=budget_id,
+                    request_id=request_id,
+                    amount=decided.amount,
+                )
+            else:
+                response = await self._deduct_elsewhere(request, decided)
+        except Exception as exc:
+            await fail(self, "Deduct", exc, start, context)
+        self.metrics.observe("Deduct", code_name(response.code), start)
+        return response
+
+    async def _deduct_elsewhere(self, request: pb.DeductRequest, decided: Forward) -> pb.DeductResponse:
+        """A deduction the slice did not serve: wait for a slice on its way if one could, else forward."""
+        budget_id, request_id, amount = request.budget_id, request.request_id, request.amount
+        if not decided.bound:
+            await self._await_slice(budget_id, amount)
+            again = self.agent.deduct(budget_id, request_id, amount, self.clock())
+            if isinstance(again, Answer):
+                self.metrics.served_local("Deduct")
+                return pb.DeductResponse(
+                    code=code_value(again.code),
+                    message=again.message,
+                    budget_id=budget_id,
+                    request_id=request_id,
+                    amount=again.amount,
+                )
+            decided = again
         response = await self._forward(
-            "Deduct", decided, request.budget_id, request.amount, lambda: self.center.deduct(request)
+            "Deduct", decided, budget_id, amount, lambda: self.center.deduct(request)
         )
-        self.agent.remember(request.request_id, answer_of(response))
+        self.agent.remember(request_id, answer_of(response))
         return response
 
     @rpc("DeductBatch")
@@ -175,48 +218,58 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
             raise InvalidInput("items must not be empty")
         if len(request.items) > MAX_BATCH:
             raise InvalidInput(f"at most {MAX_BATCH} items per batch, got {len(request.items)}")
-        # Validate every item before the first deduction: a bad batch changes nothing.
-        for i, item in enumerate(request.items):
-            try:
-                check_budget_id(item.budget_id)
-                check_request_id(item.request_id)
-                check_amount(item.amount)
-            except InvalidInput as exc:
-                raise InvalidInput(f"items[{i}]: {exc}") from None
-        wanted: dict[str, int] = {}
-        for item in request.items:
-            wanted[item.budget_id] = wanted.get(item.budget_id, 0) + item.amount
-        for budget_id, amount in wanted.items():
-            if self._slice_may_help(budget_id, amount):
-                await self._await_slice(budget_id, amount)
+        items = [(item.budget_id, item.request_id, item.amount) for item in request.items]
+        self.agent.check_items(items)  # a bad batch is refused before any wait, and changes nothing
         now = self.clock()
-        results: list[pb.DeductResponse | None] = []
-        forwarded: list[tuple[int, Forward]] = []
-        local = 0
-        for i, item in enumerate(request.items):
-            decided = self.agent.deduct(item.budget_id, item.request_id, item.amount, now)
-            if isinstance(decided, Answer):
-                local += 1
-                results.append(_deduct_response(item, decided))
+        decided = self.agent.deduct_many(items, now, checked=True, wait=self.wait is not None)
+        answers = decided.answers
+        if decided.waiting:
+            # Budgets whose slice is on its way: wait for them (bounded), then decide their items.
+            for budget_id, amount in decided.waiting.items():
+                await self._await_slice(budget_id, amount)
+            later = [i for i, answer in enumerate(answers) if answer is None]
+            now = self.clock()
+            again = self.agent.deduct_many([items[i] for i in later], now, checked=True)
+            for i, answer in zip(later, again.answers, strict=True):
+                answers[i] = answer
+        response = pb.DeductBatchResponse()
+        add = response.results.add
+        forwarded: list[int] = []
+        ok = code_value("OK")
+        for i, d in enumerate(answers):
+            if isinstance(d, Answer):
+                budget_id, request_id, _ = items[i]
+                if d.code == "OK":  # the common case, without the lookups
+                    add(code=ok, budget_id=budget_id, request_id=request_id, amount=d.amount)
+                else:
+                    add(
+                        code=code_value(d.code),
+                        message=d.message,
+                        budget_id=budget_id,
+                        request_id=request_id,
+                        amount=d.amount,
+                    )
             else:
-                results.append(None)
-                forwarded.append((i, decided))
-        self.metrics.served_local("DeductBatch", local)
+                add()  # its place, filled with the center's answer below
+                forwarded.append(i)
+        self.metrics.served_local("DeductBatch", len(items) - len(forwarded))
         if forwarded:
-            batch = pb.DeductBatchRequest(items=[request.items[i] for i, _ in forwarded])
+            batch = pb.DeductBatchRequest(items=[request.items[i] for i in forwarded])
             try:
                 answered = await self.center.deduct_batch(batch)
             except CenterUnavailable as exc:
                 raise CenterUnavailable(
-                    f"{exc}; {len(request.items) - len(forwarded)} of the batch's items were served here"
+                    f"{exc}; {len(items) - len(forwarded)} of the batch's items were served here"
                     " (a retry with the same request ids gets their answers)"
                 ) from None
-            for (i, why), response in zip(forwarded, answered.results, strict=True):
-                item = request.items[i]
-                self._forwarded("DeductBatch", why, item.budget_id, item.amount, now)
-                self.agent.remember(item.request_id, answer_of(response))
-                results[i] = response
-        return pb.DeductBatchResponse(results=[r for r in results if r is not None])
+            for i, theirs in zip(forwarded, answered.results, strict=True):
+                budget_id, request_id, amount = items[i]
+                why = answers[i]
+                assert isinstance(why, Forward)
+                self._forwarded("DeductBatch", why, budget_id, amount, now)
+                self.agent.remember(request_id, answer_of(theirs))
+                response.results[i].CopyFrom(theirs)
+        return response
 
     @rpc("Return")
     async def Return(self, request: pb.ReturnRequest, context: Context) -> pb.ReturnResponse:
@@ -331,20 +384,10 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
 
     def _forwarded(self, method: str, why: Forward, budget_id: str, amount: int, now: int) -> None:
         """Count a forwarded request the center answered, and learn the budget from it."""
-        self.metrics.served.labels(method, "forwarded").inc()
+        self.metrics.served_forwarded(method)
         self.metrics.forwarded.labels(why.reason).inc()
         if why.reason in _ASK_NOW and amount > 0:
             # The center answered with a result code, so the budget exists: hold a slice of it.
             self.agent.track(budget_id, now, amount)
             if self.ask is not None:
                 self.ask(budget_id, amount)
-
-
-def _deduct_response(request: pb.DeductRequest, answer: Answer) -> pb.DeductResponse:
-    return pb.DeductResponse(
-        code=wire_code(answer.code),
-        message=answer.message,
-        budget_id=request.budget_id,
-        request_id=request.request_id,
-        amount=answer.amount,
-    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from quota.v1 import common_pb2 as pb
 from quota.v1 import session_pb2 as spb
 
@@ -56,9 +58,24 @@ def holding_from_pb(h: spb.AgentHolding) -> Holding:
     )
 
 
+_CODE_VALUES = {
+    name.removeprefix("RESULT_CODE_"): cast(pb.ResultCode, v) for name, v in pb.ResultCode.items()
+}
+_CODE_NAMES: dict[int, str] = {value: name for name, value in _CODE_VALUES.items()}
+
+
 def code_name(code: int) -> str:
     """'OK', 'INSUFFICIENT', ... for a ResultCode value."""
-    return pb.ResultCode.Name(code).removeprefix("RESULT_CODE_")
+    name = _CODE_NAMES.get(code)
+    return pb.ResultCode.Name(code).removeprefix("RESULT_CODE_") if name is None else name
+
+
+def code_value(name: str) -> pb.ResultCode:
+    """The ResultCode value of a short code name (``wire_code`` as a number: quicker to set)."""
+    value = _CODE_VALUES.get(name)
+    if value is None:
+        raise ValueError(f"unknown result code {name}")
+    return value
 
 
 def wire_code(name: str) -> str:

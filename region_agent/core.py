@@ -17,12 +17,18 @@ center's own checks and messages. Result codes and their messages follow the cen
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from quota_center.limits import InvalidInput, check_amount, check_budget_id, check_request_id
-from quota_center.rates import DecayingRate, observe
+from quota_center.limits import (
+    MAX_AMOUNT,
+    InvalidInput,
+    check_amount,
+    check_budget_id,
+    check_request_id,
+)
+from quota_center.rates import DecayingRate
 from region_agent import refill
 from region_agent.records import (
     Answer,
@@ -41,6 +47,7 @@ log = logging.getLogger(__name__)
 DAY_MS = 24 * 3600 * 1000
 # Forward reasons that a slice on its way can cure (see ``Agent.wait_reason``).
 _SLICE_HELPS = frozenset({"unknown", "no_holding", "short"})
+_OK_ANSWERS_KEPT = 4096  # distinct amounts whose OK answer is shared
 
 
 class CounterStore(Protocol):
@@ -58,6 +65,8 @@ class RecordStore(Protocol):
 
     def write(self, request_id: str, record: Record, counter_seq: int) -> None: ...
 
+    def write_many(self, records: Sequence[tuple[str, Record]], counter_seq: int) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Forward:
@@ -69,6 +78,16 @@ class Forward:
 
     reason: str
     detail: str = ""
+    # False: nothing was bound or changed (``deduct(..., wait=True)``); the caller may ask again.
+    bound: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What ``deduct_many`` decided: an answer per item, None for the items of ``waiting`` budgets."""
+
+    answers: list[Answer | Forward | None]
+    waiting: dict[str, int] = field(default_factory=dict)  # budget -> units its undecided items ask
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +147,8 @@ class Agent:
         self.config = config or Config()
         self.log: RecordStore = record_log or NoRecordLog()
         self.records = Records(self.config.retention_ms, self.config.max_records)
+        self._half_life_s = self.config.rules.rate_half_life_ms / 1000
+        self._ok_answers: dict[int, Answer] = {}
         self._slices: dict[str, BudgetSlice] = {}
         self._held: dict[str, Reservation] = {}
         held: dict[str, list[tuple[str, Reservation]]] = {}
@@ -154,25 +175,114 @@ class Agent:
 
     # ---- spending ---------------------------------------------------------------------------
 
-    def deduct(self, budget_id: str, request_id: str, amount: int, now: int) -> Answer | Forward:
-        check_budget_id(budget_id)
+    def deduct(
+        self, budget_id: str, request_id: str, amount: int, now: int, *, wait: bool = False
+    ) -> Answer | Forward:
+        """Serve a deduction from the slice, or say why the center must decide it.
+
+        With ``wait``, a request that a slice on its way could serve (``wait_reason``) comes
+        back as a ``Forward`` with ``bound=False`` and nothing changed, so that the caller can
+        wait for the slice and ask again; otherwise a ``Forward`` binds the id to the center.
+        """
+        s = self._slices.get(budget_id)
+        if s is None:
+            check_budget_id(budget_id)  # a budget held here was checked when first met
         check_request_id(request_id)
         check_amount(amount)
-        fingerprint = deduct_fingerprint(budget_id, amount)
-        prior = self._prior(request_id, fingerprint, "request {r} was already applied")
+        fingerprint = f"deduct|{budget_id}|{amount}"  # deduct_fingerprint, inline on the hot path
+        prior = self.records.get(request_id)
         if prior is not None:
-            return prior
-        s = self._active(budget_id, amount, now)
+            return self._prior_answer(prior, request_id, fingerprint, "request {r} was already applied")
         refusal = self._why_not_local(s, amount, now)
         if refusal is not None:
+            if wait and refusal.reason in _SLICE_HELPS:
+                return replace(refusal, bound=False)
+            if s is not None:
+                self._note_demand(s, amount, now)
             return self._forward(request_id, fingerprint, refusal, now)
         assert s is not None
+        self._note_demand(s, amount, now)
         c = s.counters
-        answer = Answer("OK", amount)
+        counters = Counters(c.consumed + amount, c.returned, c.reserved, c.released, c.seq + 1)
+        answer = self._ok(amount)
         record = Served("deduct", budget_id, fingerprint, answer, now)
-        self._commit(s, replace(c, consumed=c.consumed + amount, seq=c.seq + 1), (request_id, record))
+        self.log.write(request_id, record, counters.seq)  # the record first, then its counters
+        self._set(s, counters)
         self.records.put(request_id, record)
         return answer
+
+    def check_items(self, items: Sequence[tuple[str, str, int]]) -> None:
+        """Check every (budget, request id, amount) of a batch; InvalidInput names the first bad one."""
+        for i, (budget_id, request_id, amount) in enumerate(items):
+            try:
+                if budget_id not in self._slices:
+                    check_budget_id(budget_id)
+                check_request_id(request_id)
+                check_amount(amount)
+            except InvalidInput as exc:
+                raise InvalidInput(f"items[{i}]: {exc}") from None
+
+    def deduct_many(
+        self, items: Sequence[tuple[str, str, int]], now: int, *, checked: bool = False, wait: bool = False
+    ) -> Decided:
+        """``deduct`` of each (budget, request id, amount), in order, with the same answers.
+
+        Every item is checked before anything changes (a bad one raises ``InvalidInput`` naming
+        its index); ``checked``: the caller already passed ``items`` through ``check_items``.
+        The new requests of a budget whose slice covers all of them are served together: their
+        records, then one update of the budget's counters, so a crash keeps all of them or
+        none. Anything else (a slice short of the sum, a request id twice in the batch) is
+        decided one request at a time, as ``deduct`` would. With ``wait``, the new requests of
+        a budget that a slice on its way could serve are left undecided (None) and the budget
+        is named in ``Decided.waiting``: nothing of them changed, ask again once it came.
+        Budgets are independent, so deciding some of them later gives the same answers.
+        """
+        if not checked:
+            self.check_items(items)
+        if len({request_id for _, request_id, _ in items}) < len(items):
+            return Decided([self.deduct(b, r, a, now) for b, r, a in items])
+        answers: list[Answer | Forward | None] = [None] * len(items)
+        waiting: dict[str, int] = {}
+        fresh: dict[str, list[int]] = {}  # budget -> indexes of its new requests
+        get = self.records.get
+        for i, (budget_id, request_id, amount) in enumerate(items):
+            prior = get(request_id)
+            if prior is None:
+                fresh.setdefault(budget_id, []).append(i)
+            else:
+                fingerprint = f"deduct|{budget_id}|{amount}"
+                answers[i] = self._prior_answer(
+                    prior, request_id, fingerprint, "request {r} was already applied"
+                )
+        for budget_id, indexes in fresh.items():
+            total = sum(items[i][2] for i in indexes)
+            s = self._slices.get(budget_id)
+            why = Forward("short", "more than a number can hold") if total > MAX_AMOUNT else None
+            why = why or self._why_not_local(s, total, now)
+            if why is not None:
+                if wait and why.reason in _SLICE_HELPS:
+                    waiting[budget_id] = min(total, MAX_AMOUNT)
+                    continue
+                for i in indexes:
+                    answers[i] = self.deduct(*items[i], now)
+                continue
+            assert s is not None
+            self._note_demand(s, total, now)
+            c = s.counters
+            counters = Counters(c.consumed + total, c.returned, c.reserved, c.released, c.seq + 1)
+            served: list[tuple[str, Record]] = []
+            fingerprints: dict[int, str] = {}
+            for i in indexes:
+                _, request_id, amount = items[i]
+                fp = fingerprints.get(amount)
+                if fp is None:
+                    fp = fingerprints[amount] = f"deduct|{budget_id}|{amount}"
+                answer = answers[i] = self._ok(amount)
+                served.append((request_id, Served("deduct", budget_id, fp, answer, now)))
+            self.log.write_many(served, counters.seq)  # the records first, then their counters
+            self._set(s, counters)
+            self.records.put_many(served)
+        return Decided(answers, waiting)
 
     def return_(
         self, budget_id: str, request_id: str, deduction_id: str, amount: int, now: int
@@ -369,7 +479,7 @@ class Agent:
         check_budget_id(budget_id)
         s = self._slice(budget_id, now)
         if amount > 0 and s.last_grant == 0 and s.holding is None:
-            s.rate = observe(s.rate, amount, now / 1000, self.config.rules.rate_half_life_ms / 1000)
+            s.note_demand(amount, now, self._half_life_s)
 
     # ---- reading ----------------------------------------------------------------------------
 
@@ -423,8 +533,11 @@ class Agent:
     def _prior(self, request_id: str, fingerprint: str, applied: str) -> Answer | Forward | None:
         """The answer to a request id seen before; None for a new one."""
         r = self.records.get(request_id)
-        if r is None:
-            return None
+        return None if r is None else self._prior_answer(r, request_id, fingerprint, applied)
+
+    @staticmethod
+    def _prior_answer(r: Record, request_id: str, fingerprint: str, applied: str) -> Answer | Forward:
+        """The answer to a request whose id has the record ``r``."""
         if not same_request(r.fingerprint, fingerprint):
             return Answer(
                 "CONFLICT", message=f"request_id {request_id} was already used for a different request"
@@ -442,9 +555,21 @@ class Agent:
         """The budget's slice, with this request counted as demand."""
         s = self._slices.get(budget_id)
         if s is not None:
-            s.rate = observe(s.rate, amount, now / 1000, self.config.rules.rate_half_life_ms / 1000)
-            s.active_at = now
+            self._note_demand(s, amount, now)
         return s
+
+    def _note_demand(self, s: BudgetSlice, amount: int, now: int) -> None:
+        s.note_demand(amount, now, self._half_life_s)
+        s.active_at = now
+
+    def _ok(self, amount: int) -> Answer:
+        """``Answer("OK", amount)``, shared: answers are immutable and most amounts repeat."""
+        answer = self._ok_answers.get(amount)
+        if answer is None:
+            answer = Answer("OK", amount)
+            if len(self._ok_answers) < _OK_ANSWERS_KEPT:
+                self._ok_answers[amount] = answer
+        return answer
 
     @staticmethod
     def _why_not_local(s: BudgetSlice | None, amount: int, now: int) -> Forward | None:

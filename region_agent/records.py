@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 
@@ -99,6 +99,9 @@ class NoRecordLog:
     def write(self, request_id: str, record: Record, counter_seq: int) -> None:
         pass
 
+    def write_many(self, records: Sequence[tuple[str, Record]], counter_seq: int) -> None:
+        pass
+
 
 @dataclass(slots=True)
 class Records:
@@ -114,6 +117,13 @@ class Records:
         self._by_id[request_id] = record
         if len(self._by_id) > self.max_records:
             self._drop_oldest(lambda _r: True)
+
+    def put_many(self, records: Sequence[tuple[str, Record]]) -> None:
+        """``put`` of each (request id, record), in order."""
+        self._by_id.update(records)
+        while len(self._by_id) > self.max_records:
+            if not self._drop_oldest(lambda _r: True):
+                break
 
     def prune(self, now: int) -> int:
         """Drop records older than the retention window; return how many went."""

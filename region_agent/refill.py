@@ -52,7 +52,8 @@ def _remaining(mode: Mode) -> int:
 
 def rate_per_second(s: BudgetSlice, now: int, rules: RefillRules) -> float:
     """The demand observed on this budget (local and forwarded requests), units a second."""
-    return per_second(s.rate, now / 1000, rules.rate_half_life_ms / 1000, MIN_WINDOW_S)
+    half_life_s = rules.rate_half_life_ms / 1000
+    return per_second(s.fold_demand(half_life_s), now / 1000, half_life_s, MIN_WINDOW_S)
 
 
 def observed_rate(s: BudgetSlice, now: int, rules: RefillRules) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from quota_center.rates import DecayingRate
+from quota_center.rates import DecayingRate, observe
 
 
 class Mode(enum.Enum):
@@ -78,6 +78,24 @@ class BudgetSlice:
     # Agent-monotonic ms of the last local or forwarded spending request (for idle release).
     active_at: int = 0
     last_grant: int = 0  # the last slice the center granted (0: never)
+    # Demand of the current millisecond not yet folded into ``rate``: requests in the same
+    # millisecond decay alike, so adding them up first gives the same rate for one update.
+    pending: int = 0
+    pending_at: int = 0
+
+    def note_demand(self, amount: int, now: int, half_life_s: float) -> None:
+        """Count ``amount`` units asked for at ``now`` (agent-monotonic ms) as demand."""
+        if now != self.pending_at:
+            self.fold_demand(half_life_s)
+            self.pending_at = now
+        self.pending += amount
+
+    def fold_demand(self, half_life_s: float) -> DecayingRate:
+        """``rate`` with every demand noted so far; read it through this."""
+        if self.pending:
+            self.rate = observe(self.rate, self.pending, self.pending_at / 1000, half_life_s)
+            self.pending = 0
+        return self.rate
 
     def available(self) -> int:
         """Unreserved units this agent may still spend of its holding (0 without one, or once lost).
