@@ -175,20 +175,24 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
                 budget_id, request_id, amount, self.clock(), wait=self.wait is not None
             )
             if isinstance(decided, Answer):
-                self.metrics.served_local("Deduct")
-                response = pb.DeductResponse(
-                    code=code_value(decided.code),
-                    message=decided.message,
-                    budget_id=budget_id,
-                    request_id=request_id,
-                    amount=decided.amount,
-                )
+                response = self._served("Deduct", budget_id, request_id, decided)
             else:
                 response = await self._deduct_elsewhere(request, decided)
         except Exception as exc:
             await fail(self, "Deduct", exc, start, context)
         self.metrics.observe("Deduct", code_name(response.code), start)
         return response
+
+    def _served(self, method: str, budget_id: str, request_id: str, answer: Answer) -> pb.DeductResponse:
+        """The response to a deduction decided here, counted as served locally."""
+        self.metrics.served_local(method)
+        return pb.DeductResponse(
+            code=code_value(answer.code),
+            message=answer.message,
+            budget_id=budget_id,
+            request_id=request_id,
+            amount=answer.amount,
+        )
 
     async def _deduct_elsewhere(self, request: pb.DeductRequest, decided: Forward) -> pb.DeductResponse:
         """A deduction the slice did not serve: wait for a slice on its way if one could, else forward."""
@@ -197,14 +201,7 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
             await self._await_slice(budget_id, amount)
             again = self.agent.deduct(budget_id, request_id, amount, self.clock())
             if isinstance(again, Answer):
-                self.metrics.served_local("Deduct")
-                return pb.DeductResponse(
-                    code=code_value(again.code),
-                    message=again.message,
-                    budget_id=budget_id,
-                    request_id=request_id,
-                    amount=again.amount,
-                )
+                return self._served("Deduct", budget_id, request_id, again)
             decided = again
         response = await self._forward(
             "Deduct", decided, budget_id, amount, lambda: self.center.deduct(request)

@@ -210,8 +210,7 @@ class RecordLog:
 
     def write_many(self, records: Sequence[tuple[str, Record]], counter_seq: int) -> None:
         """``write`` of each record. Deductions served from the slice (a DeductBatch) take a
-        shorter path to the same entries: written out here, with what they share looked up once."""
-        pack, crc32, store_crc, mapped = _BODY.pack, zlib.crc32, _CRC.pack_into, self._map
+        shorter path to the same entries, with what they share looked up once."""
         shared: tuple[str, str, int, bytes] | None = None  # budget, fingerprint, its slot, its digest
         for request_id, record in records:
             if not (type(record) is Served and record.kind == "deduct"):
@@ -220,33 +219,19 @@ class RecordLog:
             if shared is None or shared[0] != record.budget_id or shared[1] != record.fingerprint:
                 budget_id, fingerprint = record.budget_id, record.fingerprint
                 shared = (budget_id, fingerprint, self.journal.slot(budget_id), self._digest(fingerprint))
-            raw_id = request_id.encode("utf-8")
-            seq = self._seq + 1
-            at = record.at + self.unix_offset_ms
-            amount = record.answer.amount
-            budget, digest = shared[2], shared[3]
-            body = pack(
+            self._store(
+                request_id.encode("utf-8"),
                 DEDUCT,
                 0,
-                len(raw_id),
-                0,
-                seq,
                 counter_seq,
-                budget,
-                0,
-                at,
-                amount,
+                shared[2],
+                record.at + self.unix_offset_ms,
+                record.answer.amount,
                 record.returned,
                 0,
                 0,
-                digest,
-                raw_id,
+                shared[3],
             )
-            slot = self._next_slot()
-            offset = HEADER_SIZE + slot * ENTRY_SIZE
-            mapped[offset + _CRC.size : offset + ENTRY_SIZE] = body
-            store_crc(mapped, offset, crc32(body))  # last: the entry is complete
-            self._seq = seq
 
     def load(self) -> list[tuple[str, Record]]:
         """The records found in the ring when it was opened, oldest first, as last answered."""
