@@ -25,7 +25,7 @@ fingerprint, and are compared by digest (``same_request``).
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -107,20 +107,25 @@ class NoRecordLog:
 class Records:
     retention_ms: int
     max_records: int
-    _by_id: OrderedDict[str, Record] = field(default_factory=OrderedDict)
+    # A plain dict to find a record and a deque of ids in age order: an OrderedDict does both,
+    # but its insertions cost several times a dict's, on every request served.
+    _by_id: dict[str, Record] = field(default_factory=dict)
+    _age: deque[str] = field(default_factory=deque)
 
     def get(self, request_id: str) -> Record | None:
         return self._by_id.get(request_id)
 
     def put(self, request_id: str, record: Record) -> None:
-        """Bind ``request_id`` (insertion order is age order: ``at`` never goes back for a new id)."""
+        """Bind a new ``request_id`` (insertion order is age order: ``at`` never goes back for a new id)."""
         self._by_id[request_id] = record
+        self._age.append(request_id)
         if len(self._by_id) > self.max_records:
             self._drop_oldest(lambda _r: True)
 
     def put_many(self, records: Sequence[tuple[str, Record]]) -> None:
-        """``put`` of each (request id, record), in order."""
+        """``put`` of each new (request id, record), in order."""
         self._by_id.update(records)
+        self._age.extend(request_id for request_id, _ in records)
         while len(self._by_id) > self.max_records:
             if not self._drop_oldest(lambda _r: True):
                 break
@@ -130,19 +135,28 @@ class Records:
         horizon = now - self.retention_ms
         return self._drop_oldest(lambda r: r.at < horizon, all_matching=True)
 
+    def ids(self) -> list[str]:
+        """The request ids kept, oldest first (a held reservation passed over goes last)."""
+        return list(self._age)
+
     def __len__(self) -> int:
         return len(self._by_id)
 
     def _drop_oldest(self, old: Callable[[Record], bool], *, all_matching: bool = False) -> int:
         dropped = 0
         skipped = 0
-        while self._by_id and skipped < len(self._by_id):
-            request_id, record = next(iter(self._by_id.items()))
+        while self._age and skipped < len(self._age):
+            request_id = self._age[0]
+            record = self._by_id.get(request_id)
+            if record is None:  # an id put twice: its record went with the first
+                self._age.popleft()
+                continue
             if not old(record):
                 break
+            self._age.popleft()
             if isinstance(record, Reservation) and record.state == "held":
                 # Still bucket state: keep it, behind the others, until it ends.
-                self._by_id.move_to_end(request_id)
+                self._age.append(request_id)
                 skipped += 1
                 continue
             del self._by_id[request_id]

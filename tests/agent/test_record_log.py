@@ -135,10 +135,10 @@ def test_the_ring_wraps_keeping_the_newest_entries(tmp_path: Path) -> None:
             a.deduct("b1", f"d{i}", 1, now=i)
     assert path_for(path).stat().st_size == HEADER_SIZE + 8 * ENTRY_SIZE
     with running(path, capacity=8, now=100) as a:
-        assert list(a.records._by_id) == [f"d{i}" for i in range(12, 20)]
+        assert a.records.ids() == [f"d{i}" for i in range(12, 20)]
         a.deduct("b1", "d20", 1, now=101)  # overwrites the oldest, d12
     with running(path, capacity=8, now=200) as a:
-        assert list(a.records._by_id) == [f"d{i}" for i in range(13, 21)]
+        assert a.records.ids() == [f"d{i}" for i in range(13, 21)]
 
 
 def test_an_update_is_a_new_entry_and_the_newest_version_wins(tmp_path: Path) -> None:
@@ -320,17 +320,17 @@ def test_a_larger_capacity_grows_the_ring_and_a_smaller_one_keeps_it(tmp_path: P
         for i in range(6):
             a.deduct("b1", f"d{i}", 1, now=i)
     with running(path, capacity=8, now=10) as a:
-        assert list(a.records._by_id) == ["d2", "d3", "d4", "d5"]
+        assert a.records.ids() == ["d2", "d3", "d4", "d5"]
         for i in range(6, 10):
             a.deduct("b1", f"d{i}", 1, now=10 + i)
     assert path_for(path).stat().st_size == HEADER_SIZE + 8 * ENTRY_SIZE
     with running(path, capacity=2, now=50) as a:
-        assert list(a.records._by_id) == [f"d{i}" for i in range(2, 10)]
+        assert a.records.ids() == [f"d{i}" for i in range(2, 10)]
         assert a.log.capacity == 8  # type: ignore[attr-defined]
         a.deduct("b1", "d10", 1, now=60)  # full: overwrites the oldest, d2
     assert path_for(path).stat().st_size == HEADER_SIZE + 8 * ENTRY_SIZE
     with running(path, capacity=8, now=70) as a:
-        assert list(a.records._by_id) == [f"d{i}" for i in range(3, 11)]
+        assert a.records.ids() == [f"d{i}" for i in range(3, 11)]
 
 
 def test_a_forwarded_binding_survives_but_not_its_answer(tmp_path: Path) -> None:
