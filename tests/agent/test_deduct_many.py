@@ -154,3 +154,26 @@ def test_wait_gives_back_an_unbound_forward_and_changes_nothing(tmp_path: Path) 
         # A reason no slice cures is bound at once, even when asked to wait.
         a.adopt(holding("b2", balance=60, version=2, lost=True), sent_at=2)
         assert outcome(a.deduct("b2", "x", 1, now=3, wait=True)) == ("forward", "lost", True)
+
+
+def test_a_batch_wraps_the_ring_and_steps_over_a_held_reservation(tmp_path: Path) -> None:
+    path = tmp_path / "a.journal"
+    with Journal(path) as journal, RecordLog(path_for(path), journal, capacity=8) as log:
+        agent = Agent(journal, record_log=log)
+        agent.adopt(holding("b1", balance=100), sent_at=0)
+        assert outcome(agent.reserve("b1", "held", 10, 0, now=1)) == ("answer", "OK", 10, "")
+        for k in range(3):  # 3 × 5 entries through a ring of 8, the reservation's slot kept
+            decided = agent.deduct_many([("b1", f"d{k}-{i}", 1) for i in range(5)], now=2 + k)
+            assert [outcome(x) for x in decided.answers if x is not None] == [("answer", "OK", 1, "")] * 5
+    with opened(path, fresh=False, now=10) as again:
+        assert again.usage("b1").consumed == 15
+        kept = [rid for rid in again.records.ids() if rid.startswith("d")]
+        assert kept == [f"d1-{i}" for i in range(3, 5)] + [f"d2-{i}" for i in range(5)]  # the newest 7
+        r = again.records.get("held")
+        assert r is not None and getattr(r, "state", None) == "expired"  # held at the restart: released
+        assert outcome(again.deduct("b1", "d2-4", 1, now=11)) == (
+            "answer",
+            "EXISTS",
+            1,
+            "request d2-4 was already applied",
+        )
