@@ -20,7 +20,7 @@ from quota_center.limits import InvalidInput
 from region_agent.core import Agent, Forward
 from region_agent.journal import Journal
 from region_agent.record_log import RecordLog, path_for
-from region_agent.records import Answer, Forwarded, Served
+from region_agent.records import Answer, Forwarded, Reservation, Served
 from region_agent.slices import Counters
 
 from .helpers import holding
@@ -170,7 +170,8 @@ def test_a_batch_wraps_the_ring_and_steps_over_a_held_reservation(tmp_path: Path
         kept = [rid for rid in again.records.ids() if rid.startswith("d")]
         assert kept == [f"d1-{i}" for i in range(3, 5)] + [f"d2-{i}" for i in range(5)]  # the newest 7
         r = again.records.get("held")
-        assert r is not None and getattr(r, "state", None) == "expired"  # held at the restart: released
+        assert isinstance(r, Reservation)
+        assert r.state == "expired"  # held at the restart: released
         assert outcome(again.deduct("b1", "d2-4", 1, now=11)) == (
             "answer",
             "EXISTS",
