@@ -154,8 +154,15 @@ def parser() -> argparse.ArgumentParser:
         "--tiny",
         action="store_true",
         help="a quick smoke run: --seconds 0.5 --warmup 0.3 --concurrency 8 --batch-concurrency 2 --batch 20"
-        " --drain-seconds 1.5"
+        " --drain-seconds 1.5 --pairs 1"
         " (explicit options still win)",
+    )
+    p.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        help="closed-loop windows of each compared path and of its ceiling, in turn; the ratio is the"
+        " median pair's (default 3)",
     )
     p.add_argument("--keep", action="store_true", help="keep the temp dir with the servers' logs")
     p.add_argument(
@@ -180,6 +187,7 @@ class Config:
     drain_seconds: float
     keep: bool = False
     event_loop: str = "asyncio"
+    pairs: int = 3
 
 
 def config_from(args: argparse.Namespace, given: set[str]) -> Config:
@@ -190,6 +198,7 @@ def config_from(args: argparse.Namespace, given: set[str]) -> Config:
         "batch_concurrency": 2,
         "batch": 20,
         "drain_seconds": 1.5,
+        "pairs": 1,
     }
 
     def pick(name: str) -> Any:
@@ -210,6 +219,7 @@ def config_from(args: argparse.Namespace, given: set[str]) -> Config:
         drain_seconds=float(drain) if drain is not None else max(2.0, 2 * seconds),
         keep=bool(args.keep),
         event_loop=str(args.event_loop),
+        pairs=int(pick("pairs")),
     )
 
 
@@ -519,6 +529,7 @@ def run(cfg: Config, log: Progress) -> dict[str, Any]:
             "batch_concurrency": cfg.batch_concurrency,
             "batch": cfg.batch,
             "open_fraction": cfg.open_fraction,
+            "pairs": cfg.pairs,
             "drain_seconds": cfg.drain_seconds,
             "cpus": os.cpu_count(),
             "event_loop": cfg.event_loop,
@@ -549,33 +560,41 @@ def run(cfg: Config, log: Progress) -> dict[str, Any]:
                 "target_ratio": spec.target_ratio,
             }
         first = scrape(stack.agent_metrics_url)
-        # Each path is measured right after its ceiling (measured again if something came in
-        # between), so that a ratio compares two windows a few seconds apart on a shared machine;
+        # Each path is measured right after its ceiling, in --pairs pairs of windows (ceiling, path)
+        # in turn, so that a ratio compares two windows a few seconds apart on a shared machine and
+        # the median pair is kept (a burst of load from elsewhere hits one pair, not the result);
         # the fixed-rate run follows at once, while the agent's slice is still warm.
         by_key = {spec.key: spec for spec in specs}
         latest: dict[str, dict[str, Any]] = {}
         last_closed: str | None = None
         for spec in specs:
             p = paths[spec.key]
-            paired: dict[str, Any] | None = None
-            if spec.ceiling is not None:
-                if last_closed != spec.ceiling:
-                    latest[spec.ceiling] = bench.measure(by_key[spec.ceiling], CLOSED)
-                    paths[spec.ceiling].setdefault("repeats", []).append(latest[spec.ceiling])
-                paired = latest[spec.ceiling]
-            p["closed"] = latest[spec.key] = bench.measure(spec, CLOSED)
-            last_closed = spec.key
-            if paired is None:
+            if spec.ceiling is None:
+                p["closed"] = latest[spec.key] = bench.measure(spec, CLOSED)
                 p["ratio"], p["met"], p["ceiling_deductions_per_s"] = None, None, None
             else:
-                ceiling = paired["deductions_per_s"]
-                p["ceiling_deductions_per_s"] = ceiling
-                p["ratio"] = p["closed"]["deductions_per_s"] / ceiling if ceiling > 0 else None
+                pairs: list[tuple[float, dict[str, Any], dict[str, Any]]] = []
+                for n in range(cfg.pairs):
+                    if n > 0 or last_closed != spec.ceiling:
+                        latest[spec.ceiling] = bench.measure(by_key[spec.ceiling], CLOSED)
+                        paths[spec.ceiling].setdefault("repeats", []).append(latest[spec.ceiling])
+                    ceiling_window = latest[spec.ceiling]
+                    window = bench.measure(spec, CLOSED)
+                    c = ceiling_window["deductions_per_s"]
+                    pairs.append((window["deductions_per_s"] / c if c > 0 else 0.0, window, ceiling_window))
+                    last_closed = spec.key
+                ranked = sorted(pairs, key=lambda pair: pair[0])
+                ratio, p["closed"], kept = ranked[(len(ranked) - 1) // 2]  # the median pair
+                latest[spec.key] = p["closed"]
+                p["pair_ratios"] = [pair[0] for pair in pairs]
+                p["ceiling_deductions_per_s"] = kept["deductions_per_s"]
+                p["ratio"] = ratio if kept["deductions_per_s"] > 0 else None
                 p["met"] = (
                     None
                     if spec.target_ratio is None or p["ratio"] is None
                     else p["ratio"] >= spec.target_ratio
                 )
+            last_closed = spec.key
             # The common rate is a fraction of echo's calls/s for the same method; a path that cannot
             # sustain it is offered the same fraction of its own saturation throughput instead (an
             # overloaded open loop measures only its backlog).
@@ -733,8 +752,19 @@ def render(report: dict[str, Any]) -> str:
         "errors",
     ]
     out.append(_table(header, rows))
+    pairs = cfg.get("pairs", 1)
     out.append(
         "ratio: deductions/s of the path over those of its ceiling, measured again just before the path"
+        + (
+            f"; {pairs} such pairs of windows in turn, the row shows the median pair"
+            + "".join(
+                f"\n  {p['label']}: pair ratios {', '.join(f'{r:.2f}' for r in p['pair_ratios'])}"
+                for p in paths.values()
+                if p.get("pair_ratios")
+            )
+            if pairs > 1
+            else ""
+        )
     )
     out.append("")
     out.append(
@@ -818,10 +848,10 @@ def main(argv: list[str] | None = None) -> int:
     if (
         cfg.seconds <= 0
         or cfg.warmup < 0
-        or min(cfg.clients, cfg.concurrency, cfg.batch_concurrency, cfg.batch) < 1
+        or min(cfg.clients, cfg.concurrency, cfg.batch_concurrency, cfg.batch, cfg.pairs) < 1
     ):
         print(
-            "bench: --seconds, --clients, --concurrency, --batch-concurrency and --batch must be positive",
+            "bench: --seconds, --clients, --concurrency, --batch-concurrency, --batch and --pairs must be positive",
             file=sys.stderr,
         )
         return 2
