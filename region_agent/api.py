@@ -233,22 +233,20 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
         add = response.results.add
         forwarded: list[int] = []
         ok = code_value("OK")
-        for i, d in enumerate(answers):
-            if isinstance(d, Answer):
-                budget_id, request_id, _ = items[i]
-                if d.code == "OK":  # the common case, without the lookups
-                    add(code=ok, budget_id=budget_id, request_id=request_id, amount=d.amount)
-                else:
-                    add(
-                        code=code_value(d.code),
-                        message=d.message,
-                        budget_id=budget_id,
-                        request_id=request_id,
-                        amount=d.amount,
-                    )
+        for (budget_id, request_id, _), d in zip(items, answers, strict=True):
+            if type(d) is Answer and d.code == "OK":  # the common case, without the lookups
+                add(code=ok, budget_id=budget_id, request_id=request_id, amount=d.amount)
+            elif isinstance(d, Answer):
+                add(
+                    code=code_value(d.code),
+                    message=d.message,
+                    budget_id=budget_id,
+                    request_id=request_id,
+                    amount=d.amount,
+                )
             else:
+                forwarded.append(len(response.results))
                 add()  # its place, filled with the center's answer below
-                forwarded.append(i)
         self.metrics.served_local("DeductBatch", len(items) - len(forwarded))
         if forwarded:
             batch = pb.DeductBatchRequest(items=[request.items[i] for i in forwarded])

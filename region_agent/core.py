@@ -23,6 +23,7 @@ from typing import Protocol
 
 from quota_center.limits import (
     MAX_AMOUNT,
+    MAX_ID_BYTES,
     InvalidInput,
     check_amount,
     check_budget_id,
@@ -213,10 +214,22 @@ class Agent:
 
     def check_items(self, items: Sequence[tuple[str, str, int]]) -> None:
         """Check every (budget, request id, amount) of a batch; InvalidInput names the first bad one."""
+        held = self._slices
         for i, (budget_id, request_id, amount) in enumerate(items):
+            # The checks of ``deduct``, with their common case first (as in quota_center.limits):
+            # a budget held here, a printable ASCII id, an amount in range.
+            if (
+                budget_id in held
+                and request_id
+                and len(request_id) <= MAX_ID_BYTES
+                and request_id.isascii()
+                and request_id.isprintable()
+                and type(amount) is int
+                and 0 < amount <= MAX_AMOUNT
+            ):
+                continue
             try:
-                if budget_id not in self._slices:
-                    check_budget_id(budget_id)
+                check_budget_id(budget_id)
                 check_request_id(request_id)
                 check_amount(amount)
             except InvalidInput as exc:
@@ -239,23 +252,31 @@ class Agent:
         """
         if not checked:
             self.check_items(items)
-        if len({request_id for _, request_id, _ in items}) < len(items):
+        request_ids = [request_id for _, request_id, _ in items]
+        if len(set(request_ids)) < len(items):
             return Decided([self.deduct(b, r, a, now) for b, r, a in items])
         answers: list[Answer | Forward | None] = [None] * len(items)
         waiting: dict[str, int] = {}
-        fresh: dict[str, list[int]] = {}  # budget -> indexes of its new requests
-        get = self.records.get
-        for i, (budget_id, request_id, amount) in enumerate(items):
-            prior = get(request_id)
-            if prior is None:
-                fresh.setdefault(budget_id, []).append(i)
-            else:
-                fingerprint = f"deduct|{budget_id}|{amount}"
-                answers[i] = self._prior_answer(
-                    prior, request_id, fingerprint, "request {r} was already applied"
-                )
+        priors = list(map(self.records.get, request_ids))
+        budgets = {budget_id for budget_id, _, _ in items}
+        fresh: dict[str, Sequence[int]]  # budget -> indexes of its new requests
+        if len(budgets) == 1 and priors.count(None) == len(priors):
+            fresh = {budgets.pop(): range(len(items))}  # the usual batch: one budget, all new
+        else:
+            groups: dict[str, list[int]] = {}
+            for i, prior in enumerate(priors):
+                budget_id, request_id, amount = items[i]
+                if prior is None:
+                    groups.setdefault(budget_id, []).append(i)
+                else:
+                    fingerprint = f"deduct|{budget_id}|{amount}"
+                    answers[i] = self._prior_answer(
+                        prior, request_id, fingerprint, "request {r} was already applied"
+                    )
+            fresh = {budget_id: indexes for budget_id, indexes in groups.items()}
         for budget_id, indexes in fresh.items():
-            total = sum(items[i][2] for i in indexes)
+            amounts = [items[i][2] for i in indexes]
+            total = sum(amounts)
             s = self._slices.get(budget_id)
             why = Forward("short", "more than a number can hold") if total > MAX_AMOUNT else None
             why = why or self._why_not_local(s, total, now)
@@ -270,15 +291,15 @@ class Agent:
             self._note_demand(s, total, now)
             c = s.counters
             counters = Counters(c.consumed + total, c.returned, c.reserved, c.released, c.seq + 1)
+            # One record and one shared answer per amount (a batch mostly asks one amount).
+            shared: dict[int, tuple[str, Answer]] = {}
+            for amount in set(amounts):
+                shared[amount] = (f"deduct|{budget_id}|{amount}", self._ok(amount))
             served: list[tuple[str, Record]] = []
-            fingerprints: dict[int, str] = {}
-            for i in indexes:
-                _, request_id, amount = items[i]
-                fp = fingerprints.get(amount)
-                if fp is None:
-                    fp = fingerprints[amount] = f"deduct|{budget_id}|{amount}"
-                answer = answers[i] = self._ok(amount)
-                served.append((request_id, Served("deduct", budget_id, fp, answer, now)))
+            for i, amount in zip(indexes, amounts, strict=True):
+                fingerprint, answer = shared[amount]
+                answers[i] = answer
+                served.append((request_ids[i], Served("deduct", budget_id, fingerprint, answer, now)))
             self.log.write_many(served, counters.seq)  # the records first, then their counters
             self._set(s, counters)
             self.records.put_many(served)
