@@ -205,8 +205,7 @@ class Spending:
     async def _claim_and_deduct(
         self, request_id: str, fingerprint: str, budget_id: str, index: int, amount: int, gen: int
     ) -> Outcome:
-        _, r = await self.buckets.claim_and_deduct(request_id, fingerprint, budget_id, index, amount, gen)
-        return r
+        return await self.buckets.claim_and_deduct(request_id, fingerprint, budget_id, index, amount, gen)
 
     @staticmethod
     def _window(meta: BudgetMeta) -> Answer | None:

@@ -273,7 +273,7 @@ class Agent:
                     answers[i] = self._prior_answer(
                         prior, request_id, fingerprint, "request {r} was already applied"
                     )
-            fresh = {budget_id: indexes for budget_id, indexes in groups.items()}
+            fresh = dict(groups)
         for budget_id, indexes in fresh.items():
             amounts = [items[i][2] for i in indexes]
             total = sum(amounts)

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from redis.asyncio import RedisCluster
-from redis.exceptions import NoScriptError
 
 from quota_center import keys
 from quota_center.buckets.scripts import RedisClient, Scripts
@@ -115,39 +114,19 @@ class BucketStore:
 
     async def claim_and_deduct(
         self, request_id: str, fingerprint: str, budget_id: str, index: int, amount: int, gen: int
-    ) -> tuple[str | None, Outcome]:
-        """Claim ``request_id`` and deduct in one round trip (one Redis server only).
+    ) -> Outcome:
+        """Claim ``request_id`` and deduct in one EVALSHA (one Redis server only).
 
-        A pipeline of the claim (``SET NX GET``) and deduct.lua, which checks the claim holds
-        ``fingerprint`` before anything else; returns the earlier binding (None if the id was
-        free) and the script's outcome (UNCLAIMED when the id is bound to another request).
+        deduct.lua binds the id to ``fingerprint`` if it is free and goes on only if it holds
+        ``fingerprint``: UNCLAIMED when the id is bound to another request (nothing done).
         """
         sub = keys.sub_keys(budget_id, index)
-        claim = keys.claim_key(request_id)
-        for _ in range(2):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.set(claim, fingerprint, nx=True, get=True, ex=self.retention_s)
-                pipe.evalsha(
-                    self.scripts.sha("deduct"),
-                    3,
-                    sub.state,
-                    sub.request(request_id),
-                    claim,
-                    amount,
-                    self.retention_s,
-                    gen,
-                    fingerprint,
-                )
-                previous, reply = await pipe.execute(raise_on_error=False)
-            if isinstance(reply, NoScriptError):
-                await self.scripts.load("deduct")
-                continue  # the claim is ours now: the repeat finds it bound to the same fingerprint
-            if isinstance(previous, Exception):
-                raise previous
-            if isinstance(reply, Exception):
-                raise reply
-            return (None if previous is None else str(previous)), _served(reply, 2)
-        raise NoScriptError("deduct.lua could not be loaded")
+        reply = await self.scripts.run(
+            "deduct",
+            [sub.state, sub.request(request_id), keys.claim_key(request_id)],
+            [amount, self.retention_s, gen, fingerprint],
+        )
+        return _served(reply, 2)
 
     async def refund(
         self,

@@ -4,10 +4,10 @@
 -- KEYS[2]  request record of this request id (same hash tag)
 -- ARGV[1]  amount, integer 1..2^53-1
 -- ARGV[2]  retention of the request record, seconds
--- KEYS[3]  (optional, one Redis server only) the request id's claim {q:ID}, set by the caller
---          just before in the same pipeline: the script runs only if it holds ARGV[4], so
---          the claim and the deduction cost one round trip (a Redis Cluster cannot: the claim
---          lives in another slot, and the caller claims first)
+-- KEYS[3]  (optional, one Redis server only) the request id's claim {q:ID}: the script binds
+--          it to ARGV[4] if it is free (SET NX, for ARGV[2] seconds) and goes on only if it
+--          holds ARGV[4], so the claim and the deduction are one EVALSHA (a Redis Cluster
+--          cannot: the claim lives in another slot, and the caller claims first)
 -- ARGV[3]  generation the caller believes the sub-bucket is in; "0" (or absent) accepts any.
 --          A mismatch means the budget was rebuilt (or is being rebuilt) after a Redis loss
 --          and the caller's view is stale: nothing is spent, so that what a request did before
@@ -26,8 +26,11 @@
 --   {"LOST", 0, 0}            the sub-bucket does not exist (Redis lost it)
 --   {"UNCLAIMED", 0, 0}       (with KEYS[3]) the id is bound to another request: nothing done
 -- Every check happens before the first write: Redis does not roll back.
-if KEYS[3] and redis.call("GET", KEYS[3]) ~= ARGV[4] then
-  return {"UNCLAIMED", 0, 0}
+if KEYS[3] then
+  local bound = redis.call("SET", KEYS[3], ARGV[4], "NX", "GET", "EX", ARGV[2])
+  if bound and bound ~= ARGV[4] then
+    return {"UNCLAIMED", 0, 0}
+  end
 end
 local amount = tonumber(ARGV[1])
 local rec = redis.call("HMGET", KEYS[2], "kind", "amount", "gen")
