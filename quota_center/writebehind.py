@@ -189,12 +189,20 @@ class WriteBehind:
         return await asyncio.shield(task)
 
     async def _logged(self, work: Coroutine[Any, Any, Outcome], entry_for: EntryFor) -> Outcome:
-        async with self._tracked() as op:
+        # ``_tracked`` written out: this runs once per deduction, and an async context manager
+        # costs more than the bookkeeping it wraps.
+        token = next(self._op_ids)
+        self._ops[token] = time.monotonic()
+        try:
             result = await work
             entry = entry_for(result)
             if entry is not None:
-                op.record(entry)
+                self._record(entry)
             return result
+        finally:
+            del self._ops[token]
+            if not self._ops:
+                self._idle.set()
 
     def _call_done(self, task: asyncio.Task[Any]) -> None:
         self._calls.discard(task)

@@ -78,13 +78,27 @@ def rpc(method: str) -> Callable[[Handler[S, Req, Resp]], Handler[S, Req, Resp]]
     return wrap
 
 
+_CODE_NAMES = {value: name.removeprefix("RESULT_CODE_") for name, value in pb.ResultCode.items()}
+
+
 def _code_of(response: Message) -> str:
     if "code" in response.DESCRIPTOR.fields_by_name:
-        name = pb.ResultCode.Name(getattr(response, "code"))  # noqa: B009 - not every response has it
-        return name.removeprefix("RESULT_CODE_")
+        code = getattr(response, "code")  # noqa: B009 - not every response has it
+        return _CODE_NAMES.get(code) or pb.ResultCode.Name(code).removeprefix("RESULT_CODE_")
     return "OK"
 
 
+# Labelled children, looked up once: ``labels()`` takes a lock and hashes the labels every call.
+_counted: dict[tuple[str, str], Any] = {}
+_timed: dict[str, Any] = {}
+
+
 def _observe(method: str, code: str, start: float) -> None:
-    REQUESTS.labels(method, code).inc()
-    LATENCY.labels(method).observe(time.perf_counter() - start)
+    counter = _counted.get((method, code))
+    if counter is None:
+        counter = _counted[(method, code)] = REQUESTS.labels(method, code)
+    counter.inc()
+    timer = _timed.get(method)
+    if timer is None:
+        timer = _timed[method] = LATENCY.labels(method)
+    timer.observe(time.perf_counter() - start)
