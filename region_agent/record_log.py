@@ -89,6 +89,40 @@ STATES = {"held": 1, "confirmed": 2, "cancelled": 3, "expired": 4}
 _STATE_NAMES = {code: name for name, code in STATES.items()}
 
 
+def _pack(
+    kind: int,
+    state: int,
+    raw_id: bytes,
+    seq: int,
+    counter_seq: int,
+    budget: int,
+    at: int,
+    amount: int,
+    returned: int,
+    confirmed: int,
+    expires: int,
+    digest: bytes,
+) -> bytes:
+    """An entry's body (all of it but the CRC)."""
+    return _BODY.pack(
+        kind,
+        state,
+        len(raw_id),
+        0,
+        seq,
+        counter_seq,
+        budget,
+        0,
+        at,
+        amount,
+        returned,
+        confirmed,
+        expires,
+        digest,
+        raw_id,
+    )
+
+
 class RecordLogError(JournalError):
     """The record log cannot be used (not one, damaged, another journal's, or in use)."""
 
@@ -187,18 +221,25 @@ class RecordLog:
             expires = record.expires_at_ms
         else:
             kind, budget, amount = FORWARDED, NO_BUDGET, 0
+        seq = self._seq + 1
+        raw_id = request_id.encode("utf-8")
+        digest = self._digest(record.fingerprint)
         slot = self._store(
-            request_id.encode("utf-8"),
-            kind,
-            state,
-            counter_seq,
-            budget,
-            at,
-            amount,
-            returned,
-            confirmed,
-            expires,
-            self._digest(record.fingerprint),
+            _pack(
+                kind,
+                state,
+                raw_id,
+                seq,
+                counter_seq,
+                budget,
+                at,
+                amount,
+                returned,
+                confirmed,
+                expires,
+                digest,
+            ),
+            seq,
         )
         if kind == RESERVATION:
             previous = self._held.pop(request_id, None)
@@ -213,7 +254,7 @@ class RecordLog:
         shorter path to the same entries: packed with what they share looked up once, then
         stored in runs of consecutive slots (``_put_entries``)."""
         shared: tuple[str, str, int, bytes] | None = None  # budget, fingerprint, its slot, its digest
-        pack, crc_of, crc_bytes = _BODY.pack, zlib.crc32, _CRC.pack
+        crc_of, crc_bytes = zlib.crc32, _CRC.pack
         entries: list[bytes] = []
         seq = self._seq
         for request_id, record in records:
@@ -230,23 +271,7 @@ class RecordLog:
             seq += 1
             at = record.at + self.unix_offset_ms
             amount, returned, budget, digest = record.answer.amount, record.returned, shared[2], shared[3]
-            body = pack(
-                DEDUCT,
-                0,
-                len(raw_id),
-                0,
-                seq,
-                counter_seq,
-                budget,
-                0,
-                at,
-                amount,
-                returned,
-                0,
-                0,
-                digest,
-                raw_id,
-            )
+            body = _pack(DEDUCT, 0, raw_id, seq, counter_seq, budget, at, amount, returned, 0, 0, digest)
             entries.append(crc_bytes(crc_of(body)) + body)
         self._put_entries(entries, seq)
 
@@ -272,39 +297,9 @@ class RecordLog:
 
     # ---- internals --------------------------------------------------------------------------
 
-    def _store(
-        self,
-        raw_id: bytes,
-        kind: int,
-        state: int,
-        counter_seq: int,
-        budget: int,
-        at: int,
-        amount: int,
-        returned: int,
-        confirmed: int,
-        expires: int,
-        digest: bytes,
-    ) -> int:
-        """Write one entry in the next slot: the body, then its CRC, which completes it. Its slot."""
-        seq = self._seq + 1
-        body = _BODY.pack(
-            kind,
-            state,
-            len(raw_id),
-            0,
-            seq,
-            counter_seq,
-            budget,
-            0,
-            at,
-            amount,
-            returned,
-            confirmed,
-            expires,
-            digest,
-            raw_id,
-        )
+    def _store(self, body: bytes, seq: int) -> int:
+        """Write the entry of ``body`` (numbered ``seq``) in the next slot: the body, then its CRC,
+        which completes it. Its slot."""
         slot = self._next_slot()
         offset = HEADER_SIZE + slot * ENTRY_SIZE
         self._map[offset + _CRC.size : offset + ENTRY_SIZE] = body
