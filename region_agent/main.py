@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 
 from region_agent import settings as settings_mod
+
+# The cyclic garbage collector's thresholds for the agent process. The agent keeps up to
+# REGION_AGENT_MAX_RECORDS request records (a million by default), one tracked object each, and
+# a full collection walks them all: about 100 ms at a million. Python's defaults (700, 10, 10)
+# ran one every quarter million new records, every 1.3 s under DeductBatch load (a sixth of
+# the time, and the p99); these run the young collections ten times less often and the full
+# ones only after a hundred middle ones, so a full collection comes every few million
+# allocations. Records are freed by reference counting when dropped, whatever the collector does.
+GC_THRESHOLDS = (7000, 10, 100)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"region-agent: REGION_AGENT_EVENT_LOOP: {exc}", file=sys.stderr)
         return 2
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         loops.run(serve(settings), settings.event_loop)
     except JournalError as exc:
