@@ -118,15 +118,8 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
         self.wait_s = wait_s
         self._first_contact: dict[str, asyncio.Event] = {}  # budget -> set when its first request returns
 
-    def _slice_may_help(self, budget_id: str, amount: int) -> bool:
-        """True if ``amount`` is not covered now but a slice on its way could cover it (no await).
-
-        Bad input raises here, before any wait, as it would in ``Agent.deduct``.
-        """
-        return self.wait is not None and self.agent.wait_reason(budget_id, amount, self.clock()) is not None
-
     async def _await_slice(self, budget_id: str, amount: int) -> None:
-        """Wait (bounded) for a slice on its way; called only when ``_slice_may_help``.
+        """Wait (bounded) for a slice on its way; called when the core said one could serve the request.
 
         For a budget first met, the first request goes to the center (which tells whether the
         budget exists) and asks for a slice when it answers; requests that arrive meanwhile

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quota_center.limits import InvalidInput
-from region_agent.core import Agent, Forward
+from region_agent.core import Agent, Forward, deduct_fingerprint
 from region_agent.journal import Journal
 from region_agent.record_log import RecordLog, path_for
 from region_agent.records import Answer, Forwarded, Reservation, Served
@@ -178,3 +178,15 @@ def test_a_batch_wraps_the_ring_and_steps_over_a_held_reservation(tmp_path: Path
             1,
             "request d2-4 was already applied",
         )
+
+
+def test_served_records_carry_the_fingerprint_the_center_binds(tmp_path: Path) -> None:
+    # deduct and deduct_many build the fingerprint inline; it must stay deduct_fingerprint's
+    # (which tests/agent/test_core.py holds to the center's).
+    with opened(tmp_path / "a.journal") as a:
+        a.deduct("b1", "one", 3, now=1)
+        a.deduct_many([("b2", "two", 4), ("b2", "three", 5)], now=2)
+        for request_id, budget_id, amount in (("one", "b1", 3), ("two", "b2", 4), ("three", "b2", 5)):
+            r = a.records.get(request_id)
+            assert isinstance(r, Served)
+            assert r.fingerprint == deduct_fingerprint(budget_id, amount)
