@@ -57,3 +57,25 @@ async def test_an_uncovered_deduct_waits_for_the_slice_on_its_way() -> None:
     assert coro.send(None) is None  # suspended in the wait (asyncio.sleep(0) yields None)
     coro.close()
     assert waits == ["b"]
+
+
+async def test_a_batch_the_slice_cannot_cover_waits_for_the_slice_then_is_served_here() -> None:
+    agent = Agent(MemoryJournal(), now=NOW)
+    agent.adopt(Holding("b", 1, 10, Counters(), lease_ms=60_000, mode=Mode.NORMAL, state=State.ACTIVE), NOW)
+    waits: list[str] = []
+
+    async def slice_arrives(budget_id: str, seconds: float) -> bool:
+        waits.append(budget_id)
+        await asyncio.sleep(0)
+        grant = Holding("b", 2, 100, Counters(), lease_ms=60_000, mode=Mode.NORMAL, state=State.ACTIVE)
+        return agent.adopt(grant, NOW)
+
+    center: Any = None  # a forward would fail: everything must be served here
+    svc = QuotaServicer(agent, center, Metrics(), lambda: NOW, wait=slice_arrives, wait_s=0.1)
+    items = [pb.DeductRequest(budget_id="b", request_id=f"r{i}", amount=5) for i in range(3)]
+    response = await svc.DeductBatch(pb.DeductBatchRequest(items=items), _Context())
+    assert [(r.code, r.request_id, r.amount) for r in response.results] == [
+        (pb.RESULT_CODE_OK, f"r{i}", 5) for i in range(3)
+    ]
+    assert waits == ["b"]
+    assert agent.usage("b").consumed == 15
