@@ -14,6 +14,8 @@ which settles lost sub-buckets and answers retries after a Redis loss (quota_cen
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -101,21 +103,17 @@ class Spending:
             index = sub_bucket_for(request_id, meta.sub_buckets)
             try:
                 if combined:
-                    # One round trip: the claim and the deduction in one pipeline (one server).
+                    # One round trip: the claim and the deduction in one script (one server).
                     work = self._claim_and_deduct(request_id, fingerprint, budget_id, index, amount, meta.gen)
                 else:
                     work = self.buckets.deduct(budget_id, index, request_id, amount, meta.gen)
                 r = await self.log.call(work, deduct_entry(budget_id, index, request_id))
-                if r.status == "UNCLAIMED":
-                    return _conflict(request_id)
-                claimed = True
-                _fence(r, budget_id, index, meta)
-                if r.status == "OK":
-                    return Answer("OK", amount)
-                if r.status == "EXISTS":
-                    return Answer("EXISTS", r.value, f"request {request_id} was already applied")
-                if r.status in _REFUSALS:
-                    return self._refusal(r.status, budget_id, request_id)
+                if r.status != "UNCLAIMED":
+                    claimed = True
+                    _fence(r, budget_id, index, meta)
+                settled = self._settled(r, budget_id, request_id, amount)
+                if settled is not None:
+                    return settled
                 if r.status == "LOST":
                     raise BucketLost(budget_id, f"sub:{index}")
                 # SHORT: this sub-bucket cannot cover it; refill it or refuse honestly.
@@ -129,6 +127,60 @@ class Spending:
                 self.registry.forget(budget_id)
                 meta = await self.registry.get(budget_id)
         raise Unavailable(f"budget {budget_id}: deduction not settled after {MAX_ATTEMPTS} attempts")
+
+    async def deduct_many(self, items: Sequence[tuple[str, str, int]]) -> list[Answer]:
+        """``deduct`` of each (budget, request id, amount), answered in order (items checked by the caller).
+
+        On one Redis server the items go to the sub-buckets in one pipeline of deduct.lua calls,
+        each claiming its id and deducting as ``deduct`` would, logged as one operation. An item
+        that pipeline does not settle (a sub-bucket short of it, a budget rebuilt or to be
+        recalled from the spend log, a failed call) goes through ``deduct`` on its own, which
+        refills, merges, rebuilds or refuses. On a Redis Cluster every item goes through ``deduct``.
+        """
+        answers: list[Answer | None] = [None] * len(items)
+        if self.buckets.one_server and len(items) > 1:
+            batch: list[tuple[int, BudgetMeta, int, str]] = []  # item, its budget, sub-bucket, fingerprint
+            for i, (budget_id, request_id, amount) in enumerate(items):
+                meta = await self.registry.get(budget_id)
+                refusal = self._window(meta)
+                if refusal is not None:
+                    answers[i] = refusal
+                elif self._recall(meta, 0) is None:  # else deduct consults the spend log first
+                    index = sub_bucket_for(request_id, meta.sub_buckets)
+                    batch.append((i, meta, index, _deduct_fingerprint(budget_id, amount)))
+            calls = [
+                (items[i][1], fp, items[i][0], index, items[i][2], meta.gen) for i, meta, index, fp in batch
+            ]
+            entries = [deduct_entry(items[i][0], index, items[i][1]) for i, _, index, _ in batch]
+            outcomes = await self.log.call_many(self.buckets.claim_and_deduct_many(calls), entries)
+            for (i, _, _, _), r in zip(batch, outcomes, strict=True):
+                if r is not None:
+                    answers[i] = self._settled(r, *items[i])
+        # The rest one by one, concurrently; the items of one request id in their order, so that
+        # the first is the one applied and a repeat answers EXISTS, as in a batch sent one by one.
+        rest: dict[str, list[int]] = {}
+        for i, answer in enumerate(answers):
+            if answer is None:
+                rest.setdefault(items[i][1], []).append(i)
+
+        async def in_order(indexes: list[int]) -> None:
+            for i in indexes:
+                answers[i] = await self.deduct(*items[i])
+
+        await asyncio.gather(*(in_order(indexes) for indexes in rest.values()))
+        return [answer for answer in answers if answer is not None]
+
+    def _settled(self, r: Outcome, budget_id: str, request_id: str, amount: int) -> Answer | None:
+        """The answer to a deduction the script settled; None when ``deduct`` must go on with it."""
+        if r.status == "UNCLAIMED":
+            return _conflict(request_id)
+        if r.status == "OK":
+            return Answer("OK", amount)
+        if r.status == "EXISTS":
+            return Answer("EXISTS", r.value, f"request {request_id} was already applied")
+        if r.status in _REFUSALS:
+            return self._refusal(r.status, budget_id, request_id)
+        return None  # SHORT, STALE, LOST
 
     async def refund(self, budget_id: str, request_id: str, deduction_id: str, amount: int) -> Answer:
         check_budget_id(budget_id)

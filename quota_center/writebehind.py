@@ -30,7 +30,7 @@ import math
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -69,11 +69,20 @@ class SpendLog(Protocol):
 
     async def call(self, work: Coroutine[Any, Any, Outcome], entry_for: EntryFor) -> Outcome: ...
 
+    async def call_many(
+        self, work: Coroutine[Any, Any, list[Outcome | None]], entries_for: Sequence[EntryFor]
+    ) -> list[Outcome | None]: ...
+
 
 class Unlogged:
     """Logs nothing: for parts of the center built by hand (tools, tests)."""
 
     async def call(self, work: Coroutine[Any, Any, Outcome], entry_for: EntryFor) -> Outcome:
+        return await work
+
+    async def call_many(
+        self, work: Coroutine[Any, Any, list[Outcome | None]], entries_for: Sequence[EntryFor]
+    ) -> list[Outcome | None]:
         return await work
 
 
@@ -178,12 +187,24 @@ class WriteBehind:
         The work runs in a task of its own, so a caller that is cancelled (a client deadline)
         cannot leave an effect unlogged: the task finishes and records it regardless.
         """
+        return await self._shielded(work, self._logged(work, entry_for))
+
+    async def call_many(
+        self, work: Coroutine[Any, Any, list[Outcome | None]], entries_for: Sequence[EntryFor]
+    ) -> list[Outcome | None]:
+        """``call`` for work with several outcomes (a pipeline): ``entries_for[i]`` makes the entry
+        of outcome ``i``; a None outcome (a call that did nothing) logs nothing."""
+        return await self._shielded(work, self._logged_many(work, entries_for))
+
+    async def _shielded(self, work: Coroutine[Any, Any, Any], logged: Coroutine[Any, Any, T]) -> T:
+        """Run ``logged`` (which runs ``work``) in a task of its own that a cancelled caller leaves running."""
         try:
             self._check_lease()
         except Unavailable:
+            logged.close()
             work.close()
             raise
-        task = asyncio.ensure_future(self._logged(work, entry_for))
+        task = asyncio.ensure_future(logged)
         self._calls.add(task)
         task.add_done_callback(self._call_done)
         return await asyncio.shield(task)
@@ -203,6 +224,17 @@ class WriteBehind:
             del self._ops[token]
             if not self._ops:
                 self._idle.set()
+
+    async def _logged_many(
+        self, work: Coroutine[Any, Any, list[Outcome | None]], entries_for: Sequence[EntryFor]
+    ) -> list[Outcome | None]:
+        async with self._tracked():
+            results = await work
+            for entry_for, result in zip(entries_for, results, strict=True):
+                entry = None if result is None else entry_for(result)
+                if entry is not None:
+                    self._record(entry)
+            return results
 
     def _call_done(self, task: asyncio.Task[Any]) -> None:
         self._calls.discard(task)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from quota.v1 import common_pb2 as pb
 from quota.v1 import quota_pb2_grpc
 
@@ -41,8 +39,8 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
                 check_deduct(item.budget_id, item.request_id, item.amount)
             except InvalidInput as exc:
                 raise InvalidInput(f"items[{i}]: {exc}") from None
-        answers = await asyncio.gather(
-            *(self.spending.deduct(i.budget_id, i.request_id, i.amount) for i in request.items)
+        answers = await self.spending.deduct_many(
+            [(i.budget_id, i.request_id, i.amount) for i in request.items]
         )
         return pb.DeductBatchResponse(
             results=[_deduct_response(i, a) for i, a in zip(request.items, answers, strict=True)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -127,6 +127,31 @@ class BucketStore:
             [amount, self.retention_s, gen, fingerprint],
         )
         return _served(reply, 2)
+
+    async def claim_and_deduct_many(
+        self, calls: Sequence[tuple[str, str, str, int, int, int]]
+    ) -> list[Outcome | None]:
+        """``claim_and_deduct`` of each (request id, fingerprint, budget, index, amount, gen), all
+        sent in one pipeline (one round trip; one Redis server only). The scripts run one after
+        another, as separate calls would. None for a call that failed (a script not loaded, an
+        error reply): it did nothing, and the caller runs it again on its own."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            sha = self.scripts.sha("deduct")
+            for request_id, fingerprint, budget_id, index, amount, gen in calls:
+                sub = keys.sub_keys(budget_id, index)
+                pipe.evalsha(
+                    sha,
+                    3,
+                    sub.state,
+                    sub.request(request_id),
+                    keys.claim_key(request_id),
+                    amount,
+                    self.retention_s,
+                    gen,
+                    fingerprint,
+                )
+            replies = await pipe.execute(raise_on_error=False)
+        return [None if isinstance(reply, Exception) else _served(reply, 2) for reply in replies]
 
     async def refund(
         self,
