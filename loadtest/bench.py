@@ -4,7 +4,7 @@ against the ceilings of the transport, measured in one run on loopback.
 What it starts (``loadtest.bench_stack``): a throwaway Redis and PostgreSQL, the center
 (``quota-center serve``), one region agent (``region-agent serve``) and two echo servers
 (``loadtest.bench_echo``): *echo* answers Deduct and DeductBatch at once, *echo+EVALSHA* runs
-one trivial Lua script per deduction first. Each is its own process with one asyncio loop and a
+one trivial Lua script per deduction first (a DeductBatch's in one pipeline). Each is its own process with one asyncio loop and a
 ``grpc.aio`` server, as the center and the agent are, so the ratios compare like with like.
 
 What it measures, each for a warm-up and then ``--seconds``:
@@ -827,7 +827,8 @@ def render(report: dict[str, Any]) -> str:
     out.append(f"* Client model: {report['client_model']}")
     out.append(f"* Servers' event loop: {report['config'].get('event_loop', 'asyncio')}")
     out.append(
-        "* Echo answers at once; echo+EVALSHA runs one trivial Lua script per deduction; each is one process with"
+        "* Echo answers at once; echo+EVALSHA runs one trivial Lua script per deduction (a DeductBatch's in one"
+        " Redis pipeline, as the center does); each is one process with"
         " one asyncio loop and a grpc.aio server, like the agent and the center. PostgreSQL runs with fsync off."
     )
     out.append(

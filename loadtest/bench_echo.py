@@ -6,8 +6,8 @@ answer) and does nothing else: the ceiling of the gRPC transport in this process
 
 With ``--redis-url URL`` every deduction first runs one trivial Lua script (``INCRBY`` of one
 key) by ``EVALSHA`` through the center's own Redis client (``quota_center.buckets.client``):
-the ceiling of a unary call that needs one Redis round trip. ``DeductBatch`` then runs one
-``EVALSHA`` per item, concurrently, as the center's batch does.
+the ceiling of a unary call that needs one Redis round trip. ``DeductBatch`` then sends one
+``EVALSHA`` per item in one pipeline, as the center's batch does on one Redis server.
 
 Both are one process with one asyncio loop and a ``grpc.aio`` server, registered through the
 same ``add_servicer`` as the center and the agent, plus the standard health service.
@@ -89,8 +89,11 @@ class EvalshaEchoServicer(_Unimplemented):
         return await self._run(request)
 
     async def DeductBatch(self, request: pb.DeductBatchRequest, context: Context) -> pb.DeductBatchResponse:
-        results = await asyncio.gather(*(self._run(item) for item in request.items))
-        return pb.DeductBatchResponse(results=results)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for item in request.items:
+                pipe.evalsha(self.sha, 1, KEY, item.amount)
+            await pipe.execute()
+        return pb.DeductBatchResponse(results=[_answer(item) for item in request.items])
 
 
 async def serve(port: int, redis_url: str | None) -> None:
