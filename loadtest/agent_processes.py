@@ -21,13 +21,14 @@ import sys
 import time
 
 from loadtest.bench_client import CLOSED, DEDUCT, DEDUCT_BATCH, Clients, Job
-from loadtest.grpc_versions import BUDGET, REPO_ROOT, _free_port, _wait_serving
+from loadtest.grpc_versions import BUDGET, REPO_ROOT, wait_listening
+from loadtest.stack import free_port
 
 IN_FLIGHT = 128  # Deduct calls in flight over all clients (DeductBatch: 16), as in loadtest.bench
 
 
 def measure(clients: Clients, processes: int, seconds: float, tag: str) -> dict[str, float]:
-    port = _free_port()
+    port = free_port()
     servers = [
         subprocess.Popen(
             [sys.executable, "-m", "loadtest.grpc_versions", "--serve", "agent", str(port)], cwd=REPO_ROOT
@@ -35,7 +36,7 @@ def measure(clients: Clients, processes: int, seconds: float, tag: str) -> dict[
         for _ in range(processes)
     ]
     try:
-        _wait_serving(port)
+        wait_listening(port)
         time.sleep(1.0)  # every process listening, not only the first
         out: dict[str, float] = {}
         for method, key, in_flight, batch in (

@@ -28,7 +28,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-LOOPBACK = "127.0.0.1"
+from loadtest.stack import LOOPBACK, free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 Log = Callable[[str], None]
@@ -36,13 +37,6 @@ Log = Callable[[str], None]
 
 class StackError(RuntimeError):
     """A server of the benchmark could not be started."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _service_user() -> str | None:

@@ -172,20 +172,14 @@ def main(argv: list[str] | None = None) -> int:
 # ---- the child: servers and clients under one grpcio ------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _measure(seconds: float) -> dict[str, Any]:
     import grpc
     from google.protobuf import __version__ as protobuf_version
 
     from loadtest.bench_client import CLOSED, DEDUCT, DEDUCT_BATCH, Clients, Job
+    from loadtest.stack import free_port
 
-    ports = {kind: _free_port() for kind in ("echo", "agent")}
+    ports = {kind: free_port() for kind in ("echo", "agent")}
     servers = [
         subprocess.Popen([sys.executable, "-m", "loadtest.grpc_versions", "--serve", kind, str(port)])
         for kind, port in ports.items()
@@ -194,7 +188,7 @@ def _measure(seconds: float) -> dict[str, Any]:
     result: dict[str, Any] = {"grpcio": grpc.__version__, "protobuf": protobuf_version}
     try:
         for port in ports.values():
-            _wait_serving(port)
+            wait_listening(port)
         for method, key, concurrency, batch in ((DEDUCT, "deduct", 64, 1), (DEDUCT_BATCH, "batch", 8, 100)):
             for kind, port in ports.items():
                 start = time.monotonic() + 0.3
@@ -227,7 +221,8 @@ def _measure(seconds: float) -> dict[str, Any]:
     return result
 
 
-def _wait_serving(port: int, timeout: float = 30.0) -> None:
+def wait_listening(port: int, timeout: float = 30.0) -> None:
+    """Return once something accepts connections on loopback ``port`` (RuntimeError after ``timeout``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
