@@ -36,6 +36,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 from region_agent.slices import Counters
 
@@ -78,7 +79,32 @@ class MemoryJournal:
         pass
 
 
-class Journal:
+class MappedFile:
+    """A file mapped into memory and locked while open: the journal and the record log."""
+
+    _map: mmap.mmap
+    _fd: int
+
+    def flush(self) -> None:
+        """Ask the kernel to write the pages to disk (a process kill does not need it; a crash does)."""
+        self._map.flush()
+
+    def close(self) -> None:
+        """Write out and unmap the file, then close it (which releases its lock)."""
+        if self._fd >= 0:
+            self._map.flush()
+            self._map.close()
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Journal(MappedFile):
     """The memory-mapped journal at ``path``, created if missing, locked while open."""
 
     def __init__(self, path: str | os.PathLike[str], *, initial_slots: int = INITIAL_SLOTS) -> None:
@@ -121,21 +147,6 @@ class Journal:
 
     def budgets_by_slot(self) -> dict[int, str]:
         return {slot: budget_id for budget_id, slot in self._index.items()}
-
-    def flush(self) -> None:
-        """Ask the kernel to write the pages to disk (a process kill does not need it; a crash does)."""
-        self._map.flush()
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            close_mapped(self._map, self._fd)
-            self._fd = -1
-
-    def __enter__(self) -> Journal:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ---- internals --------------------------------------------------------------------------
 
@@ -258,13 +269,6 @@ def lock_exclusive(fd: int, locked: Callable[[str], Exception], pid_in: Callable
     except BlockingIOError:
         holder = pid_in(fd)
         raise locked(f" (pid {holder})" if holder else "") from None
-
-
-def close_mapped(mapped: mmap.mmap, fd: int) -> None:
-    """Write out and unmap a mapped file, then close it (which releases its lock)."""
-    mapped.flush()
-    mapped.close()
-    os.close(fd)
 
 
 def _pid_in(fd: int) -> int:

@@ -62,7 +62,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from region_agent.journal import MAX_ID_BYTES, Journal, JournalError, close_mapped, lock_exclusive
+from region_agent.journal import MAX_ID_BYTES, Journal, JournalError, MappedFile, lock_exclusive
 from region_agent.records import Answer, Forwarded, Record, Reservation, Served, fingerprint_digest
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class _Entry:
     request_id: str
 
 
-class RecordLog:
+class RecordLog(MappedFile):
     """The record ring of ``journal``, at ``path`` (``<journal>.records``), created if missing.
 
     ``unix_offset_ms`` turns the agent-monotonic times of records into unix ms and back (a
@@ -279,21 +279,6 @@ class RecordLog:
         """The records found in the ring when it was opened, oldest first, as last answered."""
         loaded, self._loaded = self._loaded, []
         return loaded
-
-    def flush(self) -> None:
-        """Ask the kernel to write the pages to disk (a process kill does not need it; a crash does)."""
-        self._map.flush()
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            close_mapped(self._map, self._fd)
-            self._fd = -1
-
-    def __enter__(self) -> RecordLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ---- internals --------------------------------------------------------------------------
 
