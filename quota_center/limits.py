@@ -10,6 +10,7 @@ import re
 
 MAX_AMOUNT = 2**53 - 1
 MAX_ID_BYTES = 128
+MAX_BATCH = 10_000  # items of one DeductBatch, at the center and at an agent
 
 # Budget ids become part of Redis hash tags ({b:<id>}), so braces, spaces and
 # control characters are excluded.
@@ -32,6 +33,15 @@ def check_amount(amount: int, field: str = "amount") -> int:
     if amount > MAX_AMOUNT:
         raise InvalidInput(f"{field} {amount} exceeds the maximum {MAX_AMOUNT} (2^53-1)")
     return amount
+
+
+def check_batch_size(count: int) -> int:
+    """A DeductBatch holds 1..MAX_BATCH items."""
+    if count == 0:
+        raise InvalidInput("items must not be empty")
+    if count > MAX_BATCH:
+        raise InvalidInput(f"at most {MAX_BATCH} items per batch, got {count}")
+    return count
 
 
 def check_total(total: int) -> int:

@@ -22,7 +22,7 @@ from quota.v1 import common_pb2 as pb
 from quota.v1 import quota_pb2_grpc
 
 from quota_center.api.decoding import Malformed
-from quota_center.limits import InvalidInput, check_budget_id
+from quota_center.limits import InvalidInput, check_batch_size, check_budget_id
 from region_agent.convert import MODE_PB, STATE_PB, answer_of, code_name, code_value, wire_code
 from region_agent.core import Agent, Forward
 from region_agent.forward import CenterClient, CenterRefused, CenterUnavailable
@@ -31,7 +31,6 @@ from region_agent.records import Answer
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 10_000  # as at the center
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Req = TypeVar("Req")
@@ -204,10 +203,7 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
 
     @rpc("DeductBatch")
     async def DeductBatch(self, request: pb.DeductBatchRequest, context: Context) -> pb.DeductBatchResponse:
-        if not request.items:
-            raise InvalidInput("items must not be empty")
-        if len(request.items) > MAX_BATCH:
-            raise InvalidInput(f"at most {MAX_BATCH} items per batch, got {len(request.items)}")
+        check_batch_size(len(request.items))
         items = [(item.budget_id, item.request_id, item.amount) for item in request.items]
         self.agent.check_items(items)  # a bad batch is refused before any wait, and changes nothing
         now = self.clock()

@@ -9,11 +9,9 @@ from quota_center.admin import Admin
 from quota_center.api.convert import balance_response
 from quota_center.api.errors import Context, rpc
 from quota_center.api.results import result_code
-from quota_center.limits import InvalidInput
+from quota_center.limits import InvalidInput, check_batch_size
 from quota_center.reservations import Reservations
 from quota_center.spending import Answer, Spending, check_deduct
-
-MAX_BATCH = 10_000
 
 
 class QuotaServicer(quota_pb2_grpc.QuotaServicer):
@@ -29,10 +27,7 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
 
     @rpc("DeductBatch")
     async def DeductBatch(self, request: pb.DeductBatchRequest, context: Context) -> pb.DeductBatchResponse:
-        if not request.items:
-            raise InvalidInput("items must not be empty")
-        if len(request.items) > MAX_BATCH:
-            raise InvalidInput(f"at most {MAX_BATCH} items per batch, got {len(request.items)}")
+        check_batch_size(len(request.items))
         # Validate every item before the first deduction: a bad batch changes nothing.
         for i, item in enumerate(request.items):
             try:
