@@ -23,7 +23,6 @@ from typing import Protocol
 
 from quota_center.limits import (
     MAX_AMOUNT,
-    MAX_ID_BYTES,
     InvalidInput,
     check_amount,
     check_budget_id,
@@ -214,22 +213,10 @@ class Agent:
 
     def check_items(self, items: Sequence[tuple[str, str, int]]) -> None:
         """Check every (budget, request id, amount) of a batch; InvalidInput names the first bad one."""
-        held = self._slices
         for i, (budget_id, request_id, amount) in enumerate(items):
-            # The checks of ``deduct``, with their common case first (as in quota_center.limits):
-            # a budget held here, a printable ASCII id, an amount in range.
-            if (
-                budget_id in held
-                and request_id
-                and len(request_id) <= MAX_ID_BYTES
-                and request_id.isascii()
-                and request_id.isprintable()
-                and type(amount) is int
-                and 0 < amount <= MAX_AMOUNT
-            ):
-                continue
             try:
-                check_budget_id(budget_id)
+                if budget_id not in self._slices:  # a budget held here was checked when first met
+                    check_budget_id(budget_id)
                 check_request_id(request_id)
                 check_amount(amount)
             except InvalidInput as exc:
