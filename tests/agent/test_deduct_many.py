@@ -8,7 +8,7 @@ a restart, and check that a crash between the records and the counters keeps non
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from quota_center.limits import InvalidInput
 from region_agent.core import Agent, Forward, deduct_fingerprint
 from region_agent.journal import Journal
 from region_agent.record_log import RecordLog, path_for
-from region_agent.records import Answer, Forwarded, Reservation, Served
+from region_agent.records import Answer, Forwarded, Record, Reservation, Served
 from region_agent.slices import Counters
 
 from .helpers import holding
@@ -190,3 +190,28 @@ def test_served_records_carry_the_fingerprint_the_center_binds(tmp_path: Path) -
             r = a.records.get(request_id)
             assert isinstance(r, Served)
             assert r.fingerprint == deduct_fingerprint(budget_id, amount)
+
+
+class _KilledLog(RecordLog):
+    """A record log whose next batch never gets written: the process died before it."""
+
+    dead = False
+
+    def write_many(self, records: Sequence[tuple[str, Record]], counter_seq: int) -> None:
+        if self.dead:
+            raise SystemExit("killed before the batch's records")
+        super().write_many(records, counter_seq)
+
+
+def test_a_crash_before_the_records_leaves_the_counters_alone(tmp_path: Path) -> None:
+    # The records go first: counters that counted a batch whose records were lost would let a
+    # retry be served a second time.
+    path = tmp_path / "a.journal"
+    with Journal(path) as journal, _KilledLog(path_for(path), journal, capacity=64) as log:
+        agent = Agent(journal, record_log=log)
+        agent.adopt(holding("b1", balance=100), sent_at=0)
+        log.dead = True
+        with pytest.raises(SystemExit):
+            agent.deduct_many([("b1", f"lost-{i}", 2) for i in range(6)], now=2)
+    with opened(path, fresh=False, now=3) as again:
+        assert again.usage("b1").consumed == 0
