@@ -47,12 +47,12 @@ from types import FrameType
 from typing import Any
 
 import grpc
-from quota.v1 import admin_pb2, admin_pb2_grpc, quota_pb2_grpc
-from quota.v1 import common_pb2 as pb
 
 from loadtest.bench_client import CLOSED, DEDUCT, DEDUCT_BATCH, OPEN, Clients, Job, Outcome
 from loadtest.bench_stack import REPO_ROOT, Stack
-from quota_center.loops import EVENT_LOOPS
+from quota.v1 import admin_pb2, admin_pb2_grpc, quota_pb2_grpc
+from quota.v1 import common_pb2 as pb
+from quota_rules.loops import EVENT_LOOPS
 
 REPORTS = REPO_ROOT / "loadtest" / "reports"
 BIG_TOTAL = 2**50  # far more than any run spends: the agent and the sub-buckets serve from slices

@@ -29,6 +29,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 import grpc
+
 from quota.v1 import common_pb2 as pb
 from quota.v1 import quota_pb2_grpc
 

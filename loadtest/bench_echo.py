@@ -22,14 +22,14 @@ from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
 from quota.v1 import common_pb2 as pb
 from quota.v1 import quota_pb2_grpc
-
-from quota_center import loops
-from quota_center.api.decoding import add_servicer
 from quota_center.buckets.client import connect
 from quota_center.buckets.scripts import RedisClient
-from quota_center.loops import EVENT_LOOPS
+from quota_rules import loops
+from quota_rules.decoding import add_servicer
+from quota_rules.loops import EVENT_LOOPS
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

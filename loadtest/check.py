@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from quota.v1 import admin_pb2, admin_pb2_grpc, quota_pb2_grpc
-from quota.v1 import common_pb2 as pb
 
 from loadtest.catalog import SCENARIOS, Scenario
 from loadtest.tally import Tally, Unknown, read_all
+from quota.v1 import admin_pb2, admin_pb2_grpc, quota_pb2_grpc
+from quota.v1 import common_pb2 as pb
 
 APPLIED = (pb.RESULT_CODE_OK, pb.RESULT_CODE_EXISTS)
 

@@ -30,10 +30,10 @@ from google.protobuf.message import Message
 from locust import User, events
 from locust.env import Environment
 from locust.runners import MasterRunner
-from quota.v1 import common_pb2 as pb
-from quota.v1 import quota_pb2_grpc
 
 from loadtest.tally import Tally, Unknown
+from quota.v1 import common_pb2 as pb
+from quota.v1 import quota_pb2_grpc
 
 grpc_gevent.init_gevent()
 

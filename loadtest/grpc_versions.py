@@ -236,9 +236,9 @@ def wait_listening(port: int, timeout: float = 30.0) -> None:
 async def _serve(kind: str, port: int) -> None:
     # Registered the plain generated way: older grpcio versions lack what add_servicer uses.
     import grpc
-    from quota.v1 import quota_pb2_grpc
 
     from loadtest.bench_echo import EchoServicer
+    from quota.v1 import quota_pb2_grpc
 
     server = grpc.aio.server()
     servicer = _agent_servicer() if kind == "agent" else EchoServicer()

@@ -25,12 +25,12 @@ from datetime import datetime
 from pathlib import Path
 
 import grpc
-from quota.v1 import admin_pb2, admin_pb2_grpc
-from quota.v1 import common_pb2 as pb
 
 from loadtest import check
 from loadtest.catalog import SCENARIOS, SKEW, Scenario
 from loadtest.stack import LOOPBACK, Stack, StackError, free_port
+from quota.v1 import admin_pb2, admin_pb2_grpc
+from quota.v1 import common_pb2 as pb
 
 HERE = Path(__file__).resolve().parent
 LOCUSTFILE = HERE / "scenarios.py"

@@ -8,7 +8,7 @@ strategy on a stack it starts on loopback (Redis, PostgreSQL, the center, three 
 and drains it through the agents with traffic split 80/15/5 over the regions, random amounts,
 until every region is refused a deduction of 1. ``local`` (each region spends its own copy of the
 budget, no coordination) oversells by design, so it runs in the deterministic simulation only
-(``region_agent.simulate``, three agents with about the same skew).
+(``loadtest.simulate``, three agents with about the same skew).
 
 The table: oversell (consumed beyond the total), false refusals (refusals of no more than was
 surely left when they were answered: a sound lower bound, see ``Drain.false_refusals``), leftover
@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+
+from loadtest.stack import Stack
 from quota.v1 import admin_pb2 as apb
 from quota.v1 import admin_pb2_grpc, quota_pb2_grpc
 from quota.v1 import common_pb2 as pb
-
-from loadtest.stack import Stack
 
 SKEW = (0.80, 0.15, 0.05)
 LIVE = ("progressive", "static", "central")
@@ -186,7 +186,7 @@ async def live(stack: Stack, strategy: str, total: int, workers: int, seed: int)
 
 def simulated_local(total: int, seed: int) -> Row:
     """``local`` in the simulation: three agents, skew about 80/15/5 (Zipf exponent 2.4)."""
-    from region_agent.simulate import run
+    from loadtest.simulate import run
 
     r = run(agents=3, seconds=20, rate=2_000, total=total, seed=seed, zipf=2.4, strategy="local")
     return Row("local (simulated)", r.deductions, r.oversell, r.false_refusals, r.leftover, 0.0, None, None)

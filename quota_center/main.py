@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "migrate":
         return asyncio.run(_migrate(settings.database_url))
-    from quota_center import loops
     from quota_center.server import serve
+    from quota_rules import loops
 
     try:
         loops.loop_factory(settings.event_loop)

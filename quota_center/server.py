@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
+
 from quota.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -23,37 +24,36 @@ from quota.v1 import (
     session_pb2,
     session_pb2_grpc,
 )
-
-from quota_center.admin import Admin
 from quota_center.agents.holdings import AgentHoldings
 from quota_center.agents.sessions import Sessions
 from quota_center.agents.store import AgentStore
 from quota_center.api.admin import AdminServicer
-from quota_center.api.decoding import add_servicer
 from quota_center.api.quota import QuotaServicer
 from quota_center.api.session import AgentSessionServicer
-from quota_center.audit import Auditor
 from quota_center.buckets.client import connect
 from quota_center.buckets.reservations import ReservationStore
 from quota_center.buckets.scripts import RedisClient
 from quota_center.buckets.store import BucketStore
-from quota_center.expiry import Expiry
-from quota_center.filler import Filler
+from quota_center.budgets.admin import Admin
+from quota_center.budgets.audit import Auditor
+from quota_center.budgets.registry import Registry
 from quota_center.health import Health
 from quota_center.ledger.store import LedgerStore
 from quota_center.metrics import LEDGER
-from quota_center.rates import Demand
-from quota_center.recall import Recall
-from quota_center.recovery import Recovery
-from quota_center.registry import Registry
-from quota_center.replenish import Replenisher
-from quota_center.reservations import Reservations
+from quota_center.recovery.rebuild import Recovery
+from quota_center.recovery.recall import Recall
+from quota_center.recovery.settlement import Settlement
+from quota_center.recovery.writebehind import WriteBehind
+from quota_center.refill.background import Filler
+from quota_center.refill.cover import Replenisher
 from quota_center.settings import Settings
-from quota_center.settlement import Settlement
-from quota_center.spending import Spending
-from quota_center.sweeper import Sweeper
-from quota_center.transfers import Transfers
-from quota_center.writebehind import WriteBehind
+from quota_center.spending.deductions import Spending
+from quota_center.spending.expiry import Expiry
+from quota_center.spending.reservations import Reservations
+from quota_center.transfers.protocol import Transfers
+from quota_center.transfers.sweeper import Sweeper
+from quota_rules.decoding import add_servicer
+from quota_rules.rates import Demand
 
 log = logging.getLogger(__name__)
 

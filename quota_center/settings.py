@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from quota_rules.env import SettingsError as SettingsError  # raised by load()
+from quota_rules.env import describe_env, from_env
 
 PREFIX = "QUOTA_CENTER_"
 
@@ -115,10 +116,6 @@ HELP: dict[str, str] = {
 }
 
 
-class SettingsError(ValueError):
-    pass
-
-
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Settings from an environment mapping (``os.environ`` by default), defaults for what is unset."""
     return from_env(Settings, PREFIX, env)
@@ -127,36 +124,3 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
 def describe() -> str:
     """The variables with their defaults, for ``--help``."""
     return describe_env(Settings, PREFIX, HELP)
-
-
-T = TypeVar("T")
-
-
-def from_env(cls: type[T], prefix: str, env: Mapping[str, str] | None = None) -> T:
-    """A settings dataclass from ``PREFIX_FIELD`` variables, each read as its default's type.
-
-    Shared by the center and the region agent. SettingsError names a value of the wrong type.
-    """
-    source = os.environ if env is None else env
-    defaults = cls()
-    values: dict[str, object] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        raw = source.get(prefix + f.name.upper())
-        if raw is None:
-            continue
-        kind = type(getattr(defaults, f.name))
-        try:
-            values[f.name] = kind(raw)
-        except ValueError:
-            raise SettingsError(f"{prefix}{f.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
-    return cls(**values)
-
-
-def describe_env(cls: type[Any], prefix: str, help: Mapping[str, str], required: Sequence[str] = ()) -> str:
-    """One line per variable: name, help and default (or "required"), for ``--help``."""
-    defaults = cls()
-    lines = []
-    for f in fields(cls):
-        shown = "required" if f.name in required else f"default: {getattr(defaults, f.name)}"
-        lines.append(f"  {prefix + f.name.upper():<36} {help[f.name]} ({shown})")
-    return "\n".join(lines)

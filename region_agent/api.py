@@ -18,11 +18,11 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.message import Message
+
 from quota.v1 import common_pb2 as pb
 from quota.v1 import quota_pb2_grpc
-
-from quota_center.api.decoding import Malformed
-from quota_center.limits import InvalidInput, check_batch_size, check_budget_id
+from quota_rules.decoding import Malformed
+from quota_rules.limits import InvalidInput, check_batch_size, check_budget_id
 from region_agent.convert import MODE_PB, STATE_PB, answer_of, code_name, code_value, wire_code
 from region_agent.core import Agent, Forward
 from region_agent.forward import CenterClient, CenterRefused, CenterUnavailable

@@ -6,8 +6,7 @@ from typing import cast
 
 from quota.v1 import common_pb2 as pb
 from quota.v1 import session_pb2 as spb
-
-from quota_center.api.results import result_code
+from quota_rules.results import result_code
 from region_agent.records import Answer
 from region_agent.slices import Counters, Holding, Mode, State
 

@@ -9,9 +9,9 @@ between), so a request's record and its effect survive a crash together or not a
 request the slice covers is answered by one synchronous call; anything else comes back as a
 ``Forward`` for the I/O edge to send to the center (docs/agents.md, "Serving").
 
-Bad input raises ``quota_center.limits.InvalidInput`` before anything changes, with the
+Bad input raises ``quota_rules.limits.InvalidInput`` before anything changes, with the
 center's own checks and messages. Result codes and their messages follow the center's
-(``quota_center.spending``, ``quota_center.reservations``), so a caller cannot tell who answered.
+(``quota_center.spending.deductions``, ``quota_center.spending.reservations``), so a caller cannot tell who answered.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from quota_center.limits import (
+from quota_rules.limits import (
     MAX_AMOUNT,
     InvalidInput,
     check_amount,
     check_budget_id,
     check_request_id,
 )
-from quota_center.rates import DecayingRate
+from quota_rules.rates import DecayingRate
 from region_agent import refill
 from region_agent.records import (
     Answer,
@@ -102,7 +102,7 @@ class Config:
 
 
 def resolve_ttl(ttl_ms: int, default_ms: int, max_ms: int) -> int:
-    """The TTL a reservation gets; the rule of ``quota_center.reservations.resolve_ttl``."""
+    """The TTL a reservation gets; the rule of ``quota_center.spending.reservations.resolve_ttl``."""
     if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int):
         raise InvalidInput("ttl_ms must be an integer number of milliseconds")
     if ttl_ms < 0:
@@ -112,7 +112,7 @@ def resolve_ttl(ttl_ms: int, default_ms: int, max_ms: int) -> int:
     return ttl_ms or default_ms
 
 
-# Fingerprints as the center binds request ids (quota_center.spending, quota_center.reservations).
+# Fingerprints as the center binds request ids (quota_center.spending.deductions, quota_center.spending.reservations).
 def deduct_fingerprint(budget_id: str, amount: int) -> str:
     return f"deduct|{budget_id}|{amount}"
 

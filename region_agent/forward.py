@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import grpc
+
 from quota.v1 import common_pb2 as pb
 from quota.v1 import quota_pb2_grpc
 

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from quota_center import loops
+    from quota_rules import loops
     from region_agent.journal import JournalError
     from region_agent.server import serve
 

@@ -2,7 +2,7 @@
 
 The center sizes every grant, because only it knows what main holds and what the other
 holders draw; the agent decides only *when* to ask and reports the rate it observes. It reuses
-the center's slice rules (``quota_center.allocation``) with what it knows: main is unknown, so
+the center's slice rules (``quota_rules.allocation``) with what it knows: main is unknown, so
 it stands at the maximum (the center caps the grant), and the budget's mode is the one the
 center last told, which ``_remaining`` turns back into the "what is left" that gives that mode.
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from quota_center.allocation import BudgetState, HolderState, fill_amount, release_amount
-from quota_center.limits import MAX_AMOUNT
-from quota_center.policy import Policy
-from quota_center.rates import per_second
+from quota_rules.allocation import BudgetState, HolderState, fill_amount, release_amount
+from quota_rules.limits import MAX_AMOUNT
+from quota_rules.policy import Policy
+from quota_rules.rates import per_second
 from region_agent.slices import BudgetSlice, Mode, State
 
 # The estimator's smallest window: one amount seen right after a start is not an enormous rate.

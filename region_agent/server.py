@@ -13,9 +13,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
-from quota.v1 import common_pb2, quota_pb2, quota_pb2_grpc
 
-from quota_center.api.decoding import add_servicer
+from quota.v1 import common_pb2, quota_pb2, quota_pb2_grpc
+from quota_rules.decoding import add_servicer
 from region_agent.api import QuotaServicer
 from region_agent.core import Agent, Config
 from region_agent.forward import CenterClient

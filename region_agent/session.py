@@ -26,9 +26,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 import grpc
+
 from quota.v1 import session_pb2 as spb
 from quota.v1 import session_pb2_grpc
-
 from region_agent.convert import code_name, holding_from_pb, usage_pb
 from region_agent.core import Agent
 from region_agent.metrics import Metrics

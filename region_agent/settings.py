@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from quota_center.settings import SettingsError as SettingsError  # re-exported for callers
-from quota_center.settings import describe_env, from_env
+from quota_rules.env import SettingsError as SettingsError  # raised by load()
+from quota_rules.env import describe_env, from_env
+from quota_rules.limits import InvalidInput, check_agent_id
 
 PREFIX = "REGION_AGENT_"
-
-# The agent id names its holder at the center (agent:<id>) and its Redis hash tag, so it
-# takes the characters a budget id does.
-# The center's rule (quota_center.limits.check_agent_id): the id names Redis keys and ledger holders.
-_AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +93,10 @@ def check(s: Settings) -> None:
     """Raise SettingsError for settings the agent cannot run with."""
     if not s.agent_id:
         raise SettingsError(f"{PREFIX}AGENT_ID is required: a stable id, the same across restarts")
-    if not _AGENT_ID.fullmatch(s.agent_id):
-        raise SettingsError(
-            f"{PREFIX}AGENT_ID={s.agent_id[:80]!r} is invalid: 1-64 letters, digits, '.', '_', '-',"
-            " starting with a letter or digit"
-        )
+    try:
+        check_agent_id(s.agent_id)  # the center's rule: the id names its holder and Redis keys
+    except InvalidInput as e:
+        raise SettingsError(f"{PREFIX}AGENT_ID: {e}") from None
     positive = (
         "refill_interval_ms",
         "forward_deadline_ms",

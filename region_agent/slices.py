@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from quota_center.rates import DecayingRate, observe
+from quota_rules.rates import DecayingRate, observe
 
 
 class Mode(enum.Enum):

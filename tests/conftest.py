@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from harness import (
+
+from tests.harness import (
     PostgresServer,
     RedisCluster,
     RedisServer,
@@ -72,7 +73,7 @@ def redis_cluster() -> Iterator[RedisCluster]:
 @pytest.fixture(scope="session")
 def center(redis_url: str, database_url: str) -> Iterator[Any]:
     """A real center (gRPC on a free port) in a thread with its own event loop, for the session."""
-    from support.center import CenterThread, center_settings  # imported late: conftest stays generic
+    from tests.helpers.center import CenterThread, center_settings  # imported late: conftest stays generic
 
     running = CenterThread(center_settings(redis_url, database_url)).start()
     yield running
@@ -83,3 +84,25 @@ def center(redis_url: str, database_url: str) -> Iterator[Any]:
 def center_target(center: Any) -> str:
     """``127.0.0.1:PORT`` of the session's center."""
     return str(center.target)
+
+
+@pytest.fixture
+def serving(center: Any) -> Any:
+    """The center a test's ``client`` talks to: the session's, unless a folder overrides it."""
+    return center
+
+
+@pytest.fixture
+async def client(serving: Any) -> AsyncIterator[Any]:
+    """A gRPC client of ``serving``, closed after the test."""
+    from tests.helpers.center import Client
+
+    c = Client(serving.target)
+    yield c
+    await c.close()
+
+
+@pytest.fixture
+def budget_id() -> str:
+    """A budget id no other test uses."""
+    return f"b-{secrets.token_hex(6)}"

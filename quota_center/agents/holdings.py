@@ -15,20 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from quota_center import keys
 from quota_center.agents.store import AgentStore, Reported, Usage
-from quota_center.allocation import BudgetState, HolderState, slice_size
+from quota_center.buckets import keys
 from quota_center.buckets.store import parse_pending
+from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.errors import StaleGeneration
 from quota_center.ledger.models import LedgerEntry, RecordOutcome
 from quota_center.ledger.store import LedgerStore
-from quota_center.limits import InvalidInput
 from quota_center.metrics import AGENT_GRANTS, AGENT_LEASES_LOST
-from quota_center.modes import Mode, mode_for
-from quota_center.rates import Demand
-from quota_center.registry import BudgetMeta, Registry
-from quota_center.replenish import Replenisher
-from quota_center.transfers import Movement, Transfers, now_ms
+from quota_center.refill.cover import Replenisher
+from quota_center.transfers.protocol import Movement, Transfers, now_ms
+from quota_rules.allocation import BudgetState, HolderState, slice_size
+from quota_rules.limits import InvalidInput
+from quota_rules.modes import Mode, mode_for
+from quota_rules.rates import Demand
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,11 @@ import uuid
 from dataclasses import dataclass, field
 
 from quota.v1 import session_pb2 as spb
-
-from quota_center import keys
 from quota_center.agents.holdings import AgentHoldings
+from quota_center.buckets import keys
+from quota_center.budgets.registry import BudgetMeta
 from quota_center.metrics import AGENT_RECLAIMS, AGENT_SESSIONS
-from quota_center.registry import BudgetMeta
-from quota_center.transfers import now_ms
+from quota_center.transfers.protocol import now_ms
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quota_center import keys
+from quota_center.buckets import keys
 from quota_center.buckets.store import BucketStore
 
 

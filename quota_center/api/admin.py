@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from quota.v1 import admin_pb2 as apb
 from quota.v1 import admin_pb2_grpc
-
-from quota_center.admin import Admin, Change
 from quota_center.api.convert import audit_to_pb, budget_to_pb, policy_from_pb, state_name, time_from_pb
 from quota_center.api.errors import Context, rpc
-from quota_center.api.results import result_code
-from quota_center.audit import Auditor
+from quota_center.budgets.admin import Admin, Change
+from quota_center.budgets.audit import Auditor
 from quota_center.errors import Unavailable
 from quota_center.ledger.errors import BudgetClosed, LedgerConflict
-from quota_center.limits import InvalidInput, check_budget_id
-from quota_center.settlement import Settled, Settlement
+from quota_center.recovery.settlement import Settled, Settlement
+from quota_rules.limits import InvalidInput, check_budget_id
+from quota_rules.results import result_code
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000

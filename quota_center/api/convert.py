@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from quota.v1 import admin_pb2 as apb
 from quota.v1 import common_pb2 as pb
-
-from quota_center.admin import BudgetView
-from quota_center.audit import AuditReport
-from quota_center.limits import InvalidInput
-from quota_center.modes import Mode, mode_for
-from quota_center.policy import Policy, from_json
+from quota_center.budgets.admin import BudgetView
+from quota_center.budgets.audit import AuditReport
+from quota_rules.limits import InvalidInput
+from quota_rules.modes import Mode, mode_for
+from quota_rules.policy import Policy, from_json
 
 _STATES = {
     "active": pb.BUDGET_STATE_ACTIVE,

@@ -11,10 +11,9 @@ from typing import Any, TypeVar
 import asyncpg
 import grpc
 from google.protobuf.message import Message
-from quota.v1 import common_pb2 as pb
 from redis.exceptions import RedisError
 
-from quota_center.api.decoding import Malformed
+from quota.v1 import common_pb2 as pb
 from quota_center.errors import BucketLost, StaleGeneration, Unavailable, UnknownBudget
 from quota_center.ledger.errors import (
     BudgetNotFound,
@@ -22,8 +21,9 @@ from quota_center.ledger.errors import (
     InvalidTransition,
     StoreClosed,
 )
-from quota_center.limits import InvalidInput
 from quota_center.metrics import LATENCY, REQUESTS
+from quota_rules.decoding import Malformed
+from quota_rules.limits import InvalidInput
 
 log = logging.getLogger(__name__)
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from quota.v1 import common_pb2 as pb
 from quota.v1 import quota_pb2_grpc
-
-from quota_center.admin import Admin
 from quota_center.api.convert import balance_response
 from quota_center.api.errors import Context, rpc
-from quota_center.api.results import result_code
-from quota_center.limits import InvalidInput, check_batch_size
-from quota_center.reservations import Reservations
-from quota_center.spending import Answer, Spending, check_deduct
+from quota_center.budgets.admin import Admin
+from quota_center.spending.deductions import Answer, Spending, check_deduct
+from quota_center.spending.reservations import Reservations
+from quota_rules.limits import InvalidInput, check_batch_size
+from quota_rules.results import result_code
 
 
 class QuotaServicer(quota_pb2_grpc.QuotaServicer):

@@ -18,15 +18,14 @@ from typing import TypeVar
 from quota.v1 import common_pb2 as pb
 from quota.v1 import session_pb2 as spb
 from quota.v1 import session_pb2_grpc
-
 from quota_center.agents.holdings import AgentHoldings, HoldingView
 from quota_center.agents.sessions import Session as Stream
 from quota_center.agents.sessions import Sessions
 from quota_center.agents.store import Usage
 from quota_center.api.convert import _MODES, _STATES
 from quota_center.api.errors import Context, status_for
-from quota_center.api.results import result_code
-from quota_center.limits import InvalidInput, check_agent_id, check_budget_id
+from quota_rules.limits import InvalidInput, check_agent_id, check_budget_id
+from quota_rules.results import result_code
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -5,14 +5,14 @@ bucket's ``reserved`` field, its record at ``{b:<budget>:<k>}:req:<id>`` (the ke
 of request records, so a confirmed reservation is a deduction ``Return`` can
 refund), and its id in the sub-bucket's expiry set ``{b:<budget>:<k>}:resv``,
 scored by when it expires. Every ``now`` is the center's clock: see
-``quota_center.reservations``.
+``quota_center.spending.reservations``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quota_center import keys
+from quota_center.buckets import keys
 from quota_center.buckets.store import BucketStore, Outcome
 
 

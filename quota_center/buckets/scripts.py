@@ -36,7 +36,7 @@ class Scripts:
         self._redis = redis
         self._source: dict[str, str] = {}
         self._sha: dict[str, str] = {}
-        folder = resources.files("quota_center") / "lua"
+        folder = resources.files("quota_center.buckets") / "lua"
         for name in SCRIPT_NAMES:
             text = (folder / f"{name}.lua").read_text(encoding="utf-8")
             self._source[name] = text

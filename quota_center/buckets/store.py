@@ -9,7 +9,7 @@ from typing import Literal
 
 from redis.asyncio import RedisCluster
 
-from quota_center import keys
+from quota_center.buckets import keys
 from quota_center.buckets.scripts import RedisClient, Scripts
 
 TakeMode = Literal["exact", "upto", "in"]

@@ -110,7 +110,7 @@ def test_scenario_on_a_running_stack(scenario: str, stack: dict[str, Any], tmp_p
 
 def test_check_fails_on_a_miscount_and_a_false_refusal(stack: dict[str, Any], tmp_path: Path) -> None:
     budget = f"lt-check-{uuid.uuid4().hex[:8]}"
-    created = _run(["quota_center.ctl.main", "--target", stack["center"], "create", budget, "--total", "100"])
+    created = _run(["quotactl.main", "--target", stack["center"], "create", budget, "--total", "100"])
     assert created.returncode == 0, created.stderr
     tallies = tmp_path / "tallies"
     tallies.mkdir()

@@ -1,0 +1,1 @@
+"""Budgets: administration, the cache of their definitions, and the conservation audit."""

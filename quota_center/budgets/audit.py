@@ -1,0 +1,212 @@
+"""Conservation check of a budget: Redis state against the PostgreSQL ledger.
+
+Identity (promise 2): total = main + held + in flight + reserved + in doubt + consumed.
+Each live holder's Redis state must also equal what the ledger granted it, net.
+Consumed is what the live sub-buckets consumed plus the ledger's 'consumed' holder (lost
+sub-buckets settled from the spend log or by hand); in doubt is listed per holder, e.g.
+'doubt:sub:3@1' for what sub-bucket 3 held when Redis lost generation 1.
+``reconcile`` is the pure decision; ``Auditor`` gathers its inputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from quota_center.buckets import keys
+from quota_center.buckets.store import BucketStore, BucketView
+from quota_center.budgets.registry import Registry
+from quota_center.ledger.store import LedgerStore
+from quota_center.metrics import observe_budget
+
+EXTERNAL = "external"
+CONSUMED = "consumed"
+
+
+@dataclass(frozen=True, slots=True)
+class HolderAudit:
+    holder: str
+    observed: int
+    ledgered: int
+    balance: int
+    consumed: int
+    in_doubt: int = 0
+    reserved: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    budget_id: str
+    total: int
+    main: int
+    held: int
+    in_flight: int
+    reserved: int
+    in_doubt: int
+    consumed: int
+    holders: tuple[HolderAudit, ...]
+    mismatches: tuple[str, ...] = field(default=())
+
+    @property
+    def balanced(self) -> bool:
+        return not self.mismatches
+
+    @property
+    def available(self) -> int:
+        return self.total - self.consumed - self.reserved - self.in_doubt
+
+    def identity(self) -> str:
+        return (
+            f"total {self.total} = main {self.main} + held {self.held} + in flight {self.in_flight}"
+            f" + reserved {self.reserved} + in doubt {self.in_doubt} + consumed {self.consumed}"
+        )
+
+
+def reconcile(
+    *,
+    budget_id: str,
+    total: int,
+    gen: int,
+    views: Mapping[str, BucketView | None],
+    ledger: Mapping[tuple[str, int], int],
+    committed: Iterable[str],
+    credited: Iterable[str],
+) -> AuditReport:
+    """Compare Redis bucket views with ledger balances per (holder, generation).
+
+    A pending transfer not (yet) in the ledger still belongs to its source; one in
+    the ledger but not yet credited belongs to its target; one committed and
+    credited is finished but for clearing its record.
+    """
+    committed_ids, credited_ids = set(committed), set(credited)
+    mismatches: list[str] = []
+    observed = {h: (v.balance + v.consumed + v.reserved if v else 0) for h, v in views.items()}
+    in_flight = 0
+    for holder, view in views.items():
+        if view is None:
+            mismatches.append(f"{holder} is missing from Redis")
+            continue
+        for p in view.pending:
+            if p.gen != gen:
+                continue  # dropped by the rebuild; the ledger decided it
+            if p.transfer_id not in committed_ids:
+                if not p.incoming:
+                    observed[p.source] += p.amount
+                    in_flight += p.amount
+            elif p.transfer_id not in credited_ids:
+                observed[p.target] = observed.get(p.target, 0) + p.amount
+                in_flight += p.amount
+
+    def ledgered(holder: str) -> int:
+        if holder == keys.MAIN:  # main carries over from generation to generation
+            return sum(v for (h, _), v in ledger.items() if h == keys.MAIN)
+        return ledger.get((holder, gen), 0)
+
+    in_doubt = 0
+    settled = 0  # consumption of lost sub-buckets, booked in the ledger
+    doubt_by_holder: dict[str, int] = {}
+    for (holder, g), amount in ledger.items():
+        if holder == CONSUMED:
+            settled += amount
+            continue
+        if holder in (EXTERNAL, keys.MAIN) or (holder in views and g == gen):
+            continue
+        in_doubt += amount
+        doubt_by_holder[holder] = doubt_by_holder.get(holder, 0) + amount
+
+    holders = []
+    for holder, view in views.items():
+        expected = ledgered(holder)
+        if view is not None and observed[holder] != expected:
+            mismatches.append(f"{holder}: Redis shows {observed[holder]}, the ledger granted {expected}")
+        holders.append(
+            HolderAudit(
+                holder,
+                observed[holder],
+                expected,
+                view.balance if view else 0,
+                view.consumed if view else 0,
+                doubt_by_holder.pop(holder, 0),
+                view.reserved if view else 0,
+            )
+        )
+    holders.extend(
+        HolderAudit(h, 0, 0, 0, 0, amount) for h, amount in sorted(doubt_by_holder.items()) if amount
+    )
+
+    external_in = -sum(v for (h, _), v in ledger.items() if h == EXTERNAL)
+    if external_in != total:
+        mismatches.append(f"budget total {total} differs from the ledger's creates and top-ups {external_in}")
+    main_view = views.get(keys.MAIN)
+    main = main_view.balance if main_view else 0
+    held = sum(v.balance for h, v in views.items() if v is not None and h != keys.MAIN)
+    consumed = settled + sum(v.consumed for h, v in views.items() if v is not None and h != keys.MAIN)
+    reserved = sum(v.reserved for v in views.values() if v is not None)
+    report = AuditReport(
+        budget_id, total, main, held, in_flight, reserved, in_doubt, consumed, tuple(holders)
+    )
+    if main + held + in_flight + reserved + in_doubt + consumed != total:
+        mismatches.append(f"identity broken: {report.identity()}")
+    return AuditReport(
+        budget_id,
+        total,
+        main,
+        held,
+        in_flight,
+        reserved,
+        in_doubt,
+        consumed,
+        tuple(holders),
+        tuple(mismatches),
+    )
+
+
+class Auditor:
+    def __init__(self, registry: Registry, buckets: BucketStore, ledger: LedgerStore) -> None:
+        self.registry = registry
+        self.buckets = buckets
+        self.ledger = ledger
+
+    async def audit(self, budget_id: str, attempts: int = 3) -> AuditReport:
+        """Audit one budget; a mismatch is re-checked, since reads of a busy budget are not atomic."""
+        report = await self._once(budget_id)
+        for _ in range(attempts - 1):
+            if report.balanced:
+                break
+            await asyncio.sleep(0.05)
+            report = await self._once(budget_id)
+        observe_budget(budget_id, report.available, report.consumed, report.in_doubt)
+        return report
+
+    async def _once(self, budget_id: str) -> AuditReport:
+        self.registry.forget(budget_id)
+        meta = await self.registry.get(budget_id)
+        holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(meta.sub_buckets))]
+        views = {h: await self.buckets.read(budget_id, h) for h in holders}
+        for holder in await self.buckets.agent_holders(budget_id):
+            # An agent's holding of an older generation (or none yet in this one) is not live: what
+            # the ledger says it held then is in doubt, as for a lost sub-bucket.
+            view = await self.buckets.read(budget_id, holder)
+            if view is not None and view.gen == meta.gen:
+                views[holder] = view
+        pending = [p for v in views.values() if v is not None for p in v.pending]
+        kinds = await self.ledger.statuses([p.transfer_id for p in pending])
+        committed = {tid for tid, kind in kinds.items() if kind != "abort"}
+        credited = [
+            p.transfer_id
+            for p in pending
+            if p.transfer_id in committed and await self.buckets.credited(budget_id, p.target, p.transfer_id)
+        ]
+        row = await self.ledger.get_budget(budget_id)
+        total = row.total if row is not None else 0
+        balances = await self.ledger.holder_balances(budget_id)
+        return reconcile(
+            budget_id=budget_id,
+            total=total,
+            gen=meta.gen,
+            views=views,
+            ledger=balances,
+            committed=committed,
+            credited=credited,
+        )

@@ -1,7 +1,0 @@
-"""quotactl: the synchronous admin command line of the quota center.
-
-Modules: ``main`` (argparse and dispatch), ``commands`` (one function per
-subcommand), ``render`` (pure text / JSON rendering), ``parse`` (pure strict
-input parsing) and ``exit_codes``. See ``quota_center.ctl.exit_codes`` for the
-process exit codes.
-"""

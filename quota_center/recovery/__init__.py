@@ -1,0 +1,1 @@
+"""Losing Redis: rebuild from the ledger, the spend log, settlement, answering retries."""

@@ -1,0 +1,159 @@
+"""Exactly once across a Redis loss (promise 4): what a request did before it, from the spend log.
+
+Request records live in Redis next to the sub-bucket that served the request, and are lost with
+it. For a retention window after a rebuild, spending therefore looks the request id up in the
+spend log before serving it (a primary-key read; budgets never rebuilt never pay it):
+
+* a Deduct or Return already in the log gets its original answer (EXISTS), or CONFLICT if the
+  id was used for something else;
+* a Return of a deduction made before the loss recreates the deduction's record from the log
+  (its amount, and what the log says was returned of it), so it never refunds more than is left.
+
+Claims (``{q:<id>}``) are not enough to skip the lookup: on a Redis Cluster they sit on other
+shards than the lost sub-bucket and survive it, while the record of what was done does not.
+
+A lookup is trusted once the log has caught up: the first one per budget and generation in this
+process waits until every live center has written its log past that moment (``gate_ms`` at
+most: a center that cannot write its log must not block the budget, and what it has not written
+has not reached the log). Recreating a deduction's record asks more: the log of every generation
+in which the deduction's returns could have been served must be complete, silent centers
+included, or a return missing from the log could be refunded twice; until then the Return is
+answered UNAVAILABLE (retry later, or settle the lost holders by hand).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from quota_center.budgets.registry import BudgetMeta
+from quota_center.errors import Unavailable
+from quota_center.ledger.spend_log import SpendEntry
+from quota_center.ledger.store import LedgerStore
+from quota_center.recovery.settlement import Settlement, blocking
+from quota_center.recovery.writebehind import WriteBehind
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class Prior:
+    """The answer a request already had before the loss; ``code`` is EXISTS or CONFLICT."""
+
+    code: str
+    amount: int
+    message: str
+    entry: SpendEntry  # what the request id did before the loss
+    refundable: int = 0
+
+
+def _conflict(entry: SpendEntry) -> Prior:
+    message = f"request_id {entry.request_id} was already used for a different request"
+    return Prior("CONFLICT", 0, message, entry)
+
+
+class Recall:
+    def __init__(
+        self,
+        ledger: LedgerStore,
+        log: WriteBehind,
+        settlement: Settlement,
+        *,
+        retention_s: float,
+        gate_ms: float,
+    ) -> None:
+        self.ledger = ledger
+        self.log = log
+        self.settlement = settlement
+        self.retention_s = retention_s
+        self.gate_s = gate_ms / 1000
+        self._open: set[tuple[str, int]] = set()
+        self._locks: defaultdict[tuple[str, int], asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def active(self, meta: BudgetMeta) -> bool:
+        """True if the budget was rebuilt within the retention window: requests served before
+        the loss may be retried, and only the log remembers them."""
+        if meta.rebuilt_at is None:
+            return False
+        return (datetime.now(UTC) - meta.rebuilt_at).total_seconds() < self.retention_s
+
+    async def deduction(self, meta: BudgetMeta, request_id: str, amount: int) -> Prior | None:
+        prior = await self._lookup(meta, request_id)
+        if prior is None:
+            return None
+        if (prior.kind, prior.budget_id, prior.amount) == ("deduct", meta.budget_id, amount):
+            return Prior("EXISTS", amount, f"request {request_id} was already applied", prior)
+        return _conflict(prior)
+
+    async def refund(self, meta: BudgetMeta, request_id: str, deduction_id: str, amount: int) -> Prior | None:
+        prior = await self._lookup(meta, request_id)
+        if prior is None:
+            return None
+        if (prior.kind, prior.budget_id, prior.amount, prior.deduction_id) != (
+            "return",
+            meta.budget_id,
+            amount,
+            deduction_id,
+        ):
+            return _conflict(prior)
+        deduction = await self.ledger.spend_lookup(deduction_id)
+        left = 0 if deduction is None else deduction.amount - await self.ledger.logged_returns(deduction_id)
+        return Prior("EXISTS", amount, f"return {request_id} was already applied", prior, max(left, 0))
+
+    async def restore(self, meta: BudgetMeta, deduction_id: str) -> tuple[int, int] | None:
+        """(amount, returned) to recreate the record of a deduction made before a Redis loss;
+        None if the log has no such deduction of this budget from an older generation."""
+        d = await self.ledger.spend_lookup(deduction_id)
+        if d is None or d.kind != "deduct" or d.budget_id != meta.budget_id or d.gen >= meta.gen:
+            return None
+        await self.log.flushed_past(time.monotonic())
+        waiting = await self._poll(lambda: self.settlement.waiting_for(meta, d.gen))
+        if waiting:
+            raise Unavailable(
+                f"deduction {deduction_id} was made before a Redis loss and its returns may not all be"
+                f" in the spend log yet (waiting for {', '.join(waiting)}); retry later"
+            )
+        return d.amount, await self.ledger.logged_returns(deduction_id)
+
+    async def _lookup(self, meta: BudgetMeta, request_id: str) -> SpendEntry | None:
+        await self._gate(meta)
+        return await self.ledger.spend_lookup(request_id)
+
+    async def _gate(self, meta: BudgetMeta) -> None:
+        key = (meta.budget_id, meta.gen)
+        if key in self._open:
+            return
+        async with self._locks[key]:
+            if key in self._open:
+                return
+            cutoff = await self.ledger.db_now()
+            await self.log.flushed_past(time.monotonic())
+            waiting = await self._poll(lambda: self._live_behind(cutoff))
+            if waiting:
+                log.warning(
+                    "budget %s: spend log lookups proceed without %s (not caught up after %.1f s)",
+                    meta.budget_id,
+                    ", ".join(waiting),
+                    self.gate_s,
+                )
+            self._open.add(key)
+
+    async def _live_behind(self, cutoff: datetime) -> list[str]:
+        since = cutoff - self.settlement.dead_after
+        rows = await self.ledger.running_instances(seen_since=since, started_before=cutoff)
+        return [f"center {i.name or i.instance_id}" for i in blocking(rows, cutoff=cutoff, since=since)]
+
+    async def _poll(self, check: Callable[[], Awaitable[list[str]]]) -> list[str]:
+        deadline = time.monotonic() + self.gate_s
+        while True:
+            waiting = await check()
+            if not waiting or time.monotonic() >= deadline:
+                return waiting
+            await asyncio.sleep(POLL_S)

@@ -1,0 +1,1 @@
+"""Keeping sub-buckets supplied: on-demand cover and merge, background fill and release."""

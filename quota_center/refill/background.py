@@ -1,0 +1,258 @@
+"""Tops up sub-buckets from main before they run dry, and takes back what idle ones hold.
+
+Every pass reads each active budget's buckets once, updates the observed demand of
+each sub-bucket from its ``consumed`` counter (which counts every center process's
+deductions, so no hook on the request path is needed), and then, per sub-bucket:
+
+* **fill**: below its low watermark (``allocation.fill_amount``), it gets a slice
+  (``allocation.slice_size``) from main, so that a deduction rarely finds it short
+  and waits for ``Replenisher.cover``;
+* **release**: after ``idle_s`` without consumption, what it holds above a small
+  floor (``allocation.release_amount``) goes back to main, where any sub-bucket
+  can be refilled from it.
+
+Every movement is a transfer (``Transfers.move``), made under the budget's lock that
+``Replenisher.cover`` holds, so fills never race an on-demand refill or a merge.
+Paused and closed budgets, and budgets outside their validity window, are left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from quota_center.buckets import keys
+from quota_center.buckets.store import BucketStore, BucketView
+from quota_center.budgets.admin import Admin
+from quota_center.budgets.registry import BudgetMeta, Registry
+from quota_center.errors import BucketLost, StaleGeneration, UnknownBudget
+from quota_center.metrics import FILL_SECONDS
+from quota_center.recovery.rebuild import Recovery
+from quota_center.refill.cover import Replenisher
+from quota_center.transfers.protocol import Movement, Transfers
+from quota_rules.allocation import fill_amount, release_amount
+from quota_rules.rates import Demand
+
+log = logging.getLogger(__name__)
+
+ACTOR = "filler"
+# New budgets are picked up within this long; listing them every pass would cost a
+# PostgreSQL query per pass.
+IDS_REFRESH_S = 1.0
+# A budget none of whose sub-buckets consumed for this long is tended this often only
+# (its idle sub-buckets still release on time, give or take this much).
+QUIET_S = 1.0
+# Until the next pass a sub-bucket must last one pass period, and that pass may come a
+# period late; within a pass the fills queue up on the budget's lock (sub-buckets drawn
+# alike cross their watermark together), and a deduction takes a whole amount at once:
+# two periods more.
+LEAD_PASSES = 4
+
+
+class Filler:
+    def __init__(
+        self,
+        registry: Registry,
+        admin: Admin,
+        buckets: BucketStore,
+        transfers: Transfers,
+        recovery: Recovery,
+        replenisher: Replenisher,
+        demand: Demand,
+        *,
+        interval_s: float,
+        idle_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.admin = admin
+        self.buckets = buckets
+        self.transfers = transfers
+        self.recovery = recovery
+        self.replenisher = replenisher
+        self.demand = demand
+        self.interval_s = interval_s
+        self.idle_s = idle_s
+        self.clock = clock
+        # Measured time between the starts of two passes (fills and a busy event loop
+        # make it longer than the interval), smoothed.
+        self.period_s = interval_s
+        self._ids: list[str] = []
+        self._ids_at: float | None = None
+        self._failing: set[str] = set()  # budgets whose last pass failed (logged once)
+        self._listing_failed = False
+        self._next: dict[str, float] = {}  # when a quiet budget is tended next
+
+    @property
+    def lead_ms(self) -> int:
+        """A sub-bucket is topped up while it holds less than ``LEAD_PASSES`` passes of its demand."""
+        return round(1000 * LEAD_PASSES * max(self.interval_s, self.period_s))
+
+    async def run(self) -> None:
+        """Tend budgets every interval; errors are logged and the next pass tries again."""
+        last: float | None = None
+        while True:
+            started = self.clock()
+            if last is not None:
+                self.period_s += (started - last - self.period_s) / 8
+            last = started
+            try:
+                await self.tend_all()
+            except Exception:
+                if not self._listing_failed:
+                    log.exception("filler could not list budgets; retrying every %.2fs", self.interval_s)
+                self._listing_failed = True
+            else:
+                self._listing_failed = False
+            _stop_if_cancelled()
+            # At least a quarter interval between passes, however long a pass took: the
+            # requests being served share this event loop.
+            elapsed = self.clock() - started
+            await asyncio.sleep(max(self.interval_s - elapsed, self.interval_s / 4))
+
+    async def tend_all(self) -> None:
+        """One pass: every budget that consumed lately, and each quiet one once a ``QUIET_S``."""
+        now = self.clock()
+        for budget_id in await self._budget_ids():
+            _stop_if_cancelled()
+            if self._next.get(budget_id, 0.0) > now:
+                continue
+            try:
+                busy = await self._tend_or_repair(budget_id)
+            except Exception:
+                # Redis or PostgreSQL down, most likely: logged once per budget until it works again.
+                if budget_id not in self._failing:
+                    log.warning("filler: budget %s skipped; retrying each pass", budget_id, exc_info=True)
+                    self._failing.add(budget_id)
+                continue
+            self._next[budget_id] = now if busy else now + QUIET_S
+            if budget_id in self._failing:
+                self._failing.discard(budget_id)
+                log.info("filler: budget %s tended again", budget_id)
+
+    async def _tend_or_repair(self, budget_id: str) -> bool:
+        try:
+            return await self.tend(budget_id)
+        except BucketLost:
+            self.demand.forget(budget_id)
+            await self.recovery.rebuild(budget_id)
+        except StaleGeneration:
+            self.registry.forget(budget_id)
+        except UnknownBudget:
+            self.demand.forget(budget_id)
+        return True
+
+    async def tend(self, budget_id: str) -> bool:
+        """One pass over one budget: observe its sub-buckets, then fill or release each.
+
+        Returns whether the budget is busy: it consumed within ``QUIET_S`` or something moved.
+        """
+        meta = await self.registry.get(budget_id)
+        if meta.outside_window(datetime.now(UTC)) is not None or meta.policy.strategy == "static":
+            return False  # static shares are given once, on demand, and never topped up
+        holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(meta.sub_buckets))]
+        found = await asyncio.gather(*(self.buckets.read(budget_id, h) for h in holders))
+        views: list[BucketView] = []
+        for holder, view in zip(holders, found, strict=True):
+            if view is None:
+                raise BucketLost(budget_id, holder)
+            views.append(view)
+        if any(v.state != "active" for v in views):
+            return False  # paused or closed (or a state change half mirrored): left alone
+        if any(v.gen != meta.gen for v in views):
+            self.registry.forget(budget_id)  # rebuilt meanwhile: the next pass sees the new generation
+            return True
+        now = self.clock()
+        self.demand.see_main(budget_id, meta.gen, views[0].balance)
+        subs = views[1:]
+        for index, view in enumerate(subs):
+            self.demand.see(budget_id, meta.gen, index, consumed=view.consumed, balance=view.balance, now=now)
+        moved = 0
+        # Soonest to run dry first, so that a short main goes where it is missed first.
+        for index in sorted(range(len(subs)), key=lambda i: self._runway(budget_id, i, subs[i], now)):
+            if self.demand.idle_s(budget_id, index, now) >= self.idle_s:
+                moved += await self._release(meta, index, now)
+            else:
+                moved += await self._fill(meta, index, now)
+        quiet = all(self.demand.idle_s(budget_id, i, now) >= QUIET_S for i in range(len(subs)))
+        return moved > 0 or not quiet
+
+    async def _fill(self, meta: BudgetMeta, index: int, now: float) -> int:
+        budget_id, holder = meta.budget_id, keys.sub_holder(index)
+        snapshot = self.demand.budget(budget_id, meta.sub_buckets, now)
+        if fill_amount(meta.policy, snapshot, self.demand.holder(budget_id, index, now), self.lead_ms) <= 0:
+            return 0
+        started = time.perf_counter()
+        async with self.replenisher.lock(budget_id):
+            # Decided again on fresh balances: a deduction may have been refilled meanwhile.
+            main, sub = await self._balances(meta, holder)
+            state = self.demand.holder(budget_id, index, now, balance=sub)
+            budget = self.demand.budget(budget_id, meta.sub_buckets, now, main=main, fresh={index: sub})
+            give = fill_amount(meta.policy, budget, state, self.lead_ms)
+            if give <= 0:
+                return 0
+            reason = f"rate {state.rate:.6g}/s"
+            moved = await self.transfers.move(
+                Movement(budget_id, keys.MAIN, holder, give, meta.gen, "fill", ACTOR, reason)
+            )
+        self.demand.moved(budget_id, index, balance=sub + moved, main=main - moved, slice_=moved)
+        FILL_SECONDS.labels("fill").observe(time.perf_counter() - started)
+        return moved
+
+    async def _release(self, meta: BudgetMeta, index: int, now: float) -> int:
+        budget_id, holder = meta.budget_id, keys.sub_holder(index)
+        snapshot = self.demand.budget(budget_id, meta.sub_buckets, now)
+        if release_amount(meta.policy, snapshot, self.demand.holder(budget_id, index, now)) <= 0:
+            return 0
+        started = time.perf_counter()
+        async with self.replenisher.lock(budget_id):
+            main, sub = await self._balances(meta, holder)
+            state = self.demand.holder(budget_id, index, now, balance=sub)
+            budget = self.demand.budget(budget_id, meta.sub_buckets, now, main=main, fresh={index: sub})
+            amount = release_amount(meta.policy, budget, state)
+            if amount <= 0:
+                return 0
+            reason = f"idle {self.demand.idle_s(budget_id, index, now):.0f}s"
+            # "upto": a deduction that slipped in since the read leaves less to take.
+            moved = await self.transfers.move(
+                Movement(budget_id, holder, keys.MAIN, amount, meta.gen, "release", ACTOR, reason),
+                mode="upto",
+            )
+        self.demand.moved(budget_id, index, balance=sub - moved, main=main + moved)
+        FILL_SECONDS.labels("release").observe(time.perf_counter() - started)
+        return moved
+
+    def _runway(self, budget_id: str, index: int, view: BucketView, now: float) -> float:
+        """Seconds until the sub-bucket runs dry at its observed rate (inf when idle)."""
+        rate = self.demand.rate(budget_id, index, now)
+        return view.balance / rate if rate > 0 else float("inf")
+
+    async def _balances(self, meta: BudgetMeta, holder: str) -> tuple[int, int]:
+        main, sub = await self.buckets.balances(meta.budget_id, [keys.MAIN, holder])
+        if main is None:
+            raise BucketLost(meta.budget_id, keys.MAIN)
+        if sub is None:
+            raise BucketLost(meta.budget_id, holder)
+        return main, sub
+
+    async def _budget_ids(self) -> list[str]:
+        now = self.clock()
+        if self._ids_at is None or now - self._ids_at >= IDS_REFRESH_S:
+            self._ids = await self.admin.all_ids()
+            self._ids_at = now
+        return self._ids
+
+
+def _stop_if_cancelled() -> None:
+    """Raise CancelledError if this task was asked to stop.
+
+    On Python 3.11 ``asyncio.wait_for`` (under redis-py's and asyncpg's calls) drops a
+    cancellation that arrives as the call completes; a loop making one call after
+    another would then never stop. The request stays counted on the task.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -1,0 +1,184 @@
+"""The end game at the center: refill a short sub-bucket from main, merging fragments when needed.
+
+One coroutine per budget does this at a time (per process): concurrent short
+requests queue on the budget's lock and find the merge done by the first one
+instead of starting their own, and a refusal is decided on a state nobody else is
+rearranging. Each round reads every bucket's free balance first, so a refusal is
+given only when main and all sub-buckets together hold less than the request,
+and costs no transfer (nor ledger row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+from quota_center.buckets import keys
+from quota_center.buckets.store import BucketStore
+from quota_center.budgets.registry import BudgetMeta
+from quota_center.errors import BucketLost, Unavailable
+from quota_center.metrics import MERGE_SECONDS, MERGES, observe_mode
+from quota_center.transfers.protocol import Movement, Transfers
+from quota_rules.allocation import refill_amount, slice_size
+from quota_rules.limits import MAX_AMOUNT
+from quota_rules.modes import Mode, grant_for, mode_for
+from quota_rules.rates import Demand
+
+ACTOR = "center"
+# Other center processes may move budget at the same time; past this many rounds
+# the state is too unsettled to decide and the caller gets UNAVAILABLE.
+MAX_ROUNDS = 100
+
+
+class Replenisher:
+    def __init__(
+        self,
+        buckets: BucketStore,
+        transfers: Transfers,
+        demand: Demand | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.buckets = buckets
+        self.transfers = transfers
+        # The filler's observed rates, when it runs: on-demand refills are then sized like its
+        # fills (``allocation.slice_size``); without them, the equal-share slice.
+        self.demand = demand
+        self.clock = clock
+        # Set when region agents can hold this center's budgets: asks them to give back up to the
+        # amount (reclaim orders over their sessions) and returns what those that did not
+        # answer in time hold, by holder.
+        self.reclaim: Callable[[BudgetMeta, int], Awaitable[dict[str, int]]] | None = None
+        self._unanswered: dict[str, dict[str, int]] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def lock(self, budget_id: str) -> asyncio.Lock:
+        """The lock every movement of this budget's buckets by this process is made under."""
+        return self._locks[budget_id]
+
+    async def cover(self, meta: BudgetMeta, index: int, amount: int) -> bool:
+        """Make sub-bucket ``index`` hold at least ``amount``; False if the whole budget cannot.
+
+        False is honest: main plus every sub-bucket held less than ``amount`` when it was decided.
+        """
+        holder = keys.sub_holder(index)
+        if meta.policy.strategy == "static":
+            return await self._cover_static(meta, holder, amount)
+        reclaimed = False
+        self._unanswered.pop(meta.budget_id, None)
+        async with self.lock(meta.budget_id):
+            for _ in range(MAX_ROUNDS):
+                balances = await self._balances(meta)
+                sub = balances[holder]
+                if sub >= amount:
+                    return True
+                free = sum(balances.values())
+                mode = mode_for(meta.policy, free)
+                observe_mode(meta.budget_id, mode.value)
+                if free < amount:
+                    if self.reclaim is not None and not reclaimed:
+                        # Agents may hold the rest: order it back to main, then decide again.
+                        reclaimed = True
+                        unanswered = await self.reclaim(meta, amount - free)
+                        if unanswered:
+                            self._unanswered[meta.budget_id] = unanswered
+                        continue
+                    return False
+                need = amount - sub
+                others = free - balances[keys.MAIN] - sub
+                if others and (balances[keys.MAIN] < need or mode is Mode.CENTRAL):
+                    # Fragments elsewhere: merge them into main, then grant from there.
+                    await self._merge(meta, skip=holder)
+                    continue
+                slice_ = on_demand_slice(meta, index, balances, need, self.demand, self.clock())
+                give = grant_for(mode, meta.policy, need=need, main=balances[keys.MAIN], slice_=slice_)
+                refill = Movement(
+                    meta.budget_id, keys.MAIN, holder, give, meta.gen, "refill", ACTOR, mode.value
+                )
+                if give and await self.transfers.move(refill):
+                    return True
+                # Main changed between the read and the take (another process): look again.
+        raise Unavailable(f"budget {meta.budget_id}: no stable state after {MAX_ROUNDS} refill rounds")
+
+    async def _cover_static(self, meta: BudgetMeta, holder: str, amount: int) -> bool:
+        """The static strategy: a holder gets one equal share of the total, once; no refill, no merge.
+
+        False means this holder's share cannot cover ``amount``, whatever other holders have left:
+        the stranding and false refusals that strategy accepts (see README, "Strategies").
+        """
+        if await self.take_static_share(meta, holder):
+            balance = await self.buckets.balance(meta.budget_id, holder)
+            return balance is not None and balance >= amount
+        return False
+
+    async def take_static_share(self, meta: BudgetMeta, holder: str) -> int:
+        """Move ``holder``'s one share (total // sub_buckets, or what main has left) to it, once.
+
+        The claim is a field set with HSETNX on the holder's own hash, so however many center
+        processes ask at once, one moves the share; the others get 0.
+        """
+        state = keys.bucket_keys(meta.budget_id, holder).state
+        if not await self.buckets.redis.hsetnx(state, "static_share", 1):
+            return 0
+        async with self.lock(meta.budget_id):
+            main = await self.buckets.balance(meta.budget_id, keys.MAIN) or 0
+            total = await self._total(meta)
+            share = min(main, total // max(1, meta.policy.sub_buckets))
+            if share <= 0:
+                return 0
+            move = Movement(meta.budget_id, keys.MAIN, holder, share, meta.gen, "refill", ACTOR, "static")
+            return await self.transfers.move(move)
+
+    async def _total(self, meta: BudgetMeta) -> int:
+        row = await self.transfers.ledger.get_budget(meta.budget_id)
+        return 0 if row is None else row.total
+
+    def unanswered(self, budget_id: str) -> dict[str, int]:
+        """What holders that did not answer the last reclaim of ``budget_id`` hold, by holder."""
+        return dict(self._unanswered.get(budget_id, {}))
+
+    async def _merge(self, meta: BudgetMeta, skip: str) -> int:
+        """Drain every other sub-bucket's balance back to main; return the amount moved.
+
+        The reclaims run concurrently: their ledger rows share a group commit, so a merge costs
+        about one round of transfers, not one per sub-bucket.
+        """
+        started = time.perf_counter()
+        moves = [
+            self.transfers.move(
+                Movement(meta.budget_id, holder, keys.MAIN, MAX_AMOUNT, meta.gen, "reclaim", ACTOR, "merge"),
+                mode="upto",
+            )
+            for holder in (keys.sub_holder(i) for i in range(meta.sub_buckets))
+            if holder != skip
+        ]
+        total = sum(await asyncio.gather(*moves))
+        MERGES.inc()
+        MERGE_SECONDS.observe(time.perf_counter() - started)
+        return total
+
+    async def _balances(self, meta: BudgetMeta) -> dict[str, int]:
+        holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(meta.sub_buckets))]
+        values = await self.buckets.balances(meta.budget_id, holders)
+        for holder, value in zip(holders, values, strict=True):
+            if value is None:
+                raise BucketLost(meta.budget_id, holder)
+        return {h: v for h, v in zip(holders, values, strict=True) if v is not None}
+
+
+def on_demand_slice(
+    meta: BudgetMeta, index: int, balances: dict[str, int], need: int, demand: Demand | None, now: float
+) -> int:
+    """The NORMAL-mode slice for sub-bucket ``index`` short by ``need`` (``grant_for`` applies the mode).
+
+    Sized like the filler's fills (``allocation.slice_size``) from the observed rates when there
+    are any; without them (no filler), the equal-share slice.
+    """
+    main = balances[keys.MAIN]
+    if demand is None:
+        return refill_amount(need=need, main_balance=main, policy=meta.policy)
+    subs = {i: balances[keys.sub_holder(i)] for i in range(meta.sub_buckets)}
+    budget = demand.budget(meta.budget_id, meta.sub_buckets, now, main=main, fresh=subs)
+    holder = demand.holder(meta.budget_id, index, now, balance=subs[index], need=need)
+    return slice_size(meta.policy, budget, holder)

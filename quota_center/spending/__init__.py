@@ -1,0 +1,1 @@
+"""The center's own spending path: Deduct, Return, DeductBatch and reservations."""

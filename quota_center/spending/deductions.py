@@ -1,0 +1,310 @@
+"""Deduct and Return at the center: served by sub-buckets, exactly once per request id.
+
+A request id is global across budgets. Its first use binds it to a fingerprint of
+the request (kind, budget, amount, refunded deduction) under its own Redis key; a
+later use with another fingerprint is a CONFLICT, whichever budget it names. The
+effect itself is recorded next to the sub-bucket that served it, atomically with
+the balance change, so a retry or a concurrent duplicate finds it and gets the
+original answer. A refusal has no effect and is not remembered: the same request
+retried after a top-up may succeed.
+
+Every effect is also queued for the write-behind spend log (quota_center/writebehind.py),
+which settles lost sub-buckets and answers retries after a Redis loss (quota_center/recall.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from quota_center.buckets.keys import sub_holder
+from quota_center.buckets.store import BucketStore, Outcome
+from quota_center.budgets.registry import BudgetMeta, Registry
+from quota_center.errors import BucketLost, StaleGeneration, Unavailable
+from quota_center.ledger.spend_log import SpendEntry
+from quota_center.metrics import DEDUCT_WAITS
+from quota_center.recovery.rebuild import Recovery
+from quota_center.recovery.recall import Prior, Recall
+from quota_center.recovery.writebehind import SpendLog, Unlogged, deduct_entry, refund_entry
+from quota_center.refill.cover import Replenisher
+from quota_center.spending.placement import sub_bucket_for
+from quota_rules.limits import check_amount, check_budget_id, check_request_id
+
+# A deduction is retried after a refill, a rebuild or a concurrent thief; each round
+# either serves it, refuses it honestly or makes progress for someone else.
+MAX_ATTEMPTS = 32
+
+_REFUSALS = {
+    "PAUSED": ("BUDGET_PAUSED", "budget {b} is paused"),
+    "CLOSED": ("BUDGET_CLOSED", "budget {b} is closed"),
+    "CONFLICT": ("CONFLICT", "request_id {r} was already used for a different request"),
+    "UNKNOWN": ("UNKNOWN_REQUEST", "no deduction {d} on budget {b} (never made, or older than retention)"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Outcome of a spending call; ``code`` is a ResultCode name without its prefix."""
+
+    code: str
+    amount: int = 0
+    message: str = ""
+    refundable: int = 0
+
+
+def check_deduct(budget_id: str, request_id: str, amount: int) -> None:
+    """Raise InvalidInput unless the fields of a deduction are well formed."""
+    check_budget_id(budget_id)
+    check_request_id(request_id)
+    check_amount(amount)
+
+
+class Spending:
+    def __init__(
+        self,
+        registry: Registry,
+        buckets: BucketStore,
+        replenisher: Replenisher,
+        recovery: Recovery,
+        log: SpendLog | None = None,
+        recall: Recall | None = None,
+    ) -> None:
+        self.registry = registry
+        self.buckets = buckets
+        self.replenisher = replenisher
+        self.recovery = recovery
+        self.log: SpendLog = log or Unlogged()
+        self.recall = recall
+
+    async def deduct(self, budget_id: str, request_id: str, amount: int) -> Answer:
+        check_deduct(budget_id, request_id, amount)
+        meta = await self.registry.get(budget_id)
+        refusal = self._window(meta)
+        if refusal is not None:
+            return refusal
+        recalled = 0  # the generation whose spend log was consulted (before claiming: see recall.py)
+        claimed = False
+        for _ in range(MAX_ATTEMPTS):
+            recall = self._recall(meta, recalled)
+            if recall is not None:
+                recalled = meta.gen
+                prior = await recall.deduction(meta, request_id, amount)
+                if prior is not None:
+                    return await self._recalled(prior)
+            fingerprint = _deduct_fingerprint(budget_id, amount)
+            combined = not claimed and self.buckets.one_server
+            if not claimed and not combined:
+                conflict = await self._claim(request_id, fingerprint)
+                if conflict is not None:
+                    return conflict
+                claimed = True
+            index = sub_bucket_for(request_id, meta.sub_buckets)
+            try:
+                if combined:
+                    # One round trip: the claim and the deduction in one script (one server).
+                    work = self._claim_and_deduct(request_id, fingerprint, budget_id, index, amount, meta.gen)
+                else:
+                    work = self.buckets.deduct(budget_id, index, request_id, amount, meta.gen)
+                r = await self.log.call(work, deduct_entry(budget_id, index, request_id))
+                if r.status != "UNCLAIMED":
+                    claimed = True
+                    _fence(r, budget_id, index, meta)
+                settled = self._settled(r, budget_id, request_id, amount)
+                if settled is not None:
+                    return settled
+                if r.status == "LOST":
+                    raise BucketLost(budget_id, f"sub:{index}")
+                # SHORT: this sub-bucket cannot cover it; refill it or refuse honestly.
+                DEDUCT_WAITS.inc()
+                if not await self.replenisher.cover(meta, index, amount):
+                    return Answer("INSUFFICIENT", 0, insufficient(meta, amount, self.replenisher))
+            except BucketLost:
+                await self.recovery.rebuild(budget_id)
+                meta = await self.registry.get(budget_id)
+            except StaleGeneration:
+                self.registry.forget(budget_id)
+                meta = await self.registry.get(budget_id)
+        raise Unavailable(f"budget {budget_id}: deduction not settled after {MAX_ATTEMPTS} attempts")
+
+    async def deduct_many(self, items: Sequence[tuple[str, str, int]]) -> list[Answer]:
+        """``deduct`` of each (budget, request id, amount), answered in order (items checked by the caller).
+
+        On one Redis server the items go to the sub-buckets in one pipeline of deduct.lua calls,
+        each claiming its id and deducting as ``deduct`` would, logged as one operation. An item
+        that pipeline does not settle (a sub-bucket short of it, a budget rebuilt or to be
+        recalled from the spend log, a failed call) goes through ``deduct`` on its own, which
+        refills, merges, rebuilds or refuses. On a Redis Cluster every item goes through ``deduct``.
+        """
+        answers: list[Answer | None] = [None] * len(items)
+        if self.buckets.one_server and len(items) > 1:
+            batch: list[tuple[int, BudgetMeta, int, str]] = []  # item, its budget, sub-bucket, fingerprint
+            for i, (budget_id, request_id, amount) in enumerate(items):
+                meta = await self.registry.get(budget_id)
+                refusal = self._window(meta)
+                if refusal is not None:
+                    answers[i] = refusal
+                elif self._recall(meta, 0) is None:  # else deduct consults the spend log first
+                    index = sub_bucket_for(request_id, meta.sub_buckets)
+                    batch.append((i, meta, index, _deduct_fingerprint(budget_id, amount)))
+            calls = [
+                (items[i][1], fp, items[i][0], index, items[i][2], meta.gen) for i, meta, index, fp in batch
+            ]
+            entries = [deduct_entry(items[i][0], index, items[i][1]) for i, _, index, _ in batch]
+            outcomes = await self.log.call_many(self.buckets.claim_and_deduct_many(calls), entries)
+            for (i, _, _, _), r in zip(batch, outcomes, strict=True):
+                if r is not None:
+                    answers[i] = self._settled(r, *items[i])
+        # The rest one by one, concurrently; the items of one request id in their order, so that
+        # the first is the one applied and a repeat answers EXISTS, as in a batch sent one by one.
+        rest: dict[str, list[int]] = {}
+        for i, answer in enumerate(answers):
+            if answer is None:
+                rest.setdefault(items[i][1], []).append(i)
+
+        async def in_order(indexes: list[int]) -> None:
+            for i in indexes:
+                answers[i] = await self.deduct(*items[i])
+
+        await asyncio.gather(*(in_order(indexes) for indexes in rest.values()))
+        return [answer for answer in answers if answer is not None]
+
+    def _settled(self, r: Outcome, budget_id: str, request_id: str, amount: int) -> Answer | None:
+        """The answer to a deduction the script settled; None when ``deduct`` must go on with it."""
+        if r.status == "UNCLAIMED":
+            return _conflict(request_id)
+        if r.status == "OK":
+            return Answer("OK", amount)
+        if r.status == "EXISTS":
+            return Answer("EXISTS", r.value, f"request {request_id} was already applied")
+        if r.status in _REFUSALS:
+            return self._refusal(r.status, budget_id, request_id)
+        return None  # SHORT, STALE, LOST
+
+    async def refund(self, budget_id: str, request_id: str, deduction_id: str, amount: int) -> Answer:
+        check_budget_id(budget_id)
+        check_request_id(request_id)
+        check_request_id(deduction_id, "deduction_id")
+        check_amount(amount)
+        if request_id == deduction_id:
+            return Answer("CONFLICT", 0, "a return needs its own request_id, not the deduction's")
+        meta = await self.registry.get(budget_id)
+        index = sub_bucket_for(deduction_id, meta.sub_buckets)
+        recalled = 0
+        claimed = False
+        restore: tuple[int, int] | None = None  # the deduction's record, if made before a loss
+        for _ in range(4):
+            recall = self._recall(meta, recalled)
+            if recall is not None:
+                recalled, restore = meta.gen, None
+                prior = await recall.refund(meta, request_id, deduction_id, amount)
+                if prior is not None:
+                    return await self._recalled(prior)
+            if not claimed:
+                fingerprint = _return_fingerprint(budget_id, amount, deduction_id)
+                conflict = await self._claim(request_id, fingerprint)
+                if conflict is not None:
+                    return conflict
+                claimed = True
+            r = await self.log.call(
+                self.buckets.refund(budget_id, index, deduction_id, request_id, amount, meta.gen, restore),
+                refund_entry(budget_id, index, request_id, deduction_id),
+            )
+            if r.status == "OK":
+                return Answer("OK", amount, refundable=r.extra)
+            if r.status == "EXISTS":
+                return Answer("EXISTS", r.value, f"return {request_id} was already applied", r.extra)
+            if r.status == "EXCEEDS":
+                return Answer(
+                    "EXCEEDS_DEDUCTED",
+                    0,
+                    f"deduction {deduction_id} has only {r.extra} left to refund",
+                    r.extra,
+                )
+            if r.status == "UNKNOWN" and restore is None and recalled == meta.gen and self.recall is not None:
+                # Made before a Redis loss? Recreate its record from the spend log, then refund.
+                restore = await self.recall.restore(meta, deduction_id)
+                if restore is not None:
+                    continue
+            if r.status == "STALE" and r.gen > meta.gen:
+                self.registry.forget(budget_id)
+            elif r.status in ("LOST", "STALE"):
+                await self.recovery.rebuild(budget_id)
+            else:
+                return self._refusal(r.status, budget_id, request_id, deduction_id)
+            meta = await self.registry.get(budget_id)
+        raise Unavailable(f"budget {budget_id}: sub-bucket {index} could not be rebuilt")
+
+    def _recall(self, meta: BudgetMeta, recalled: int) -> Recall | None:
+        """The spend log to consult before serving: the budget was rebuilt within retention and
+        this call has not consulted it in this generation yet."""
+        if self.recall is None or recalled == meta.gen or not self.recall.active(meta):
+            return None
+        return self.recall
+
+    async def _recalled(self, prior: Prior) -> Answer:
+        """The answer the spend log remembers; the id is bound again to what it did then."""
+        await self.buckets.bind(prior.entry.request_id, _fingerprint(prior.entry))
+        return Answer(prior.code, prior.amount, prior.message, prior.refundable)
+
+    async def _claim(self, request_id: str, fingerprint: str) -> Answer | None:
+        previous = await self.buckets.claim(request_id, fingerprint)
+        if previous is None or previous == fingerprint:
+            return None
+        return _conflict(request_id)
+
+    async def _claim_and_deduct(
+        self, request_id: str, fingerprint: str, budget_id: str, index: int, amount: int, gen: int
+    ) -> Outcome:
+        return await self.buckets.claim_and_deduct(request_id, fingerprint, budget_id, index, amount, gen)
+
+    @staticmethod
+    def _window(meta: BudgetMeta) -> Answer | None:
+        reason = meta.outside_window(datetime.now(UTC))
+        return None if reason is None else Answer("BUDGET_OUTSIDE_WINDOW", 0, reason)
+
+    @staticmethod
+    def _refusal(status: str, budget_id: str, request_id: str, deduction_id: str = "") -> Answer:
+        code, text = _REFUSALS[status]
+        return Answer(code, 0, text.format(b=budget_id, r=request_id, d=deduction_id))
+
+
+def _conflict(request_id: str) -> Answer:
+    return Answer("CONFLICT", 0, f"request_id {request_id} was already used for a different request")
+
+
+def _deduct_fingerprint(budget_id: str, amount: int) -> str:
+    return f"deduct|{budget_id}|{amount}"
+
+
+def _return_fingerprint(budget_id: str, amount: int, deduction_id: str) -> str:
+    return f"return|{budget_id}|{amount}|{deduction_id}"
+
+
+def _fingerprint(entry: SpendEntry) -> str:
+    if entry.kind == "return" and entry.deduction_id is not None:
+        return _return_fingerprint(entry.budget_id, entry.amount, entry.deduction_id)
+    return _deduct_fingerprint(entry.budget_id, entry.amount)
+
+
+def insufficient(meta: BudgetMeta, amount: int, replenisher: Replenisher) -> str:
+    """The refusal message; it names what holders that did not answer a reclaim hold, and where."""
+    budget_id = meta.budget_id
+    if meta.policy.strategy == "static":
+        return f"budget {budget_id} is static: this request's share has less than {amount} left"
+    message = f"budget {budget_id} has less than {amount} left"
+    unanswered = replenisher.unanswered(budget_id)
+    if unanswered:
+        held = ", ".join(f"{h} holds {n}" for h, n in sorted(unanswered.items()))
+        message += f" where the center could reach it; not answering: {held}"
+    return message
+
+
+def _fence(r: Outcome, budget_id: str, index: int, meta: BudgetMeta) -> None:
+    """A sub-bucket in another generation than ours: newer, reload the budget; older, it survived a
+    rebuild that has not reset it yet, so rebuild (which resets it)."""
+    if r.status == "STALE":
+        if r.gen > meta.gen:
+            raise StaleGeneration(budget_id)
+        raise BucketLost(budget_id, sub_holder(index))

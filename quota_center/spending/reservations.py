@@ -1,0 +1,272 @@
+"""Reserve, Confirm and Cancel at the center (promise 6): reservations end exactly once.
+
+A reservation is served like a deduction, by the sub-bucket ``sub_bucket_for(request_id, n)``,
+but its amount moves from the bucket's balance to its ``reserved`` field instead of to
+``consumed``: it counts against the budget from that moment, and no refill, reclaim or
+merge can take it. It then ends exactly once, by whichever comes first:
+
+* a confirm takes part or all of it (consumed) and releases the rest; its record becomes a
+  deduction that ``Return`` refunds by the reservation id;
+* a cancel releases all of it;
+* its TTL passes: the expiry sweep (``quota_center.spending.expiry``), or a late confirm or cancel,
+  releases all of it, and a confirm gets ``EXPIRED`` even before the sweep ran.
+
+Each ending is one Lua script that checks the reservation's state first, so a duplicate or
+a race between two endings finds it ended and answers from the record.
+
+Time is the center's clock, passed to the scripts as ``now``, never Redis ``TIME``: the
+caller was told ``expires_at_ms`` from this clock, so "has it expired?" must be decided on
+the same one, and the sub-buckets of one budget sit on different Redis shards whose clocks
+need not agree with each other (a confirm on one shard and the sweep's view must not
+disagree about the same instant). It also keeps the scripts deterministic and lets a test
+decide what time it is.
+
+A confirm is logged in the write-behind spend log as a deduction under the reservation id (a
+Return of it is logged by Spending), so that the settlement of a sub-bucket lost with Redis
+books it as consumed. Reserve, cancel and expiry consume nothing and are not logged: what a
+lost sub-bucket held reserved is settled like its balance.
+
+Codes (besides those Deduct gives): a confirm of more than was reserved is
+``EXCEEDS_DEDUCTED`` (nothing changes; the message says how much is reserved); a
+reservation that a rebuild after a Redis loss swept away (its amount is in doubt, not held)
+is ``UNKNOWN_REQUEST``, as it is when Redis lost its record too. Confirm and cancel are
+served whatever the budget's state and window: the amount was set aside while it was open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from quota_center.buckets.keys import sub_holder
+from quota_center.buckets.reservations import ReservationStore
+from quota_center.buckets.store import Outcome
+from quota_center.budgets.registry import Registry
+from quota_center.errors import BucketLost, StaleGeneration, Unavailable
+from quota_center.metrics import RESERVATIONS
+from quota_center.recovery.rebuild import Recovery
+from quota_center.recovery.writebehind import SpendLog, Unlogged, deduct_entry
+from quota_center.refill.cover import Replenisher
+from quota_center.spending.placement import sub_bucket_for
+from quota_center.transfers.protocol import now_ms
+from quota_rules.limits import InvalidInput, check_amount, check_budget_id, check_request_id
+
+# As for a deduction: each round serves it, refuses it honestly or follows a refill or rebuild.
+MAX_ATTEMPTS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationAnswer:
+    """Outcome of a reservation call; ``code`` is a ResultCode name without its prefix."""
+
+    code: str
+    amount: int = 0
+    released: int = 0
+    expires_at_ms: int = 0
+    message: str = ""
+
+
+def resolve_ttl(ttl_ms: int, default_ms: int, max_ms: int) -> int:
+    """The TTL a reservation gets: ``ttl_ms``, or ``default_ms`` for 0; InvalidInput if out of range."""
+    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int):
+        raise InvalidInput("ttl_ms must be an integer number of milliseconds")
+    if ttl_ms < 0:
+        raise InvalidInput(f"ttl_ms must not be negative, got {ttl_ms} (0 takes the default {default_ms})")
+    if ttl_ms > max_ms:
+        raise InvalidInput(f"ttl_ms {ttl_ms} exceeds the maximum {max_ms}")
+    return ttl_ms or default_ms
+
+
+def reserve_fingerprint(budget_id: str, amount: int, ttl_ms: int) -> str:
+    """What binds a reservation's request id: budget, amount and the TTL as asked (0 stays 0).
+
+    The TTL asked for is part of the request, so another one is a CONFLICT; the TTL as
+    asked, not as resolved, so a change of the default between a call and its retry does
+    not turn the retry into a conflict. ``expires_at_ms`` is not: it is the answer, and a
+    retry gets the original one from the record.
+    """
+    return f"reserve|{budget_id}|{amount}|{ttl_ms}"
+
+
+_REFUSALS = {
+    "PAUSED": ("BUDGET_PAUSED", "budget {b} is paused"),
+    "CLOSED": ("BUDGET_CLOSED", "budget {b} is closed"),
+    "CONFLICT": ("CONFLICT", "request_id {r} was already used for a different request"),
+}
+
+
+def reserve_answer(r: Outcome, budget_id: str, request_id: str) -> ReservationAnswer | None:
+    """The answer to a reserve.lua outcome; None for SHORT, STALE and LOST (the caller acts, retries)."""
+    if r.status == "OK":
+        return ReservationAnswer("OK", r.value, expires_at_ms=r.extra)
+    if r.status == "EXISTS":
+        return ReservationAnswer(
+            "EXISTS", r.value, expires_at_ms=r.extra, message=f"reservation {request_id} was already made"
+        )
+    if r.status in _REFUSALS:
+        code, text = _REFUSALS[r.status]
+        return ReservationAnswer(code, message=text.format(b=budget_id, r=request_id))
+    return None
+
+
+def _unknown(budget_id: str, reservation_id: str) -> str:
+    return f"no reservation {reservation_id} on budget {budget_id} (never made, or older than retention)"
+
+
+def _dropped(budget_id: str, reservation_id: str) -> str:
+    return (
+        f"reservation {reservation_id} was lost when budget {budget_id} was rebuilt after a Redis loss;"
+        " its amount is counted in doubt"
+    )
+
+
+def confirm_answer(r: Outcome, budget_id: str, reservation_id: str) -> ReservationAnswer | None:
+    """The answer to a confirm.lua outcome; None for LOST (the caller rebuilds and retries)."""
+    rid = reservation_id
+    answers = {
+        "OK": lambda: ReservationAnswer("OK", r.value, r.extra),
+        "EXISTS": lambda: ReservationAnswer(
+            "EXISTS", r.value, r.extra, message=f"reservation {rid} was already confirmed"
+        ),
+        "CONFLICT": lambda: ReservationAnswer(
+            "CONFLICT", message=f"reservation {rid} was already confirmed for {r.value}"
+        ),
+        "CANCELLED": lambda: ReservationAnswer("CANCELLED", message=f"reservation {rid} was cancelled"),
+        "EXPIRED": lambda: ReservationAnswer(
+            "EXPIRED", message=f"reservation {rid} expired; its amount was released"
+        ),
+        "EXCEEDS": lambda: ReservationAnswer(
+            "EXCEEDS_DEDUCTED", message=f"reservation {rid} holds only {r.extra}; nothing was confirmed"
+        ),
+        "UNKNOWN": lambda: ReservationAnswer("UNKNOWN_REQUEST", message=_unknown(budget_id, rid)),
+        "DROPPED": lambda: ReservationAnswer("UNKNOWN_REQUEST", message=_dropped(budget_id, rid)),
+    }
+    make = answers.get(r.status)
+    return None if make is None else make()
+
+
+def cancel_answer(r: Outcome, budget_id: str, reservation_id: str) -> ReservationAnswer | None:
+    """The answer to a cancel.lua outcome; None for LOST (the caller rebuilds and retries)."""
+    rid = reservation_id
+    answers = {
+        "OK": lambda: ReservationAnswer("OK", released=r.value),
+        "EXISTS": lambda: ReservationAnswer(
+            "EXISTS", released=r.value, message=f"reservation {rid} was already cancelled"
+        ),
+        "CONFIRMED": lambda: ReservationAnswer("CONFIRMED", message=f"reservation {rid} was confirmed"),
+        "EXPIRED": lambda: ReservationAnswer(
+            "EXPIRED", message=f"reservation {rid} expired; its amount was released"
+        ),
+        "UNKNOWN": lambda: ReservationAnswer("UNKNOWN_REQUEST", message=_unknown(budget_id, rid)),
+        "DROPPED": lambda: ReservationAnswer("UNKNOWN_REQUEST", message=_dropped(budget_id, rid)),
+    }
+    make = answers.get(r.status)
+    return None if make is None else make()
+
+
+class Reservations:
+    def __init__(
+        self,
+        registry: Registry,
+        store: ReservationStore,
+        replenisher: Replenisher,
+        recovery: Recovery,
+        *,
+        default_ttl_ms: int,
+        max_ttl_ms: int,
+        clock: Callable[[], int] = now_ms,
+        log: SpendLog | None = None,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.replenisher = replenisher
+        self.recovery = recovery
+        self.default_ttl_ms = default_ttl_ms
+        self.max_ttl_ms = max_ttl_ms
+        self.clock = clock
+        self.log: SpendLog = log or Unlogged()
+
+    async def reserve(self, budget_id: str, request_id: str, amount: int, ttl_ms: int) -> ReservationAnswer:
+        check_budget_id(budget_id)
+        check_request_id(request_id)
+        check_amount(amount)
+        ttl = resolve_ttl(ttl_ms, self.default_ttl_ms, self.max_ttl_ms)
+        meta = await self.registry.get(budget_id)
+        now = self.clock()
+        reason = meta.outside_window(datetime.fromtimestamp(now / 1000, UTC))
+        if reason is not None:
+            return ReservationAnswer("BUDGET_OUTSIDE_WINDOW", message=reason)
+        fingerprint = reserve_fingerprint(budget_id, amount, ttl_ms)
+        previous = await self.store.claim(request_id, fingerprint)
+        if previous is not None and previous != fingerprint:
+            return ReservationAnswer("CONFLICT", message=_REFUSALS["CONFLICT"][1].format(r=request_id))
+        expires_at = now + ttl
+        # The loop of Spending.deduct around another script; sharing it needs a change there.
+        for _ in range(MAX_ATTEMPTS):
+            index = sub_bucket_for(request_id, meta.sub_buckets)
+            try:
+                r = await self.store.reserve(budget_id, index, request_id, amount, expires_at, meta.gen)
+                answer = reserve_answer(r, budget_id, request_id)
+                if answer is not None:
+                    return answer
+                if r.status == "STALE" and r.extra > meta.gen:
+                    raise StaleGeneration(budget_id)  # rebuilt since the budget was read: reload
+                if r.status in ("LOST", "STALE"):
+                    # Missing, or an older generation the rebuild has not reset yet: rebuild.
+                    raise BucketLost(budget_id, sub_holder(index))
+                # SHORT: this sub-bucket cannot cover it; refill it or refuse honestly.
+                if not await self.replenisher.cover(meta, index, amount):
+                    return ReservationAnswer(
+                        "INSUFFICIENT", message=f"budget {budget_id} has less than {amount} left"
+                    )
+            except BucketLost:
+                await self.recovery.rebuild(budget_id)
+                meta = await self.registry.get(budget_id)
+            except StaleGeneration:
+                self.registry.forget(budget_id)
+                meta = await self.registry.get(budget_id)
+        raise Unavailable(f"budget {budget_id}: reservation not settled after {MAX_ATTEMPTS} attempts")
+
+    async def confirm(self, budget_id: str, reservation_id: str, amount: int) -> ReservationAnswer:
+        check_budget_id(budget_id)
+        check_request_id(reservation_id, "reservation_id")
+        check_amount(amount)
+        meta = await self.registry.get(budget_id)
+        index = sub_bucket_for(reservation_id, meta.sub_buckets)
+        for _ in range(2):
+            # A confirm is a deduction: the spend log must know it to settle the sub-bucket
+            # after a Redis loss (what was consumed in the lost generation).
+            r = await self.log.call(
+                self.store.confirm(budget_id, index, reservation_id, amount, self.clock()),
+                deduct_entry(budget_id, index, reservation_id),
+            )
+            answer = confirm_answer(r, budget_id, reservation_id)
+            if answer is not None:
+                _count(r.status, "confirmed", released_now=r.extra)
+                return answer
+            # LOST: after the rebuild a surviving record is of an older generation: dropped.
+            await self.recovery.rebuild(budget_id)
+        raise Unavailable(f"budget {budget_id}: sub-bucket {index} could not be rebuilt")
+
+    async def cancel(self, budget_id: str, reservation_id: str) -> ReservationAnswer:
+        check_budget_id(budget_id)
+        check_request_id(reservation_id, "reservation_id")
+        meta = await self.registry.get(budget_id)
+        index = sub_bucket_for(reservation_id, meta.sub_buckets)
+        for _ in range(2):
+            r = await self.store.cancel(budget_id, index, reservation_id, self.clock())
+            answer = cancel_answer(r, budget_id, reservation_id)
+            if answer is not None:
+                _count(r.status, "cancelled", released_now=r.value)
+                return answer
+            await self.recovery.rebuild(budget_id)
+        raise Unavailable(f"budget {budget_id}: sub-bucket {index} could not be rebuilt")
+
+
+def _count(status: str, ending: str, released_now: int) -> None:
+    """Count a reservation's ending once: only the call whose script ended it reports it."""
+    if status == "OK":
+        RESERVATIONS.labels(ending).inc()
+    elif status == "EXPIRED" and released_now > 0:
+        RESERVATIONS.labels("expired").inc()

@@ -1,0 +1,1 @@
+"""Moving budget between buckets: the ledger-first protocol and its sweeper."""

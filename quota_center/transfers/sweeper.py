@@ -1,0 +1,80 @@
+"""Resolves pending transfers left behind by a crash or an outage, by what the ledger says."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from quota_center.buckets import keys
+from quota_center.buckets.store import BucketStore
+from quota_center.budgets.admin import Admin
+from quota_center.budgets.registry import Registry
+from quota_center.errors import BucketLost
+from quota_center.recovery.rebuild import Recovery
+from quota_center.recovery.settlement import Settlement
+from quota_center.transfers.protocol import Transfers, now_ms
+
+log = logging.getLogger(__name__)
+
+ACTOR = "sweeper"
+
+
+class Sweeper:
+    def __init__(
+        self,
+        registry: Registry,
+        buckets: BucketStore,
+        transfers: Transfers,
+        recovery: Recovery,
+        admin: Admin,
+        stale_ms: int,
+        settlement: Settlement | None = None,
+    ) -> None:
+        self.registry = registry
+        self.buckets = buckets
+        self.transfers = transfers
+        self.recovery = recovery
+        self.admin = admin
+        self.stale_ms = stale_ms
+        self.settlement = settlement
+
+    async def sweep_budget(self, budget_id: str, stale_ms: int | None = None) -> dict[str, int]:
+        """Resolve this budget's pending transfers older than ``stale_ms``; count what was done."""
+        limit = self.stale_ms if stale_ms is None else stale_ms
+        meta = await self.registry.get(budget_id)
+        done = {"aborted": 0, "completed": 0}
+        holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(meta.sub_buckets))]
+        holders += await self.buckets.agent_holders(budget_id)
+        for holder in holders:
+            view = await self.buckets.read(budget_id, holder)
+            if view is None:
+                continue  # a lost bucket is rebuilt on its next use; its pending records went with it
+            for p in view.pending:
+                if now_ms() - p.created_ms < limit:
+                    continue
+                try:
+                    done[await self.transfers.resolve(budget_id, p, ACTOR)] += 1
+                except BucketLost:
+                    await self.recovery.rebuild(budget_id)
+        return done
+
+    async def sweep_all(self) -> dict[str, int]:
+        totals = {"aborted": 0, "completed": 0}
+        for budget_id in await self.admin.all_ids():
+            for what, n in (await self.sweep_budget(budget_id)).items():
+                totals[what] += n
+        return totals
+
+    async def run(self, interval_s: float) -> None:
+        """Sweep forever; an error (Redis or PostgreSQL down) is logged and retried next round."""
+        while True:
+            try:
+                done = await self.sweep_all()
+                if any(done.values()):
+                    log.info("sweeper resolved pending transfers: %s", done)
+                if self.settlement is not None:
+                    # Lost sub-buckets whose spend log was not complete at the rebuild.
+                    await self.settlement.settle_open()
+            except Exception:
+                log.exception("sweep failed; retrying in %.1fs", interval_s)
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,160 @@
+"""Slice sizing: how much a holder gets from the main bucket, and when (pure).
+
+Shared by the center's sub-buckets (topped up in the background by ``filler.py``,
+refilled on demand by ``replenish.py``) and, later, by region agents. Each decision
+is a plain function of the budget's policy and two small snapshots, so it is
+table-tested and can be simulated. Amounts are ``int`` (minor units); rates are
+``float`` (units per second) and only ever turn into amounts through exact
+rational arithmetic, rounded to whole units.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from fractions import Fraction
+
+from quota_rules.limits import MAX_AMOUNT
+from quota_rules.modes import Mode, mode_for
+from quota_rules.policy import Policy
+
+# No real holder draws 2^53 units a second; capping rates keeps every product finite.
+MAX_RATE = float(MAX_AMOUNT)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """What the budget still has, and how hard its holders draw on it."""
+
+    main: int  # balance of the main bucket
+    # What the budget can still spend: total - consumed - reserved - in doubt, which is
+    # main + held + in flight; callers pass main + held (``free`` in ``modes``), leaving
+    # out transfers in flight, which last milliseconds.
+    remaining: int
+    holders: int  # holders sharing main (sub-buckets now, agents later)
+    total_rate: float = 0.0  # sum of the holders' observed rates, units per second
+
+
+@dataclass(frozen=True, slots=True)
+class HolderState:
+    """One holder as the center sees it."""
+
+    balance: int
+    rate: float = 0.0  # observed demand, units per second
+    need: int = 0  # the request it must cover now; 0 for a background refill
+    last_slice: int = 0  # 0: it never got a slice (a newcomer)
+
+
+def slice_size(policy: Policy, budget: BudgetState, holder: HolderState) -> int:
+    """Units to move from main to ``holder`` now; 0 means nothing (or, with a need, merge first).
+
+    In order:
+
+    1. **Main cannot cover the need**: 0; the caller merges the other holders' fragments.
+    2. **Mode** (``modes.mode_for`` on ``remaining``, so the thresholds mean the same
+       everywhere): CENTRAL gives exactly the need, and nothing in the background, so
+       the last units are never parked where a request hashed elsewhere cannot reach
+       them. SCARCE shrinks slices to the request size: ``max(need, min_slice)``,
+       ``min_slice`` for a background refill (full slices would strand most of what
+       is left in fragments).
+    3. **Demand** (NORMAL): ``rate × refill_horizon``, what the holder will spend
+       before its next refill, capped by its **fair share** of main,
+       ``main × rate / Σ rates`` (Doorman's proportional share: a holder drawing 80 %
+       of the budget's demand may take 80 % of main, so one hot holder cannot drain
+       main while the others starve). Without rate information there is no evidence
+       to size by: a newcomer, or a holder with a request but no rate while others
+       draw, asks for ``min_slice``; when no holder has a rate yet (a cold budget, or
+       a caller that tracks none) a request gets an equal share, ``main / holders``,
+       the static split.
+    4. **Clamp** to ``[min_slice, max_slice]``: the floor keeps refills from being
+       absurdly small, the ceiling bounds what one holder can strand.
+    5. Never less than the need, never more than main.
+
+    In the background (``need == 0``) an idle holder, one with a rate of 0 that has
+    had a slice before, gets nothing in any mode: a slice would only be stranded.
+    """
+    main = max(0, budget.main)
+    need = max(0, holder.need)
+    if need > main:
+        return 0
+    mode = mode_for(policy, max(0, budget.remaining))
+    if mode is Mode.CENTRAL:
+        return need
+    rate = _clean_rate(holder.rate)
+    if need == 0 and rate == 0 and holder.last_slice > 0:
+        return 0  # idle
+    if mode is Mode.SCARCE:
+        return min(main, max(need, policy.min_slice))
+    if rate > 0:
+        wanted = min(demand(rate, policy.refill_horizon_ms), fair_share(budget, holder))
+    elif need > 0 and _clean_rate(budget.total_rate) == 0:
+        wanted = fair_share(budget, holder)  # nobody has a rate: an equal share
+    else:
+        wanted = policy.min_slice  # a newcomer, or no demand seen while others draw
+    size = min(policy.max_slice, max(policy.min_slice, wanted))
+    return min(main, max(need, size))
+
+
+def fair_share(budget: BudgetState, holder: HolderState) -> int:
+    """The holder's share of main: proportional to its rate, equal when no holder has one."""
+    main = max(0, budget.main)
+    total = _clean_rate(budget.total_rate)
+    if total == 0:
+        return main // max(1, budget.holders)
+    rate = _clean_rate(holder.rate)
+    # A holder's own rate is part of the total; a caller's stale total must not inflate the share.
+    return math.floor(main * Fraction(rate) / Fraction(max(total, rate)))
+
+
+def demand(rate: float, horizon_ms: int) -> int:
+    """Units a holder drawing ``rate`` units a second spends over ``horizon_ms``, rounded up."""
+    units = math.ceil(Fraction(_clean_rate(rate)) * max(0, horizon_ms) / 1000)
+    return min(MAX_AMOUNT, units)
+
+
+def fill_amount(policy: Policy, budget: BudgetState, holder: HolderState, lead_ms: int = 0) -> int:
+    """Background top-up: the slice to add if the holder is below its low watermark, else 0.
+
+    The watermark is ``low_watermark_pct`` of the slice it would get now (which
+    follows its current rate, unlike its last slice), and at least what it spends
+    in ``lead_ms`` (the filler passes twice its interval), so that it is topped up
+    before it runs dry even when its slice is clamped small.
+    """
+    size = slice_size(policy, budget, replace(holder, need=0))
+    if size <= 0:
+        return 0
+    below_pct = holder.balance * 100 < size * policy.low_watermark_pct
+    below_lead = holder.balance < demand(holder.rate, lead_ms)
+    return size if below_pct or below_lead else 0
+
+
+def release_amount(policy: Policy, budget: BudgetState, holder: HolderState) -> int:
+    """What an idle holder gives back to main: everything above ``min_slice``.
+
+    The floor serves the next small request without a wait. In central mode there
+    is no floor: every unit goes back where any request can reach it.
+    """
+    central = mode_for(policy, max(0, budget.remaining)) is Mode.CENTRAL
+    floor = 0 if central else policy.min_slice
+    return max(0, holder.balance - floor)
+
+
+def refill_amount(*, need: int, main_balance: int, policy: Policy) -> int:
+    """The on-demand refill as ``replenish.py`` calls it: ``slice_size`` without rate information.
+
+    Kept until the replenisher passes real budget and holder states; with no rates
+    and no mode information (``grant_for`` applies the mode) it is the equal-share
+    slice, clamped, at least ``need``, at most main, and 0 when main cannot cover
+    ``need``.
+    """
+    if need <= 0:
+        return 0
+    budget = BudgetState(main=main_balance, remaining=MAX_AMOUNT, holders=policy.sub_buckets)
+    return slice_size(policy, budget, HolderState(balance=0, need=need))
+
+
+def _clean_rate(rate: float) -> float:
+    """A usable rate: NaN and negatives are no demand, anything huge is capped."""
+    if math.isnan(rate) or rate <= 0:
+        return 0.0
+    return min(rate, MAX_RATE)

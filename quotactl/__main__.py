@@ -1,0 +1,5 @@
+"""Allow ``python -m quotactl``."""
+
+from quotactl.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,272 @@
+"""One function per subcommand: build the request, call the stub, pick the exit code.
+
+Each function takes the call context and the parsed arguments (already validated and
+converted by ``main``'s argparse types) and returns an :class:`Outcome`; failures are
+raised as :class:`CtlError`. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from quota.v1 import admin_pb2, admin_pb2_grpc, common_pb2, quota_pb2_grpc
+from quotactl import parse, render
+from quotactl.exit_codes import ExitCode, for_result, for_status
+
+_Req = TypeVar("_Req", bound=Message)
+_Resp = TypeVar("_Resp", bound=Message)
+
+# ListBudgetsRequest.page_size is capped at 1000 by the server.
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class Context:
+    admin: admin_pb2_grpc.AdminStub
+    quota: quota_pb2_grpc.QuotaStub
+    timeout: float  # seconds, per RPC
+    actor: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    payload: render.JsonDict  # printed with --json
+    text: str  # printed otherwise
+    exit_code: ExitCode
+
+
+class CtlError(Exception):
+    """A failure reported as one stderr line and an exit code."""
+
+    def __init__(self, message: str, exit_code: ExitCode) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+    @classmethod
+    def from_rpc(cls, error: grpc.RpcError, *, note: str = "") -> CtlError:
+        # The stubs type code() and details() on RpcError; the blocking client's errors
+        # (grpc._channel._InactiveRpcError, also a grpc.Call) implement them.
+        status = error.code()
+        details = error.details() or status.name
+        message = " ".join(details.split())  # one line, whatever the server sent
+        return cls(f"{message}{note}", for_status(status))
+
+
+def _invoke(
+    ctx: Context, method: grpc.UnaryUnaryMultiCallable[_Req, _Resp], request: _Req, note: str = ""
+) -> _Resp:
+    try:
+        return method(request, timeout=ctx.timeout)
+    except grpc.RpcError as error:
+        raise CtlError.from_rpc(error, note=note) from None
+
+
+def _request_id(given: str | None) -> tuple[str, str]:
+    """The idempotency key to use, and an error note telling it when it was generated.
+
+    A generated key is printed with the response; if the call fails (e.g. timed out)
+    the error line carries it instead, so the request can be retried safely.
+    """
+    if given is not None:
+        return given, ""
+    generated = str(uuid.uuid4())
+    return generated, f" (request id {generated}: retry with --request-id {generated})"
+
+
+def _outcome(response: Message, text: str, exit_code: ExitCode) -> Outcome:
+    return Outcome(payload=render.to_json(response), text=text, exit_code=exit_code)
+
+
+def _budget_outcome(response: admin_pb2.BudgetResponse) -> Outcome:
+    return _outcome(response, render.budget_response_text(response), for_result(response.code))
+
+
+def _before(first: Timestamp, second: Timestamp) -> bool:
+    return (first.seconds, first.nanos) < (second.seconds, second.nanos)
+
+
+# ---------------------------------------------------------------------------------------------
+# Admin
+
+
+def create(ctx: Context, args: argparse.Namespace) -> Outcome:
+    min_slice: int | None = args.min_slice
+    max_slice: int | None = args.max_slice
+    valid_from: Timestamp | None = args.valid_from
+    valid_until: Timestamp | None = args.valid_until
+    if min_slice is not None and max_slice is not None and min_slice > max_slice:
+        raise CtlError("--min-slice must not exceed --max-slice", ExitCode.USAGE)
+    if valid_from is not None and valid_until is not None and not _before(valid_from, valid_until):
+        raise CtlError("--valid-from must be before --valid-until", ExitCode.USAGE)
+    policy = admin_pb2.SlicePolicy(
+        strategy=parse.STRATEGIES[args.strategy] if args.strategy else common_pb2.STRATEGY_UNSPECIFIED,
+        sub_buckets=args.sub_buckets or 0,
+        min_slice=min_slice or 0,
+        max_slice=max_slice or 0,
+    )
+    request = admin_pb2.CreateBudgetRequest(
+        budget_id=args.budget_id,
+        unit=args.unit,
+        total=args.total,
+        policy=policy,
+        actor=ctx.actor,
+        reason=args.reason,
+    )
+    if valid_from is not None:
+        request.valid_from.CopyFrom(valid_from)
+    if valid_until is not None:
+        request.valid_until.CopyFrom(valid_until)
+    return _budget_outcome(_invoke(ctx, ctx.admin.CreateBudget, request))
+
+
+def top_up(ctx: Context, args: argparse.Namespace) -> Outcome:
+    request = admin_pb2.TopUpRequest(
+        budget_id=args.budget_id,
+        request_id=args.request_id,
+        amount=args.amount,
+        actor=ctx.actor,
+        reason=args.reason,
+    )
+    return _budget_outcome(_invoke(ctx, ctx.admin.TopUp, request))
+
+
+def _change_state(ctx: Context, args: argparse.Namespace) -> admin_pb2.ChangeStateRequest:
+    return admin_pb2.ChangeStateRequest(budget_id=args.budget_id, actor=ctx.actor, reason=args.reason)
+
+
+def pause(ctx: Context, args: argparse.Namespace) -> Outcome:
+    return _budget_outcome(_invoke(ctx, ctx.admin.PauseBudget, _change_state(ctx, args)))
+
+
+def resume(ctx: Context, args: argparse.Namespace) -> Outcome:
+    return _budget_outcome(_invoke(ctx, ctx.admin.ResumeBudget, _change_state(ctx, args)))
+
+
+def close(ctx: Context, args: argparse.Namespace) -> Outcome:
+    return _budget_outcome(_invoke(ctx, ctx.admin.CloseBudget, _change_state(ctx, args)))
+
+
+def get(ctx: Context, args: argparse.Namespace) -> Outcome:
+    response = _invoke(ctx, ctx.admin.GetBudget, admin_pb2.GetBudgetRequest(budget_id=args.budget_id))
+    exit_code = for_result(response.code, unset_is_ok=True)
+    # A read needs no "result: OK" line; a refusal (should a server send one) still shows.
+    text = render.budget_response_text(response, show_result=exit_code != ExitCode.OK)
+    return _outcome(response, text, exit_code)
+
+
+def list_budgets(ctx: Context, args: argparse.Namespace) -> Outcome:
+    """Follow page tokens until the end or until --limit budgets were collected.
+
+    The JSON payload is one ListBudgetsResponse holding every collected budget; its
+    next_page_token is empty unless --limit cut the listing short.
+    """
+    limit: int | None = args.limit
+    state = parse.STATES[args.state] if args.state else common_pb2.BUDGET_STATE_UNSPECIFIED
+    collected = admin_pb2.ListBudgetsResponse()
+    token = ""
+    seen: set[str] = set()
+    while True:
+        wanted = None if limit is None else limit - len(collected.budgets)
+        request = admin_pb2.ListBudgetsRequest(
+            page_size=0 if wanted is None else min(wanted, MAX_PAGE_SIZE),  # 0: server default
+            page_token=token,
+            state=state,
+        )
+        page = _invoke(ctx, ctx.admin.ListBudgets, request)
+        collected.budgets.extend(page.budgets if wanted is None else page.budgets[:wanted])
+        token = page.next_page_token
+        if not token or (limit is not None and len(collected.budgets) >= limit):
+            break
+        if token in seen:
+            raise CtlError(f"the server repeated page token {token!r}; listing aborted", ExitCode.ERROR)
+        seen.add(token)
+    collected.next_page_token = token
+    text = render.budgets_table(collected.budgets, more=bool(token))
+    return _outcome(collected, text, ExitCode.OK)
+
+
+def audit(ctx: Context, args: argparse.Namespace) -> Outcome:
+    response = _invoke(ctx, ctx.admin.Audit, admin_pb2.AuditRequest(budget_id=args.budget_id or ""))
+    exit_code = ExitCode.OK if render.audit_balanced(response) else ExitCode.AUDIT_MISMATCH
+    return _outcome(response, render.audit_text(response), exit_code)
+
+
+def settle(ctx: Context, args: argparse.Namespace) -> Outcome:
+    request = admin_pb2.SettleRequest(
+        budget_id=args.budget_id,
+        holder=args.holder,
+        consumed=args.consumed,
+        actor=ctx.actor,
+        reason=args.reason,
+    )
+    response = _invoke(ctx, ctx.admin.Settle, request)
+    return _outcome(response, render.settle_text(response), for_result(response.code))
+
+
+# ---------------------------------------------------------------------------------------------
+# Quota
+
+
+def deduct(ctx: Context, args: argparse.Namespace) -> Outcome:
+    request_id, note = _request_id(args.request_id)
+    request = common_pb2.DeductRequest(budget_id=args.budget_id, request_id=request_id, amount=args.amount)
+    response = _invoke(ctx, ctx.quota.Deduct, request, note)
+    # Always show the key that was used: it is what a retry or a return needs.
+    response.request_id = response.request_id or request_id
+    return _outcome(response, render.deduct_text(response), for_result(response.code))
+
+
+def return_(ctx: Context, args: argparse.Namespace) -> Outcome:
+    request_id, note = _request_id(args.request_id)
+    request = common_pb2.ReturnRequest(
+        budget_id=args.budget_id,
+        request_id=request_id,
+        deduction_id=args.deduction_id,
+        amount=args.amount,
+    )
+    response = _invoke(ctx, ctx.quota.Return, request, note)
+    response.request_id = response.request_id or request_id
+    return _outcome(response, render.return_text(response), for_result(response.code))
+
+
+def reserve(ctx: Context, args: argparse.Namespace) -> Outcome:
+    request_id, note = _request_id(args.request_id)
+    request = common_pb2.ReserveRequest(
+        budget_id=args.budget_id,
+        request_id=request_id,
+        amount=args.amount,
+        ttl_ms=args.ttl_ms,
+    )
+    response = _invoke(ctx, ctx.quota.Reserve, request, note)
+    # The reservation id is the reserve's request id: confirm and cancel need it.
+    response.request_id = response.request_id or request_id
+    return _outcome(response, render.reserve_text(response), for_result(response.code))
+
+
+def confirm(ctx: Context, args: argparse.Namespace) -> Outcome:
+    request = common_pb2.ConfirmRequest(
+        budget_id=args.budget_id,
+        reservation_id=args.reservation_id,
+        amount=args.amount,
+    )
+    response = _invoke(ctx, ctx.quota.Confirm, request)
+    return _outcome(response, render.confirm_text(response), for_result(response.code))
+
+
+def cancel(ctx: Context, args: argparse.Namespace) -> Outcome:
+    request = common_pb2.CancelRequest(budget_id=args.budget_id, reservation_id=args.reservation_id)
+    response = _invoke(ctx, ctx.quota.Cancel, request)
+    return _outcome(response, render.cancel_text(response), for_result(response.code))
+
+
+def balance(ctx: Context, args: argparse.Namespace) -> Outcome:
+    response = _invoke(ctx, ctx.quota.GetBalance, common_pb2.GetBalanceRequest(budget_id=args.budget_id))
+    return _outcome(response, render.balance_text(response), ExitCode.OK)

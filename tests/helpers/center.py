@@ -1,0 +1,57 @@
+"""A real center on port 0, in a thread with its own event loop, so that both async tests and
+subprocess-driven tests (quotactl) can call it while the test's own loop is busy or blocked."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import grpc
+
+from quota.v1 import admin_pb2_grpc, quota_pb2_grpc
+from quota_center.server import Center, start
+from quota_center.settings import Settings
+from tests.helpers.threads import ServerThread
+
+
+def center_settings(redis_url: str, database_url: str, **overrides: object) -> Settings:
+    base = Settings(
+        grpc_host="127.0.0.1",
+        grpc_port=0,
+        metrics_port=0,
+        redis_url=redis_url,
+        database_url=database_url,
+        transfer_stale_ms=60_000,  # tests drive the sweeper themselves
+        sweep_interval_ms=3_600_000,
+        fill_interval_ms=0,  # the filler moves budget in the background; tests/fill start their own
+        drain_grace_s=1.0,
+    )
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+class CenterThread(ServerThread[Center]):
+    name = "center"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        super().__init__()
+
+    @property
+    def center(self) -> Center | None:
+        return self.server
+
+    async def _open(self) -> Center:
+        return await start(self.settings, metrics=True, background=True)
+
+
+class Client:
+    """Async stubs on one channel."""
+
+    def __init__(self, target: str) -> None:
+        # A channel of its own connections: gRPC shares subchannels between the channels of a
+        # process, so a new client would inherit another's reconnect backoff after a restart.
+        self.channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        self.quota = quota_pb2_grpc.QuotaStub(self.channel)
+        self.admin = admin_pb2_grpc.AdminStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()

@@ -1,0 +1,113 @@
+"""Calls on agents and the bookkeeping the end-to-end tests check against."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from quota.v1 import common_pb2 as pb
+from tests.helpers.center import Client
+
+OK = pb.RESULT_CODE_OK
+INSUFFICIENT = pb.RESULT_CODE_INSUFFICIENT
+
+
+@dataclass(frozen=True)
+class Call:
+    region: int
+    amount: int
+    code: int
+    sent: float
+    done: float
+
+
+@dataclass
+class Book:
+    """Every deduction the test made, with when it was sent and answered."""
+
+    calls: list[Call] = field(default_factory=list)
+
+    async def deduct(self, client: Client, region: int, budget_id: str, rid: str, amount: int) -> int:
+        sent = time.monotonic()
+        r = await client.quota.Deduct(pb.DeductRequest(budget_id=budget_id, request_id=rid, amount=amount))
+        assert r.code in (OK, INSUFFICIENT), r
+        if r.code == OK:
+            assert r.amount == amount, r
+        self.calls.append(Call(region, amount, r.code, sent, time.monotonic()))
+        return r.code
+
+    @property
+    def served(self) -> int:
+        return sum(c.amount for c in self.calls if c.code == OK)
+
+    def false_refusals(self, total: int) -> list[Call]:
+        """Refusals that were certainly false: the amount was at most what was surely left.
+
+        When a refusal was decided, at most the successes sent before its answer came back had
+        been consumed, so at least ``total`` minus those was left; a refusal of no more than that
+        was false. (The bound never calls an honest refusal false.)
+        """
+        bad = []
+        for r in (c for c in self.calls if c.code == INSUFFICIENT):
+            taken = sum(c.amount for c in self.calls if c.code == OK and c.sent < r.done)
+            if r.amount <= total - taken:
+                bad.append(r)
+        return bad
+
+
+async def held_here(client: Client, budget_id: str) -> int:
+    return (await client.quota.GetBalance(pb.GetBalanceRequest(budget_id=budget_id))).held_here
+
+
+async def eventually(check, seconds: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def agent_process(
+    journal: Path, center: str, agent_id: str, port: int, metrics_port: int = 0, **env: str
+) -> subprocess.Popen[bytes]:
+    """``region-agent serve`` as its own process (so that a test can SIGKILL it), on ``port``."""
+    variables = {
+        "AGENT_ID": agent_id,
+        "REGION": "eu",
+        "CENTER_TARGET": center,
+        "GRPC_HOST": "127.0.0.1",
+        "GRPC_PORT": str(port),
+        "METRICS_PORT": str(metrics_port),
+        "JOURNAL_PATH": str(journal),
+        "RECONNECT_MIN_MS": "50",
+        "RECONNECT_MAX_MS": "300",
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "region_agent.main", "serve"],
+        cwd=ROOT,
+        env={**os.environ, **{f"REGION_AGENT_{k}": v for k, v in variables.items()}},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_serving(target: str) -> None:
+    async def up() -> bool:
+        async with grpc.aio.insecure_channel(target) as ch:
+            try:
+                await asyncio.wait_for(ch.channel_ready(), 0.5)
+                return True
+            except TimeoutError:
+                return False
+
+    await eventually(up, 20, f"agent at {target} did not start")

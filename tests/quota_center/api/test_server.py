@@ -1,0 +1,167 @@
+"""The center process: health, reflection, metrics, settings help and a graceful SIGTERM drain."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from tests.harness import RedisServer
+from tests.helpers.calls import OK, assert_balanced, create, deduct, get
+from tests.helpers.center import CenterThread, Client, center_settings
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+def _health(target: str, service: str = "") -> int:
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status  # type: ignore[no-any-return]
+
+
+def _wait_for(target: str, status: int, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while _health(target) != status:
+        assert time.monotonic() < deadline, f"health never became {status}"
+        time.sleep(0.1)
+
+
+def test_health_serves_while_redis_and_postgres_answer(center: CenterThread) -> None:
+    assert _health(center.target) == SERVING
+    assert _health(center.target, "quota.v1.Quota") == SERVING
+
+
+@pytest.fixture
+def own_center(fresh_redis: RedisServer, database_url: str) -> Iterator[tuple[CenterThread, RedisServer]]:
+    c = CenterThread(center_settings(fresh_redis.url, database_url, health_interval_ms=100)).start()
+    yield c, fresh_redis
+    c.stop()
+
+
+def test_health_turns_not_serving_when_redis_is_down(own_center: tuple[CenterThread, RedisServer]) -> None:
+    center, redis = own_center
+    _wait_for(center.target, SERVING)
+    redis.kill()
+    _wait_for(center.target, NOT_SERVING)
+    redis.restart()
+    _wait_for(center.target, SERVING)
+
+
+def test_reflection_lists_the_services(center: CenterThread) -> None:
+    with grpc.insecure_channel(center.target) as channel:
+        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    assert {"quota.v1.Quota", "quota.v1.Admin", "quota.v1.AgentSession", "grpc.health.v1.Health"} <= services
+
+
+async def test_metrics_count_requests_by_method_and_code(center: CenterThread, budget_id: str) -> None:
+    client = Client(center.target)
+    await create(client, budget_id, 10)
+    assert (await deduct(client, budget_id, f"{budget_id}-1", 10)).code == OK
+    assert (await deduct(client, budget_id, f"{budget_id}-2", 1)).code != OK
+    await assert_balanced(client, budget_id)  # an audit also sets the budget's gauges
+    await client.close()
+    text = await asyncio.to_thread(_fetch, center.metrics_url)
+    assert re.search(r'quota_requests_total\{code="OK",method="Deduct"\} [1-9]', text)
+    assert re.search(r'quota_requests_total\{code="INSUFFICIENT",method="Deduct"\} [1-9]', text)
+    assert re.search(r"quota_ledger_rows_total [1-9]", text)
+    assert f'quota_budget_remaining{{budget="{budget_id}"}} 0.0' in text
+    assert f'quota_budget_consumed{{budget="{budget_id}"}} 10.0' in text
+    assert re.search(r'quota_transfers_total\{kind="refill",outcome="committed"\} [1-9]', text)
+
+
+async def _collect(stream: asyncio.StreamReader, into: list[str]) -> None:
+    async for line in stream:
+        into.append(line.decode())
+
+
+def test_help_lists_every_setting() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "quota_center.main", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for name in ("QUOTA_CENTER_REDIS_URL", "QUOTA_CENTER_DATABASE_URL", "QUOTA_CENTER_GRPC_PORT", "serve"):
+        assert name in out
+
+
+def test_a_bad_setting_is_refused_clearly() -> None:
+    env = {**os.environ, "QUOTA_CENTER_GRPC_PORT": "lots"}
+    done = subprocess.run(
+        [sys.executable, "-m", "quota_center.main", "serve"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "QUOTA_CENTER_GRPC_PORT='lots' is not a valid int" in done.stderr
+
+
+async def test_sigterm_drains_and_loses_nothing_acknowledged(
+    center: CenterThread, redis_url: str, database_url: str, budget_id: str
+) -> None:
+    env = {
+        **os.environ,
+        "QUOTA_CENTER_REDIS_URL": redis_url,
+        "QUOTA_CENTER_DATABASE_URL": database_url,
+        "QUOTA_CENTER_GRPC_HOST": "127.0.0.1",
+        "QUOTA_CENTER_GRPC_PORT": "0",
+        "QUOTA_CENTER_METRICS_PORT": "0",
+        "QUOTA_CENTER_DRAIN_GRACE_S": "5",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "quota_center.main", "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    log: list[str] = []
+    try:
+        assert proc.stderr is not None
+        port = None
+        while port is None:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+            assert line, "the center exited before it listened"
+            log.append(line)
+            found = re.search(r"listening: gRPC 127\.0\.0\.1:(\d+)", line)
+            port = int(found.group(1)) if found else None
+        drain_log = asyncio.create_task(_collect(proc.stderr, log))
+        doomed = Client(f"127.0.0.1:{port}")
+        await create(doomed, budget_id, 100_000)
+        acknowledged: list[int] = []
+
+        async def spend(worker: int) -> None:
+            for i in range(10_000):
+                try:
+                    r = await deduct(doomed, budget_id, f"{budget_id}-{worker}-{i}", 3)
+                except grpc.aio.AioRpcError:
+                    return  # the server stopped taking calls
+                assert r.code == OK
+                acknowledged.append(r.amount)
+
+        workers = asyncio.gather(*(spend(w) for w in range(4)))
+        await asyncio.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        await workers
+        assert await asyncio.wait_for(proc.wait(), 20) == 0, "".join(log)
+        await drain_log
+        await doomed.close()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert any("draining" in line for line in log)
+    assert acknowledged, "some deductions were served before the drain"
+    # The session's center reads the same Redis and PostgreSQL: every acknowledged unit is there.
+    survivor = Client(center.target)
+    assert (await get(survivor, budget_id)).consumed == sum(acknowledged)
+    await assert_balanced(survivor, budget_id)
+    await survivor.close()
