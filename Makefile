@@ -1,5 +1,5 @@
 # Entry points; the scripts do the work (and install what is missing first).
-#   make test [ARGS="tests/harness -k redis"]   lint, type-check and run the tests
+#   make test [ARGS="tests/devstack -k redis"]  lint, type-check and run the tests
 #   make run / make stop                          local stack (see scripts/run-stack.sh)
 .PHONY: deps test lint run stop clean-stack proto
 
@@ -15,7 +15,7 @@ lint: deps
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy
-	$(VENV)/mypy --strict tests/conftest.py tests/harness
+	$(VENV)/mypy --strict tests/conftest.py
 
 run:
 	bash scripts/run-stack.sh

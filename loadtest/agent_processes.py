@@ -16,27 +16,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
 
-from loadtest.bench_client import CLOSED, DEDUCT, DEDUCT_BATCH, Clients, Job
-from loadtest.grpc_versions import BUDGET, REPO_ROOT, wait_listening
-from loadtest.stack import free_port
+from devstack import free_port
+from loadtest.bench.client import CLOSED, DEDUCT, DEDUCT_BATCH, Clients, Job
+from loadtest.grpc_versions import BUDGET, serving
 
 IN_FLIGHT = 128  # Deduct calls in flight over all clients (DeductBatch: 16), as in loadtest.bench
 
 
 def measure(clients: Clients, processes: int, seconds: float, tag: str) -> dict[str, float]:
     port = free_port()
-    servers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "loadtest.grpc_versions", "--serve", "agent", str(port)], cwd=REPO_ROOT
-        )
-        for _ in range(processes)
-    ]
-    try:
-        wait_listening(port)
+    with serving([("agent", port)] * processes):
         time.sleep(1.0)  # every process listening, not only the first
         out: dict[str, float] = {}
         for method, key, in_flight, batch in (
@@ -67,10 +59,6 @@ def measure(clients: Clients, processes: int, seconds: float, tag: str) -> dict[
                 )
             out[key] = outcome.items_ok / seconds
         return out
-    finally:
-        for server in servers:
-            server.kill()
-            server.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,15 +19,17 @@ spreads over all of them. Needs the package index (pip) the first time a version
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import venv
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,68 +178,74 @@ def _measure(seconds: float) -> dict[str, Any]:
     import grpc
     from google.protobuf import __version__ as protobuf_version
 
-    from loadtest.bench_client import CLOSED, DEDUCT, DEDUCT_BATCH, Clients, Job
-    from loadtest.stack import free_port
+    from devstack import free_port
+    from loadtest.bench.client import CLOSED, DEDUCT, DEDUCT_BATCH, Clients, Job
 
     ports = {kind: free_port() for kind in ("echo", "agent")}
-    servers = [
-        subprocess.Popen([sys.executable, "-m", "loadtest.grpc_versions", "--serve", kind, str(port)])
-        for kind, port in ports.items()
-    ]
     clients = Clients(2)
     result: dict[str, Any] = {"grpcio": grpc.__version__, "protobuf": protobuf_version}
     try:
-        for port in ports.values():
-            wait_listening(port)
-        for method, key, concurrency, batch in ((DEDUCT, "deduct", 64, 1), (DEDUCT_BATCH, "batch", 8, 100)):
-            for kind, port in ports.items():
-                start = time.monotonic() + 0.3
-                prefix = f"{kind}-{key}-{time.time_ns()}"
-                jobs = [
-                    Job(
-                        target=f"127.0.0.1:{port}",
-                        method=method,
-                        budget_id=BUDGET,
-                        prefix=prefix,
-                        mode=CLOSED,
-                        start_at=start,
-                        warmup_s=0.5,
-                        seconds=seconds,
-                        batch=batch,
-                        concurrency=concurrency,
-                    )
-                    for _ in range(clients.count)
-                ]
-                clients.start(jobs)
-                outcome = clients.collect()
-                if outcome.failure or outcome.errors or outcome.items_refused:
-                    raise RuntimeError(f"{kind} {method}: {outcome.failure or dict(outcome.errors)}")
-                result[f"{kind}.{key}"] = outcome.items_ok / seconds
+        with serving(list(ports.items())):
+            for method, key, concurrency, batch in (
+                (DEDUCT, "deduct", 64, 1),
+                (DEDUCT_BATCH, "batch", 8, 100),
+            ):
+                for kind, port in ports.items():
+                    start = time.monotonic() + 0.3
+                    prefix = f"{kind}-{key}-{time.time_ns()}"
+                    jobs = [
+                        Job(
+                            target=f"127.0.0.1:{port}",
+                            method=method,
+                            budget_id=BUDGET,
+                            prefix=prefix,
+                            mode=CLOSED,
+                            start_at=start,
+                            warmup_s=0.5,
+                            seconds=seconds,
+                            batch=batch,
+                            concurrency=concurrency,
+                        )
+                        for _ in range(clients.count)
+                    ]
+                    clients.start(jobs)
+                    outcome = clients.collect()
+                    if outcome.failure or outcome.errors or outcome.items_refused:
+                        raise RuntimeError(f"{kind} {method}: {outcome.failure or dict(outcome.errors)}")
+                    result[f"{kind}.{key}"] = outcome.items_ok / seconds
     finally:
         clients.close()
-        for server in servers:
-            server.kill()
-            server.wait()
     return result
 
 
-def wait_listening(port: int, timeout: float = 30.0) -> None:
-    """Return once something accepts connections on loopback ``port`` (RuntimeError after ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+@contextlib.contextmanager
+def serving(servers: list[tuple[str, int]]) -> Iterator[None]:
+    """``--serve KIND PORT`` processes, one per pair, until the block ends (then SIGKILLed).
+
+    They register the bare generated servicer, without a health service: each is up once its
+    port accepts connections. Several may share a port (grpcio sets SO_REUSEPORT).
+    """
+    from devstack import ServerProcess, port_open
+
+    with tempfile.TemporaryDirectory(prefix="grpc-serve-") as logs:
+        started: list[ServerProcess] = []
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"no server on port {port} after {timeout:g}s")
+            for i, (kind, port) in enumerate(servers):
+                argv = [sys.executable, "-m", "loadtest.grpc_versions", "--serve", kind, str(port)]
+                proc = ServerProcess(argv, log_path=Path(logs) / f"{kind}-{i}.log", cwd=REPO_ROOT)
+                started.append(proc)
+                proc.wait_until(functools.partial(port_open, port), what=f"{kind} on port {port}", timeout=30)
+            yield
+        finally:
+            for proc in started:
+                proc.kill()
 
 
 async def _serve(kind: str, port: int) -> None:
     # Registered the plain generated way: older grpcio versions lack what add_servicer uses.
     import grpc
 
-    from loadtest.bench_echo import EchoServicer
+    from loadtest.bench.echo import EchoServicer
     from quota.v1 import quota_pb2_grpc
 
     server = grpc.aio.server()

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import grpc
 
+from devstack import LOOPBACK, Stack, StackError, free_port
 from loadtest import check
-from loadtest.catalog import SCENARIOS, SKEW, Scenario
-from loadtest.stack import LOOPBACK, Stack, StackError, free_port
+from loadtest.catalog import REGIONS, SCENARIOS, SKEW, Scenario
 from quota.v1 import admin_pb2, admin_pb2_grpc
 from quota.v1 import common_pb2 as pb
 
@@ -137,7 +137,8 @@ def targets(args: argparse.Namespace, scenario: Scenario, out: Path) -> Iterator
     say(
         f"starting a throwaway stack ({'center and 3 agents' if scenario.agents else 'center'}); logs in {out}/logs"
     )
-    with Stack(agents=len(SKEW) if scenario.agents else 0, log_dir=out / "logs", progress=say) as stack:
+    regions = REGIONS[: len(SKEW)] if scenario.agents else ()
+    with Stack(regions=regions, log_dir=out / "logs", progress=say) as stack:
         yield Targets(stack.center, stack.agents)
         say("stopping the stack")
 

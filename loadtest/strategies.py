@@ -32,7 +32,8 @@ from pathlib import Path
 
 import grpc
 
-from loadtest.stack import Stack
+from devstack import Stack
+from loadtest.catalog import REGIONS
 from quota.v1 import admin_pb2 as apb
 from quota.v1 import admin_pb2_grpc, quota_pb2_grpc
 from quota.v1 import common_pb2 as pb
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logs = args.logs or Path(tempfile.mkdtemp(prefix="qc-strategies-"))
     rows = []
-    with Stack(agents=3, log_dir=logs, progress=progress) as stack:
+    with Stack(regions=REGIONS, log_dir=logs, progress=progress) as stack:
         for strategy in LIVE:
             progress(f"draining a {args.total}-unit budget under {strategy} ...")
             rows.append(asyncio.run(live(stack, strategy, args.total, args.workers, args.seed)))

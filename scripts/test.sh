@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make test` and CI: install what is missing, lint, type-check, run the tests.
 #
-#   scripts/test.sh [PYTEST ARGS...]     e.g. scripts/test.sh tests/harness -k redis
+#   scripts/test.sh [PYTEST ARGS...]     e.g. scripts/test.sh tests/devstack -k redis
 #
 # Every check runs even after one failed, so a run reports all problems; the exit status is
 # non-zero when any failed. pytest's own servers are throwaway ones (tests/conftest.py) unless
@@ -32,8 +32,8 @@ stage() {
 stage "ruff check" ruff check .
 stage "ruff format --check" ruff format --check .
 stage "mypy" mypy
-# The pyproject mypy run covers the packages; the test harness is typed strictly as well.
-stage "mypy tests/harness" mypy --strict tests/conftest.py tests/harness
+# The pyproject mypy run covers the packages (devstack included); the fixtures are typed strictly too.
+stage "mypy tests/conftest.py" mypy --strict tests/conftest.py
 # Any non-zero exit fails, including 5 (no tests collected).
 stage "pytest" python -m pytest "$@"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import (
+from devstack import (
     PostgresServer,
     RedisCluster,
     RedisServer,

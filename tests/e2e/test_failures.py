@@ -12,12 +12,12 @@ from pathlib import Path
 import grpc
 import pytest
 
+from devstack import RedisServer, free_port
 from quota.v1 import common_pb2 as pb
-from tests.harness import RedisServer, free_port
 from tests.helpers.agent import AgentThread, agent_settings
 from tests.helpers.calls import assert_balanced, create, get
 from tests.helpers.center import CenterThread, Client, center_settings
-from tests.helpers.regions import OK, Book, agent_process, eventually, held_here, wait_serving
+from tests.helpers.regions import OK, Book, agent_process, eventually, held_here
 
 
 async def _prime(clients: list[Client], budget_id: str, book: Book, at_least: int) -> None:
@@ -101,12 +101,11 @@ async def test_a_killed_agent_s_balance_is_in_doubt_until_it_restarts_and_report
     target = f"127.0.0.1:{port}"
     journal = tmp_path / "eu.journal"
     agent_id = f"eu-{uuid.uuid4().hex[:6]}"
-    proc = agent_process(journal, center.target, agent_id, port)
+    proc = await agent_process(journal, center.target, agent_id, port)
     book = Book()
     try:
         total = 100_000
         await create(admin, budget_id, total, sub_buckets=2)
-        await wait_serving(target)
         client = Client(target)
         try:
             await _prime([client], budget_id, book, at_least=50)
@@ -128,8 +127,7 @@ async def test_a_killed_agent_s_balance_is_in_doubt_until_it_restarts_and_report
         await assert_balanced(admin, budget_id)
 
         # Restarted with the same id and journal, it reports what it spent; the doubt is settled.
-        proc = agent_process(journal, center.target, agent_id, port)
-        await wait_serving(target)
+        proc = await agent_process(journal, center.target, agent_id, port)
 
         async def settled() -> bool:
             b = await get(admin, budget_id)

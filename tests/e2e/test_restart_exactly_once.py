@@ -11,11 +11,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from devstack import free_port
 from quota.v1 import common_pb2 as pb
-from tests.harness import free_port
 from tests.helpers.calls import assert_balanced, create, get
 from tests.helpers.center import CenterThread, Client
-from tests.helpers.regions import OK, agent_process, eventually, held_here, wait_serving
+from tests.helpers.regions import OK, agent_process, eventually, held_here
 
 EXISTS = pb.RESULT_CODE_EXISTS
 CONFLICT = pb.RESULT_CODE_CONFLICT
@@ -51,9 +51,8 @@ async def test_retries_after_a_sigkill_of_the_agent_apply_once(
     target = f"127.0.0.1:{port}"
     journal = tmp_path / "eu.journal"
     agent_id = f"eu-{uuid.uuid4().hex[:6]}"
-    proc = agent_process(journal, center.target, agent_id, port, metrics_port, RECORD_CAPACITY="10000")
+    proc = await agent_process(journal, center.target, agent_id, port, metrics_port, RECORD_CAPACITY="10000")
     try:
-        await wait_serving(target)
         agent = Client(target)
         try:
             first = await _deduct(agent, budget_id, f"{budget_id}-first", 5)  # forwarded: no slice yet
@@ -79,8 +78,9 @@ async def test_retries_after_a_sigkill_of_the_agent_apply_once(
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
 
-        proc = agent_process(journal, center.target, agent_id, port, metrics_port, RECORD_CAPACITY="10000")
-        await wait_serving(target)
+        proc = await agent_process(
+            journal, center.target, agent_id, port, metrics_port, RECORD_CAPACITY="10000"
+        )
         agent = Client(target)
         try:
             for rid, amount in local.items():

@@ -26,6 +26,9 @@ LONG_TTL_MS = 120_000
 
 @dataclass
 class Book:
+    """What the answers of one mixed run said happened, as amounts (not a log of calls with their
+    times, like ``tests.helpers.regions.Book``, which the false-refusal check needs)."""
+
     total: int
     consumed: int = 0
     deductions: dict[str, int] = field(default_factory=dict)  # rid -> still refundable

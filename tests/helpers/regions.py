@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-
+from devstack import AgentProcess
 from quota.v1 import common_pb2 as pb
 from tests.helpers.center import Client
 
@@ -73,41 +69,21 @@ async def eventually(check, seconds: float, what: str) -> None:  # type: ignore[
         await asyncio.sleep(0.05)
 
 
-ROOT = Path(__file__).resolve().parents[2]
+async def agent_process(
+    journal: Path, center: str, agent_id: str, port: int, metrics_port: int = 0, **settings: str
+) -> AgentProcess:
+    """``region-agent serve`` as its own process (so that a test can SIGKILL it) on ``port``, serving.
 
-
-def agent_process(
-    journal: Path, center: str, agent_id: str, port: int, metrics_port: int = 0, **env: str
-) -> subprocess.Popen[bytes]:
-    """``region-agent serve`` as its own process (so that a test can SIGKILL it), on ``port``."""
-    variables = {
-        "AGENT_ID": agent_id,
-        "REGION": "eu",
-        "CENTER_TARGET": center,
-        "GRPC_HOST": "127.0.0.1",
-        "GRPC_PORT": str(port),
-        "METRICS_PORT": str(metrics_port),
-        "JOURNAL_PATH": str(journal),
-        "RECONNECT_MIN_MS": "50",
-        "RECONNECT_MAX_MS": "300",
-        **env,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "region_agent.main", "serve"],
-        cwd=ROOT,
-        env={**os.environ, **{f"REGION_AGENT_{k}": v for k, v in variables.items()}},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    Its log is next to the journal; a restart with the same id and journal appends to it.
+    """
+    agent = AgentProcess(
+        center,
+        agent_id=agent_id,
+        region="eu",
+        journal=journal,
+        log_path=journal.with_name(f"{agent_id}.log"),
+        port=port,
+        metrics_port=metrics_port,
+        settings={"RECONNECT_MIN_MS": "50", "RECONNECT_MAX_MS": "300", **settings},
     )
-
-
-async def wait_serving(target: str) -> None:
-    async def up() -> bool:
-        async with grpc.aio.insecure_channel(target) as ch:
-            try:
-                await asyncio.wait_for(ch.channel_ready(), 0.5)
-                return True
-            except TimeoutError:
-                return False
-
-    await eventually(up, 20, f"agent at {target} did not start")
+    return await asyncio.to_thread(agent.start)

@@ -1,12 +1,12 @@
 """Ask the cluster itself where keys live: CLUSTER KEYSLOT and CLUSTER SLOTS, sent with the
-harness's own probe client (not the redis-py client under test)."""
+devstack's own probe client (not the redis-py client under test)."""
 
 from __future__ import annotations
 
 import time
 
+from devstack import RedisCluster, RedisServer, info_fields
 from quota_center.buckets import keys
-from tests.harness import RedisCluster, RedisServer
 
 
 def cluster_url(cluster: RedisCluster) -> str:
@@ -53,12 +53,7 @@ def hget_int(cluster: RedisCluster, key: str, field: str) -> int | None:
 def info_section(node: RedisServer, section: str) -> dict[str, str]:
     reply = node.command("INFO", section)
     assert isinstance(reply, bytes)
-    fields: dict[str, str] = {}
-    for line in reply.decode().splitlines():
-        name, sep, value = line.partition(":")
-        if sep:
-            fields[name] = value
-    return fields
+    return info_fields(reply)
 
 
 def stat(fields: dict[str, str], name: str, item: str) -> int:

@@ -2,7 +2,7 @@
 
 Locust (gevent, monkey-patching) only ever runs in subprocesses: `python -m loadtest.run`, as a
 user would type it. One scenario starts its own stack and runs a master with a worker; the others
-share one stack (`python -m loadtest.stack`) and run a single Locust process, to stay quick.
+share one stack (`python -m devstack up`) and run a single Locust process, to stay quick.
 Nothing here asserts a speed: the machine is shared.
 """
 
@@ -34,7 +34,7 @@ def _run(args: list[str], timeout: float = 100) -> subprocess.CompletedProcess[s
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     logs = tmp_path_factory.mktemp("stack-logs")
     with subprocess.Popen(
-        [sys.executable, "-m", "loadtest.stack", "--agents", "3", "--log-dir", str(logs)],
+        [sys.executable, "-m", "devstack", "up", "--agents", "3", "--log-dir", str(logs)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,

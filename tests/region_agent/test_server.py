@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,15 +17,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from devstack import AgentProcess, free_port
 from quota.v1 import common_pb2 as pb
 from region_agent.journal import Journal, JournalLocked
 from tests.helpers.agent import AgentClient, AgentThread, agent_settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -183,38 +176,20 @@ def test_serve_without_an_agent_id_says_so() -> None:
 
 
 def test_sigterm_drains_and_exits_cleanly(tmp_path: Path) -> None:
-    port = free_port()
-    env = _env(
-        REGION_AGENT_AGENT_ID="drain-test",
-        REGION_AGENT_GRPC_HOST="127.0.0.1",
-        REGION_AGENT_GRPC_PORT=str(port),
-        REGION_AGENT_METRICS_PORT="0",
-        REGION_AGENT_JOURNAL_PATH=str(tmp_path / "j"),
-        REGION_AGENT_CENTER_TARGET=f"127.0.0.1:{free_port()}",
-        REGION_AGENT_DRAIN_GRACE_S="0.5",
-    )
-    with subprocess.Popen(
-        [sys.executable, "-m", "region_agent.main", "serve"], env=env, stderr=subprocess.PIPE
-    ) as p:
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                    try:
-                        status = health_pb2_grpc.HealthStub(channel).Check(
-                            health_pb2.HealthCheckRequest(), timeout=1
-                        )
-                        assert status.status == health_pb2.HealthCheckResponse.SERVING
-                        break
-                    except grpc.RpcError:
-                        assert time.monotonic() < deadline, "the agent did not start"
-                        time.sleep(0.1)
-            p.send_signal(signal.SIGTERM)
-            assert p.wait(15) == 0
-        finally:
-            p.kill()
-            assert p.stderr is not None
-            err = p.stderr.read().decode()
+    agent = AgentProcess(
+        f"127.0.0.1:{free_port()}",
+        agent_id="drain-test",
+        journal=tmp_path / "j",
+        log_path=tmp_path / "agent.log",
+        metrics_port=0,
+        settings={"DRAIN_GRACE_S": "0.5"},
+    ).start()  # returns once its health service answers SERVING
+    try:
+        agent.process.send(signal.SIGTERM)
+        assert agent.wait(15) == 0
+    finally:
+        agent.kill()
+        err = agent.log_path.read_text()
     assert "draining" in err
     with Journal(tmp_path / "j"):  # the lock went with the process
         pass

@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from tests.harness import RedisServer
+from devstack import RedisServer
 from tests.helpers.calls import OK, assert_balanced, create, deduct, get
 from tests.helpers.center import CenterThread, Client, center_settings
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import RedisCluster
+from devstack import RedisCluster
 from tests.helpers.center import CenterThread, center_settings
 from tests.helpers.shards import cluster_url, wait_cluster_ok
 

@@ -11,6 +11,7 @@ from redis.asyncio import RedisCluster as AsyncRedisCluster
 from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError
 
+from devstack import RedisCluster, free_port
 from quota_center.buckets.client import (
     DEFAULT_MAX_CONNECTIONS,
     CenterRedisCluster,
@@ -21,7 +22,6 @@ from quota_center.buckets.client import (
     torn_connection,
 )
 from quota_center.health import redis_ok
-from tests.harness import RedisCluster, free_port
 from tests.helpers.shards import cluster_url, info_section, owner, stat
 
 

@@ -3,7 +3,7 @@ on the 3-master Redis Cluster (8 sub-buckets over the shards); audited after eve
 
 from __future__ import annotations
 
-from tests.harness import RedisCluster
+from devstack import RedisCluster
 from tests.helpers.center import Client
 from tests.helpers.mixed import run_mixed
 

@@ -10,8 +10,8 @@ from collections import Counter
 
 import grpc
 
+from devstack import RedisCluster
 from quota.v1 import common_pb2 as pb
-from tests.harness import RedisCluster
 from tests.helpers.calls import EXISTS, INSUFFICIENT, OK, assert_balanced, create, deduct, get, refund
 from tests.helpers.center import CenterThread, Client
 from tests.helpers.shards import bucket_keys, hget_int, owner, wait_cluster_ok

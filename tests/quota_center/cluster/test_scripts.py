@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.harness import RedisCluster
+from devstack import RedisCluster
 from tests.helpers.calls import OK, assert_balanced, create, deduct, get, refund
 from tests.helpers.center import CenterThread, Client
 from tests.helpers.shards import info_section, stat

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from devstack import RedisCluster, RedisReplyError
 from quota.v1 import admin_pb2 as apb
 from quota.v1 import common_pb2 as pb
-from tests.harness import RedisCluster, RedisReplyError
 from tests.helpers.calls import CONFLICT, EXISTS, OK, assert_balanced, create, deduct, get, refund
 from tests.helpers.center import Client
 from tests.helpers.shards import bucket_keys, hget_int, keyslot, owner

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import RedisServer
+from devstack import RedisServer
 from tests.helpers.center import CenterThread, center_settings
 
 

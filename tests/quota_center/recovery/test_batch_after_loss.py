@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
+from devstack import RedisServer
 from quota.v1 import common_pb2 as pb
-from tests.harness import RedisServer
 from tests.helpers.calls import CONFLICT, EXISTS, OK, create
 from tests.helpers.center import CenterThread, Client
 from tests.helpers.recovery import settled

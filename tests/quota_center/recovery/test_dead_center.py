@@ -10,9 +10,9 @@ import asyncpg
 import grpc
 import pytest
 
+from devstack import RedisServer
 from quota.v1 import admin_pb2 as apb
 from quota_rules.limits import MAX_AMOUNT
-from tests.harness import RedisServer
 from tests.helpers.calls import CONFLICT, EXISTS, OK, assert_balanced, create, deduct
 from tests.helpers.center import CenterThread, Client, center_settings
 from tests.helpers.recovery import doubt_holders, settle

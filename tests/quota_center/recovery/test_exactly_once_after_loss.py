@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from devstack import RedisServer
 from quota.v1 import common_pb2 as pb
-from tests.harness import RedisServer
 from tests.helpers.calls import CONFLICT, EXISTS, OK, create, deduct, refund
 from tests.helpers.center import CenterThread, Client, center_settings
 from tests.helpers.recovery import settled

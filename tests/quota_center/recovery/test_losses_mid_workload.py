@@ -12,8 +12,8 @@ import re
 import grpc
 import pytest
 
+from devstack import RedisServer
 from quota.v1 import common_pb2 as pb
-from tests.harness import RedisServer
 from tests.helpers.calls import CONFLICT, EXISTS, OK, assert_balanced, create, deduct, refund
 from tests.helpers.center import CenterThread, Client
 from tests.helpers.recovery import Acknowledged, doubt_holders, settled

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from tests.harness import RedisServer
+from devstack import RedisServer
 from tests.helpers.calls import OK, assert_balanced, create, deduct, get
 from tests.helpers.center import CenterThread, Client, center_settings
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from devstack import RedisServer
 from quota_center.buckets import keys
 from quota_center.buckets.client import connect
 from quota_center.buckets.store import BucketStore
-from tests.harness import RedisServer
 
 
 async def test_one_round_trip_claims_deducts_and_refuses_another_request(fresh_redis: RedisServer) -> None:

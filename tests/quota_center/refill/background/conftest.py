@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from devstack import create_database, drop_database
 from quota_center.budgets.registry import BudgetMeta
-from tests.harness import create_database, drop_database
 from tests.helpers.center import CenterThread, center_settings
 
 FILL_INTERVAL_MS = 20

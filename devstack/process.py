@@ -1,56 +1,19 @@
-"""Process plumbing shared by the throwaway servers: ports, temp dirs, start-up waits, cleanup."""
+"""Process plumbing shared by every server devstack starts: logs, OS users, temp dirs, waits, stops."""
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import FrameType
-from typing import Protocol
 
-LOOPBACK = "127.0.0.1"
-
-
-class HarnessError(RuntimeError):
-    """A throwaway server could not be started or driven."""
-
-
-# Ports handed out but perhaps not bound yet: never hand the same one out twice in a run,
-# since a cluster asks for several before any server binds them.
-_handed_out: set[int] = set()
-_ports_lock = threading.Lock()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the caller may still lose a race)."""
-    with _ports_lock:
-        for _ in range(100):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind((LOOPBACK, 0))
-                port: int = sock.getsockname()[1]
-            if port not in _handed_out:
-                _handed_out.add(port)
-                return port
-    raise HarnessError("no free loopback port found")
-
-
-def port_open(port: int, host: str = LOOPBACK) -> bool:
-    """Whether something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+from .errors import StackError
 
 
 def log_tail(path: Path, lines: int = 40) -> str:
@@ -58,7 +21,7 @@ def log_tail(path: Path, lines: int = 40) -> str:
     try:
         text = path.read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
-        return f"(no log at {path}: {exc})"
+        return f"    (no log at {path}: {exc})"
     tail = text.splitlines()[-lines:]
     return "\n".join(f"    {line}" for line in tail) or "    (log is empty)"
 
@@ -77,7 +40,7 @@ def service_user() -> str | None:
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        raise HarnessError(
+        raise StackError(
             "running as root, but PostgreSQL refuses root and there is no 'postgres' OS user; "
             "run scripts/install-deps.sh (the postgresql package creates it) or run as a normal user"
         ) from None
@@ -128,9 +91,9 @@ def run_checked(
             extra_groups=_groups(user),
         )
     except subprocess.TimeoutExpired as exc:
-        raise HarnessError(f"{what}: timed out after {timeout}s: {' '.join(argv)}") from exc
+        raise StackError(f"{what}: timed out after {timeout}s: {' '.join(argv)}") from exc
     if done.returncode != 0:
-        raise HarnessError(
+        raise StackError(
             f"{what} failed (exit {done.returncode}): {' '.join(argv)}\n{done.stdout}{done.stderr}".rstrip()
         )
     return done.stdout
@@ -147,7 +110,11 @@ def _groups(user: str | None) -> list[int] | None:
 
 
 class ServerProcess:
-    """One long-running server process whose stdout and stderr go to a log file."""
+    """One long-running server process whose stdout and stderr go to a log file.
+
+    ``env`` is laid over this process's environment, so a server gets PATH and friends plus its
+    own settings.
+    """
 
     def __init__(
         self,
@@ -161,15 +128,15 @@ class ServerProcess:
         self.argv = list(argv)
         self.log_path = log_path
         with log_path.open("ab") as log:
-            # A new session keeps a terminal's Ctrl-C away from the servers: the fixtures stop
-            # them in order during teardown instead.
+            # A new session keeps a terminal's Ctrl-C away from the servers: their owner stops
+            # them in order instead (and a kept server outlives the command that started it).
             self._popen = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
-                env=None if env is None else dict(env),
+                env=None if env is None else {**os.environ, **env},
                 start_new_session=True,
                 user=user,
                 group=_gid(user),
@@ -193,6 +160,10 @@ class ServerProcess:
             with contextlib.suppress(ProcessLookupError):
                 self._popen.send_signal(sig)
 
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit status once the process ended (subprocess.TimeoutExpired after ``timeout``)."""
+        return self._popen.wait(timeout)
+
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 20) -> None:
         """Ask the server to exit with `sig`; SIGKILL it when it takes longer than `timeout`."""
         self.send(sig)
@@ -209,10 +180,10 @@ class ServerProcess:
                 os.killpg(self._popen.pid, signal.SIGKILL)
         self._popen.wait()
 
-    def failure(self, message: str) -> HarnessError:
+    def failure(self, message: str) -> StackError:
         """An error naming the command and quoting the log tail."""
         state = "running" if self.alive else f"exited with {self.returncode}"
-        return HarnessError(
+        return StackError(
             f"{message}\n  command: {' '.join(self.argv)}\n  process: {state}\n"
             f"  log tail ({self.log_path}):\n{log_tail(self.log_path)}"
         )
@@ -234,46 +205,43 @@ class ServerProcess:
             delay = min(delay * 2, 0.2)
 
 
-class Stoppable(Protocol):
-    def stop(self) -> None: ...
+def stop_pid(pid: int, sig: signal.Signals, *, timeout: float = 30) -> bool:
+    """Signal a server this process did not start (a kept one, by its pid file) and wait for it to go.
 
-
-# Servers still running, stopped at interpreter exit even when a fixture's teardown never ran.
-_live: dict[int, Stoppable] = {}
-
-
-def track(server: Stoppable) -> None:
-    _live[id(server)] = server
-
-
-def untrack(server: Stoppable) -> None:
-    _live.pop(id(server), None)
-
-
-def stop_all() -> None:
-    """Stop every server this process started and has not stopped, newest first."""
-    for server in reversed(list(_live.values())):
-        with contextlib.suppress(Exception):
-            server.stop()
-    _live.clear()
-
-
-atexit.register(stop_all)
-
-
-def install_sigterm_cleanup() -> None:
-    """Stop the servers on SIGTERM too (a CI timeout), where atexit would not run.
-
-    Only installed over the default action, so a handler someone else set up wins.
+    False when it is still there after ``timeout``: a kept server holds data, so it is never
+    SIGKILLed behind its owner's back.
     """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _exists(pid):
+            return True
+        time.sleep(0.1)
+    return False
 
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        stop_all()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A kept server's parent has exited; until whoever inherited it reaps it, an exited server
+    # is a zombie (state Z in /proc), which still answers signal 0.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def program_of(pid: int) -> str | None:
+    """The program name of a running pid (Linux /proc), None when it is gone or unknown."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None

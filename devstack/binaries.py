@@ -1,13 +1,14 @@
-"""Where the Redis and PostgreSQL server binaries live (Debian layout first, then PATH)."""
+"""Where the programs live: Redis and PostgreSQL (Debian layout first, then PATH) and our own commands."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from functools import cache
 from pathlib import Path
 
-from ._process import HarnessError
+from .errors import StackError
 
 _INSTALL_HINT = "run scripts/install-deps.sh (Debian packages redis-server and postgresql)"
 
@@ -16,7 +17,7 @@ def redis_binary(name: str) -> str:
     """Path of redis-server or redis-cli."""
     found = shutil.which(name) or shutil.which(name, path="/usr/bin:/usr/local/bin")
     if found is None:
-        raise HarnessError(f"{name} not found on PATH; {_INSTALL_HINT}")
+        raise StackError(f"{name} not found on PATH; {_INSTALL_HINT}")
     return found
 
 
@@ -35,18 +36,27 @@ def postgres_bindir() -> Path:
     initdb = shutil.which("initdb")
     if initdb is not None:
         return Path(initdb).parent
-    raise HarnessError(f"PostgreSQL server binaries (initdb, postgres) not found; {_INSTALL_HINT}")
+    raise StackError(f"PostgreSQL server binaries (initdb, postgres) not found; {_INSTALL_HINT}")
 
 
 def postgres_binary(name: str) -> str:
-    """Path of a PostgreSQL program (initdb, postgres, psql); psql may also come from PATH alone."""
+    """Path of a PostgreSQL program (initdb, postgres, psql, pg_isready); client tools may come from PATH."""
     path = postgres_bindir() / name
     if path.is_file():
         return str(path)
     found = shutil.which(name)
     if found is None:
-        raise HarnessError(f"{name} not found in {postgres_bindir()} nor on PATH; {_INSTALL_HINT}")
+        raise StackError(f"{name} not found in {postgres_bindir()} nor on PATH; {_INSTALL_HINT}")
     return found
+
+
+def project_command(script: str, module: str) -> list[str]:
+    """A console script of this project next to this Python (the venv's), else ``python -m module``.
+
+    The console script is what a user runs; the module form keeps working from a bare checkout.
+    """
+    path = Path(sys.executable).parent / script
+    return [str(path)] if path.is_file() else [sys.executable, "-m", module]
 
 
 def _version_key(name: str) -> tuple[int, ...]:

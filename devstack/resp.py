@@ -1,6 +1,6 @@
-"""A tiny blocking Redis client (RESP2) for the harness's own probes.
+"""A tiny blocking Redis client (RESP2) for probing the servers devstack starts.
 
-The harness pings and inspects servers while starting them; a dozen lines of protocol keep that
+devstack pings and inspects servers while starting them; a dozen lines of protocol keep that
 independent of redis-py's version, its warnings and its connection pools.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 from typing import BinaryIO, TypeAlias
 
-from ._process import LOOPBACK
+from .ports import LOOPBACK
 
 Reply: TypeAlias = "bytes | int | list[Reply] | None"
 

@@ -1,6 +1,6 @@
 """Echo servers of ``quota.v1.Quota``: the ceilings the benchmark measures the real paths against.
 
-``python -m loadtest.bench_echo --port N`` answers ``Deduct`` and ``DeductBatch`` with an OK
+``python -m loadtest.bench.echo --port N`` answers ``Deduct`` and ``DeductBatch`` with an OK
 response built from the request (same fields, hence the same bytes on the wire as a real
 answer) and does nothing else: the ceiling of the gRPC transport in this process model.
 
@@ -124,7 +124,7 @@ async def serve(port: int, redis_url: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
-        prog="python -m loadtest.bench_echo",
+        prog="python -m loadtest.bench.echo",
         description="An echo quota.v1.Quota server (Deduct, DeductBatch) on 127.0.0.1, the benchmark's ceiling.",
     )
     p.add_argument("--port", type=int, required=True, help="gRPC port on 127.0.0.1")

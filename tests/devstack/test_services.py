@@ -1,4 +1,4 @@
-"""The harness itself: each server really starts, serves, dies and comes back as promised."""
+"""devstack's servers: each really starts, serves, dies and comes back as promised."""
 
 from __future__ import annotations
 
@@ -11,8 +11,15 @@ import pytest
 import redis
 import redis.cluster
 
-from . import HarnessError, PostgresServer, RedisCluster, RedisServer, dsn_for_database, redis_command
-from ._process import port_open
+from devstack import (
+    PostgresServer,
+    RedisCluster,
+    RedisServer,
+    StackError,
+    dsn_for_database,
+    port_open,
+    redis_command,
+)
 
 
 def test_redis_kill_and_restart_comes_back_empty(fresh_redis: RedisServer) -> None:
@@ -63,7 +70,7 @@ def test_redis_url_works_with_a_real_client(redis_url: str) -> None:
 
 
 def test_failed_start_quotes_the_server_log() -> None:
-    with pytest.raises(HarnessError, match=r"(?s)exited during start-up.*log tail.*Bad directive"):
+    with pytest.raises(StackError, match=r"(?s)exited during start-up.*log tail.*Bad directive"):
         RedisServer(extra_args=["--no-such-directive", "1"]).start()
 
 

@@ -1,0 +1,166 @@
+"""``python -m loadtest.bench``: the options, and main (run, then write the JSON and the PNG, print)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+
+from loadtest.bench.config import config_from, given_options
+from loadtest.bench.report import render
+from loadtest.bench.runner import run
+from loadtest.bench.servers import REPO_ROOT
+from quota_rules.loops import EVENT_LOOPS
+
+REPORTS = REPO_ROOT / "loadtest" / "reports"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.bench",
+        description="Start Redis, PostgreSQL, the center, a region agent and two echo servers on 127.0.0.1 "
+        "(all throwaway, in a temp dir), then measure in one run, for the agent's and the center's Deduct "
+        "and DeductBatch and for their ceilings (echo, echo+EVALSHA): throughput at saturation (closed "
+        "loop), p50/p99 latency at saturation and at a fixed open-loop rate, the ratio of each path to "
+        "its ceiling, center calls per thousand deductions served through the agent, and a drain of a "
+        "small budget. Prints tables on stdout (progress on stderr), writes a JSON report and a PNG chart.",
+        epilog="Exit status: 0 when every measurement ran (targets met or not, unless --fail-on-target), "
+        "1 when a server could not be started or a measurement got no answer at all, 3 with "
+        "--fail-on-target when a target is not met.",
+    )
+    p.add_argument(
+        "--seconds", type=float, default=3.0, help="measurement window of each path and mode (default 3)"
+    )
+    p.add_argument(
+        "--warmup", type=float, default=1.0, help="warm-up before each window, not counted (default 1)"
+    )
+    p.add_argument(
+        "--clients",
+        type=int,
+        default=2,
+        help="client processes, each one asyncio loop and channel (default 2)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=64,
+        help="Deduct calls in flight per client process in the closed loop (default 64)",
+    )
+    p.add_argument(
+        "--batch-concurrency",
+        type=int,
+        default=8,
+        help="DeductBatch calls in flight per client process in the closed loop (default 8)",
+    )
+    p.add_argument("--batch", type=int, default=100, help="deductions per DeductBatch call (default 100)")
+    p.add_argument(
+        "--open-fraction",
+        type=float,
+        default=0.5,
+        help="open-loop rate as a fraction of the echo calls/s of the same method, or of the path's own"
+        " closed-loop calls/s when that is lower (default 0.5)",
+    )
+    p.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=None,
+        help="length of the drain (default: 2 × --seconds, at least 2)",
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="where to write the JSON report (default loadtest/reports/bench-<timestamp>.json)",
+    )
+    p.add_argument(
+        "--png", type=Path, default=None, help="where to write the chart (default: the JSON path with .png)"
+    )
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a quick smoke run: --seconds 0.5 --warmup 0.3 --concurrency 8 --batch-concurrency 2 --batch 20"
+        " --drain-seconds 1.5 --pairs 1"
+        " (explicit options still win)",
+    )
+    p.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        help="closed-loop windows of each compared path and of its ceiling, in turn; the ratio is the"
+        " median pair's (default 3)",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the temp dir with the servers' logs")
+    p.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default="asyncio",
+        help="event loop of the servers measured: center, agent and echo servers alike (default asyncio)",
+    )
+    p.add_argument("--fail-on-target", action="store_true", help="exit 3 when a target is not met")
+    return p
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        print(f"[bench {time.monotonic() - self.t0:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    cfg = config_from(args, given_options(argv))
+    if (
+        cfg.seconds <= 0
+        or cfg.warmup < 0
+        or min(cfg.clients, cfg.concurrency, cfg.batch_concurrency, cfg.batch, cfg.pairs) < 1
+    ):
+        print(
+            "bench: --seconds, --clients, --concurrency, --batch-concurrency, --batch and --pairs must be positive",
+            file=sys.stderr,
+        )
+        return 2
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    json_path: Path = args.json or REPORTS / f"bench-{stamp}.json"
+    png_path: Path = args.png or json_path.with_suffix(".png")
+    log = Progress()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        report = run(cfg, log)
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    except Exception as exc:
+        log(f"failed: {type(exc).__name__}: {exc}")
+        return 1
+    from loadtest.bench.chart import write_png
+
+    report["png"] = str(png_path)
+    write_png(report, png_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    print(render(report))
+    log(f"wrote {json_path} and {png_path}")
+    failed = [
+        f"{p['label']} ({mode} loop)"
+        for p in report["paths"].values()
+        for mode in ("closed", "open")
+        if "failed" in p[mode]
+    ]
+    if failed:
+        log(f"no call answered in: {', '.join(failed)}")
+        return 1
+    if args.fail_on_target and any(t["met"] is False for t in report["targets"]):
+        return 3
+    return 0
