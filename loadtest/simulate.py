@@ -22,12 +22,12 @@ import sys
 from dataclasses import dataclass, field
 
 from quota_rules.allocation import BudgetState, HolderState, slice_size
-from quota_rules.modes import Mode, mode_for
+from quota_rules.modes import Mode as CenterMode
+from quota_rules.modes import mode_for
 from quota_rules.policy import Policy, resolve
-from quota_rules.usage import Usage
 from region_agent.core import Agent, Forward
 from region_agent.records import Answer
-from region_agent.slices import Holding, State
+from region_agent.slices import Counters, Holding, Mode, State
 
 BUDGET = "sim"
 STRATEGIES = ("progressive", "static", "central", "local")
@@ -37,19 +37,19 @@ LEASE_MS = 300_000
 
 class MemoryJournal:
     def __init__(self) -> None:
-        self.counters: dict[str, Usage] = {}
+        self.counters: dict[str, Counters] = {}
 
-    def load(self) -> dict[str, Usage]:
+    def load(self) -> dict[str, Counters]:
         return dict(self.counters)
 
-    def write(self, budget_id: str, counters: Usage) -> None:
+    def write(self, budget_id: str, counters: Counters) -> None:
         self.counters[budget_id] = counters
 
 
 @dataclass
 class _Holding:
     balance: int = 0
-    applied: Usage = field(default_factory=Usage)
+    applied: Counters = field(default_factory=Counters)
     version: int = 0
     rate: float = 0.0
     last_slice: int = 0
@@ -85,7 +85,7 @@ class SimCenter:
     def free(self) -> int:
         return self.main + sum(h.balance for h in self.holdings.values())
 
-    def report(self, agent: int, c: Usage) -> Holding:
+    def report(self, agent: int, c: Counters) -> Holding:
         """Apply cumulative usage as agent_report.lua does; return the holding after it."""
         h = self.holdings.setdefault(agent, _Holding(applied=c))
         if c.seq > h.applied.seq:
@@ -96,16 +96,16 @@ class SimCenter:
             h.balance -= delta
             h.applied = c
             h.version += 1
-        mode = mode_for(self.policy, self.free())
+        mode = Mode(mode_for(self.policy, self.free()).value)
         return Holding(BUDGET, h.version, h.balance, h.applied, LEASE_MS, mode, State.ACTIVE)
 
-    def grant(self, agent: int, c: Usage, rate: int) -> tuple[int, Holding]:
+    def grant(self, agent: int, c: Counters, rate: int) -> tuple[int, Holding]:
         self.calls.slice_requests += 1
         self.report(agent, c)
         h = self.holdings[agent]
         h.rate = float(rate)
         amount = 0
-        if mode_for(self.policy, self.free()) is not Mode.CENTRAL:
+        if mode_for(self.policy, self.free()) is not CenterMode.CENTRAL:
             budget = BudgetState(
                 main=self.main,
                 remaining=self.free(),
@@ -120,7 +120,7 @@ class SimCenter:
             h.last_slice = amount
         return amount, self.report(agent, c)
 
-    def static_share(self, agent: int, c: Usage, agents: int) -> Holding:
+    def static_share(self, agent: int, c: Counters, agents: int) -> Holding:
         """The static strategy: one equal share of the total, once."""
         self.calls.slice_requests += 1
         self.report(agent, c)
@@ -255,7 +255,7 @@ def run(
     seq = 0
     for tick in range(seconds * 1000 // TICK_MS):
         now = tick * TICK_MS
-        if not result.scarce_at_s and mode_for(policy, center.free()) is not Mode.NORMAL:
+        if not result.scarce_at_s and mode_for(policy, center.free()) is not CenterMode.NORMAL:
             result.scarce_at_s = now / 1000
             result.steady_deductions = result.deductions
             result.steady_calls = center.calls.on_demand

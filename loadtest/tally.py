@@ -97,7 +97,7 @@ class Tally:
         self.unknown += other.unknown
 
     def to_json(self) -> dict[str, Any]:
-        # Not asdict: it would rebuild the Usage from (key, value) pairs.
+        # Not asdict: it would rebuild the Counters from (key, value) pairs.
         return {
             "host": self.host,
             "pid": self.pid,

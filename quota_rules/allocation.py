@@ -31,14 +31,8 @@ class BudgetState:
     # main + held + in flight; callers pass main + held (``free`` in ``modes``), leaving
     # out transfers in flight, which last milliseconds.
     remaining: int
-    holders: int  # holders sharing main: sub-buckets, or agents
+    holders: int  # holders sharing main (sub-buckets now, agents later)
     total_rate: float = 0.0  # sum of the holders' observed rates, units per second
-    # The mode when the caller was told it (an agent: the center's last word) instead of
-    # knowing ``remaining``; None: ``modes.mode_for`` on ``remaining``.
-    mode: Mode | None = None
-
-    def mode_under(self, policy: Policy) -> Mode:
-        return self.mode if self.mode is not None else mode_for(policy, max(0, self.remaining))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +51,8 @@ def slice_size(policy: Policy, budget: BudgetState, holder: HolderState) -> int:
     In order:
 
     1. **Main cannot cover the need**: 0; the caller merges the other holders' fragments.
-    2. **Mode** (``modes.mode_for`` on ``remaining`` unless the caller knows it, so the
-       thresholds mean the same everywhere): CENTRAL gives exactly the need, and nothing in the background, so
+    2. **Mode** (``modes.mode_for`` on ``remaining``, so the thresholds mean the same
+       everywhere): CENTRAL gives exactly the need, and nothing in the background, so
        the last units are never parked where a request hashed elsewhere cannot reach
        them. SCARCE shrinks slices to the request size: ``max(need, min_slice)``,
        ``min_slice`` for a background refill (full slices would strand most of what
@@ -83,7 +77,7 @@ def slice_size(policy: Policy, budget: BudgetState, holder: HolderState) -> int:
     need = max(0, holder.need)
     if need > main:
         return 0
-    mode = budget.mode_under(policy)
+    mode = mode_for(policy, max(0, budget.remaining))
     if mode is Mode.CENTRAL:
         return need
     rate = _clean_rate(holder.rate)
@@ -140,7 +134,7 @@ def release_amount(policy: Policy, budget: BudgetState, holder: HolderState) -> 
     The floor serves the next small request without a wait. In central mode there
     is no floor: every unit goes back where any request can reach it.
     """
-    central = budget.mode_under(policy) is Mode.CENTRAL
+    central = mode_for(policy, max(0, budget.remaining)) is Mode.CENTRAL
     floor = 0 if central else policy.min_slice
     return max(0, holder.balance - floor)
 

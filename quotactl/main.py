@@ -4,17 +4,7 @@ Usage: ``quotactl [--target HOST:PORT] [--json] [--timeout SECONDS] [--actor NAM
 (the global options may also follow the command). ``--target`` defaults to
 ``$QUOTACTL_TARGET``, else ``localhost:50051``; ``--actor`` to ``$USER``, else ``quotactl``.
 
-Exit codes:
-
-- 0: success (result OK or EXISTS)
-- 1: business refusal (any other result code, e.g. INSUFFICIENT, CONFLICT, BUDGET_PAUSED)
-- 2: usage or bad input (argument errors, bad amounts, gRPC INVALID_ARGUMENT)
-- 3: not found (gRPC NOT_FOUND)
-- 4: unavailable or timed out (gRPC UNAVAILABLE, DEADLINE_EXCEEDED, connection refused)
-- 5: audit mismatch (``audit`` found the books unbalanced)
-- 6: any other gRPC error
-- 130: interrupted
-
+Exit codes are listed once, in ``quotactl.exit_codes`` (and in ``quotactl --help``).
 Responses (refusals included) go to stdout, as text or, with ``--json``, as one JSON
 object; errors go to stderr as one line ``quotactl: error: <details>``.
 """
@@ -30,7 +20,6 @@ from collections.abc import Callable, Mapping, Sequence
 import grpc
 
 from quota.v1 import admin_pb2_grpc, quota_pb2_grpc
-from quota_rules.limits import MAX_AMOUNT
 from quotactl import commands, parse
 from quotactl.exit_codes import EPILOG, ExitCode
 
@@ -202,7 +191,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     p.add_argument("--state", choices=list(parse.STATES), help="only budgets in this state")
     p.add_argument(
         "--limit",
-        type=_arg(lambda text: parse.parse_int(text, what="limit", minimum=1, maximum=MAX_AMOUNT)),
+        type=_arg(lambda text: parse.parse_int(text, what="limit", minimum=1, maximum=parse.MAX_AMOUNT)),
         metavar="N",
         help="list at most N budgets (default: all)",
     )

@@ -18,10 +18,12 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from quota.v1 import common_pb2
-from quota_rules.limits import MAX_AMOUNT
-from quota_rules.limits import MAX_ID_BYTES as MAX_REQUEST_ID_BYTES
 
+# Largest amount the contract allows (exactly representable as a double, so safe in JSON).
+MAX_AMOUNT = 2**53 - 1
 MAX_UINT32 = 2**32 - 1
+# Request ids are 1..128 bytes (common.proto, DeductRequest.request_id).
+MAX_REQUEST_ID_BYTES = 128
 
 _DIGITS = re.compile(r"[0-9]+")
 _NEGATIVE = re.compile(r"-[0-9]+")

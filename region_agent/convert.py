@@ -6,15 +6,12 @@ from typing import cast
 
 from quota.v1 import common_pb2 as pb
 from quota.v1 import session_pb2 as spb
-from quota_rules.modes import Mode
 from quota_rules.results import result_code
-from quota_rules.usage import Usage
 from region_agent.records import Answer
-from region_agent.slices import Holding, State
+from region_agent.slices import Counters, Holding, Mode, State
 
-# The center always names a mode; an unset one is read as NORMAL (nothing restricts the slice).
 _MODES = {
-    pb.MODE_UNSPECIFIED: Mode.NORMAL,
+    pb.MODE_UNSPECIFIED: Mode.UNSPECIFIED,
     pb.MODE_NORMAL: Mode.NORMAL,
     pb.MODE_SCARCE: Mode.SCARCE,
     pb.MODE_CENTRAL: Mode.CENTRAL,
@@ -25,11 +22,11 @@ _STATES = {
     pb.BUDGET_STATE_PAUSED: State.PAUSED,
     pb.BUDGET_STATE_CLOSED: State.CLOSED,
 }
-MODE_PB = {Mode.NORMAL: pb.MODE_NORMAL, Mode.SCARCE: pb.MODE_SCARCE, Mode.CENTRAL: pb.MODE_CENTRAL}
+MODE_PB = {v: k for k, v in _MODES.items()}
 STATE_PB = {v: k for k, v in _STATES.items()}
 
 
-def usage_pb(budget_id: str, c: Usage) -> spb.Usage:
+def usage_pb(budget_id: str, c: Counters) -> spb.Usage:
     return spb.Usage(
         budget_id=budget_id,
         seq=c.seq,
@@ -40,8 +37,8 @@ def usage_pb(budget_id: str, c: Usage) -> spb.Usage:
     )
 
 
-def counters_from_pb(u: spb.Usage) -> Usage:
-    return Usage(
+def counters_from_pb(u: spb.Usage) -> Counters:
+    return Counters(
         consumed=u.consumed, returned=u.returned, reserved=u.reserved, released=u.released, seq=u.seq
     )
 

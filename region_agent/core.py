@@ -21,7 +21,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from quota_rules import requests
 from quota_rules.limits import (
     MAX_AMOUNT,
     InvalidInput,
@@ -29,10 +28,7 @@ from quota_rules.limits import (
     check_budget_id,
     check_request_id,
 )
-from quota_rules.modes import Mode
 from quota_rules.rates import DecayingRate
-from quota_rules.requests import deduct_fingerprint
-from quota_rules.usage import Usage
 from region_agent import refill
 from region_agent.records import (
     Answer,
@@ -44,7 +40,7 @@ from region_agent.records import (
     Served,
     same_request,
 )
-from region_agent.slices import BudgetSlice, Holding, State
+from region_agent.slices import BudgetSlice, Counters, Holding, Mode, State
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +53,9 @@ _OK_ANSWERS_KEPT = 4096  # distinct amounts whose OK answer is shared
 class CounterStore(Protocol):
     """Where the cumulative counters live across restarts (``region_agent.journal``)."""
 
-    def load(self) -> dict[str, Usage]: ...
+    def load(self) -> dict[str, Counters]: ...
 
-    def write(self, budget_id: str, counters: Usage) -> None: ...
+    def write(self, budget_id: str, counters: Counters) -> None: ...
 
 
 class RecordStore(Protocol):
@@ -105,9 +101,33 @@ class Config:
     rules: refill.RefillRules = field(default_factory=refill.RefillRules)
 
 
+def resolve_ttl(ttl_ms: int, default_ms: int, max_ms: int) -> int:
+    """The TTL a reservation gets; the rule of ``quota_center.spending.reservations.resolve_ttl``."""
+    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int):
+        raise InvalidInput("ttl_ms must be an integer number of milliseconds")
+    if ttl_ms < 0:
+        raise InvalidInput(f"ttl_ms must not be negative, got {ttl_ms} (0 takes the default {default_ms})")
+    if ttl_ms > max_ms:
+        raise InvalidInput(f"ttl_ms {ttl_ms} exceeds the maximum {max_ms}")
+    return ttl_ms or default_ms
+
+
+# Fingerprints as the center binds request ids (quota_center.spending.deductions, quota_center.spending.reservations).
+def deduct_fingerprint(budget_id: str, amount: int) -> str:
+    return f"deduct|{budget_id}|{amount}"
+
+
+def return_fingerprint(budget_id: str, amount: int, deduction_id: str) -> str:
+    return f"return|{budget_id}|{amount}|{deduction_id}"
+
+
+def reserve_fingerprint(budget_id: str, amount: int, ttl_ms: int) -> str:
+    return f"reserve|{budget_id}|{amount}|{ttl_ms}"
+
+
 _NOT_SPENDABLE = {
-    State.PAUSED: requests.PAUSED,
-    State.CLOSED: requests.CLOSED,
+    State.PAUSED: "budget {b} is paused",
+    State.CLOSED: "budget {b} is closed",
     State.UNSPECIFIED: "budget {b} has no state at the center",
 }
 
@@ -169,10 +189,10 @@ class Agent:
             check_budget_id(budget_id)  # a budget held here was checked when first met
         check_request_id(request_id)
         check_amount(amount)
-        fingerprint = deduct_fingerprint(budget_id, amount)
+        fingerprint = f"deduct|{budget_id}|{amount}"  # deduct_fingerprint, inline on the hot path
         prior = self.records.get(request_id)
         if prior is not None:
-            return self._prior_answer(prior, request_id, fingerprint, requests.APPLIED)
+            return self._prior_answer(prior, request_id, fingerprint, "request {r} was already applied")
         refusal = self._why_not_local(s, amount, now)
         if refusal is not None:
             if wait and refusal.reason in _SLICE_HELPS:
@@ -183,7 +203,7 @@ class Agent:
         assert s is not None
         self._note_demand(s, amount, now)
         c = s.counters
-        counters = Usage(c.consumed + amount, c.returned, c.reserved, c.released, c.seq + 1)
+        counters = Counters(c.consumed + amount, c.returned, c.reserved, c.released, c.seq + 1)
         answer = self._ok(amount)
         record = Served("deduct", budget_id, fingerprint, answer, now)
         self.log.write(request_id, record, counters.seq)  # the record first, then its counters
@@ -236,8 +256,10 @@ class Agent:
                 if prior is None:
                     groups.setdefault(budget_id, []).append(i)
                 else:
-                    fingerprint = deduct_fingerprint(budget_id, amount)
-                    answers[i] = self._prior_answer(prior, request_id, fingerprint, requests.APPLIED)
+                    fingerprint = f"deduct|{budget_id}|{amount}"
+                    answers[i] = self._prior_answer(
+                        prior, request_id, fingerprint, "request {r} was already applied"
+                    )
             fresh = dict(groups)
         for budget_id, indexes in fresh.items():
             amounts = [items[i][2] for i in indexes]
@@ -255,11 +277,11 @@ class Agent:
             assert s is not None
             self._note_demand(s, total, now)
             c = s.counters
-            counters = Usage(c.consumed + total, c.returned, c.reserved, c.released, c.seq + 1)
+            counters = Counters(c.consumed + total, c.returned, c.reserved, c.released, c.seq + 1)
             # One record and one shared answer per amount (a batch mostly asks one amount).
             shared: dict[int, tuple[str, Answer]] = {}
             for amount in set(amounts):
-                shared[amount] = (deduct_fingerprint(budget_id, amount), self._ok(amount))
+                shared[amount] = (f"deduct|{budget_id}|{amount}", self._ok(amount))
             served: list[tuple[str, Record]] = []
             for i, amount in zip(indexes, amounts, strict=True):
                 fingerprint, answer = shared[amount]
@@ -280,8 +302,8 @@ class Agent:
         check_amount(amount)
         if request_id == deduction_id:
             return Answer("CONFLICT", message="a return needs its own request_id, not the deduction's")
-        fingerprint = requests.return_fingerprint(budget_id, amount, deduction_id)
-        prior = self._prior(request_id, fingerprint, requests.RETURN_APPLIED)
+        fingerprint = return_fingerprint(budget_id, amount, deduction_id)
+        prior = self._prior(request_id, fingerprint, "return {r} was already applied")
         if prior is not None:
             return prior
         d = self.records.get(deduction_id)
@@ -316,8 +338,8 @@ class Agent:
         check_budget_id(budget_id)
         check_request_id(request_id)
         check_amount(amount)
-        ttl = requests.resolve_ttl(ttl_ms, self.config.reservation_ttl_ms, self.config.reservation_max_ttl_ms)
-        fingerprint = requests.reserve_fingerprint(budget_id, amount, ttl_ms)
+        ttl = resolve_ttl(ttl_ms, self.config.reservation_ttl_ms, self.config.reservation_max_ttl_ms)
+        fingerprint = reserve_fingerprint(budget_id, amount, ttl_ms)
         prior = self._prior(request_id, fingerprint, "reservation {r} was already made")
         if prior is not None:
             return prior
@@ -449,7 +471,7 @@ class Agent:
             self._set(s, replace(c, released=c.released + give, seq=c.seq + 1))
         return give
 
-    def answer_reclaim(self, budget_id: str, amount: int) -> tuple[int, Usage]:
+    def answer_reclaim(self, budget_id: str, amount: int) -> tuple[int, Counters]:
         """A ReclaimOrder: release up to ``amount`` now; the released units and the usage to report."""
         released = self.release(budget_id, amount)
         return released, self.usage(budget_id)
@@ -469,9 +491,9 @@ class Agent:
 
     # ---- reading ----------------------------------------------------------------------------
 
-    def usage(self, budget_id: str) -> Usage:
+    def usage(self, budget_id: str) -> Counters:
         s = self._slices.get(budget_id)
-        return Usage() if s is None else s.counters
+        return Counters() if s is None else s.counters
 
     def available(self, budget_id: str) -> int:
         s = self._slices.get(budget_id)
@@ -525,7 +547,9 @@ class Agent:
     def _prior_answer(r: Record, request_id: str, fingerprint: str, applied: str) -> Answer | Forward:
         """The answer to a request whose id has the record ``r``."""
         if not same_request(r.fingerprint, fingerprint):
-            return Answer("CONFLICT", message=requests.conflict(request_id))
+            return Answer(
+                "CONFLICT", message=f"request_id {request_id} was already used for a different request"
+            )
         message = applied.format(r=request_id)
         if isinstance(r, Served):
             return replace(r.answer, code="EXISTS", message=message)
@@ -612,13 +636,13 @@ class Agent:
             s.rate = DecayingRate.starting(now / 1000)
         return s
 
-    def _commit(self, s: BudgetSlice, counters: Usage, *changed: tuple[str, Record]) -> None:
+    def _commit(self, s: BudgetSlice, counters: Counters, *changed: tuple[str, Record]) -> None:
         """Write the changed records, then the counters that count them (see the module docstring)."""
         for request_id, record in changed:
             self.log.write(request_id, record, counters.seq)
         self._set(s, counters)
 
-    def _set(self, s: BudgetSlice, counters: Usage) -> None:
+    def _set(self, s: BudgetSlice, counters: Counters) -> None:
         # Journal first: if it cannot take the write, nothing changed here either.
         self.journal.write(s.budget_id, counters)
         s.counters = counters

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
-from quota_rules.usage import Usage
+from region_agent.slices import Counters
 
 MAGIC = b"QAGJRNL1"
 VERSION = 1
@@ -64,15 +64,15 @@ class JournalLocked(JournalError):
 
 
 class MemoryJournal:
-    """Usage in a dict: for tests of the core, and for an agent run without a journal file."""
+    """Counters in a dict: for tests of the core, and for an agent run without a journal file."""
 
-    def __init__(self, counters: dict[str, Usage] | None = None) -> None:
-        self.counters: dict[str, Usage] = dict(counters or {})
+    def __init__(self, counters: dict[str, Counters] | None = None) -> None:
+        self.counters: dict[str, Counters] = dict(counters or {})
 
-    def load(self) -> dict[str, Usage]:
+    def load(self) -> dict[str, Counters]:
         return dict(self.counters)
 
-    def write(self, budget_id: str, counters: Usage) -> None:
+    def write(self, budget_id: str, counters: Counters) -> None:
         self.counters[budget_id] = counters
 
     def close(self) -> None:
@@ -126,10 +126,10 @@ class Journal(MappedFile):
 
     # ---- the CounterStore interface ---------------------------------------------------------
 
-    def load(self) -> dict[str, Usage]:
+    def load(self) -> dict[str, Counters]:
         return dict(self._counters)
 
-    def write(self, budget_id: str, counters: Usage) -> None:
+    def write(self, budget_id: str, counters: Counters) -> None:
         slot = self._index.get(budget_id)
         if slot is None:
             slot = self._allocate(budget_id)
@@ -189,9 +189,9 @@ class Journal(MappedFile):
             )
         return int(slots), bytes(identity)
 
-    def _read_slots(self) -> tuple[dict[str, int], dict[str, Usage]]:
+    def _read_slots(self) -> tuple[dict[str, int], dict[str, Counters]]:
         index: dict[str, int] = {}
-        counters: dict[str, Usage] = {}
+        counters: dict[str, Counters] = {}
         for slot in range(self._slots):
             base = _slot_offset(slot)
             length, raw_id = _SLOT_ID.unpack_from(self._map, base)
@@ -246,15 +246,15 @@ def _slot_offset(slot: int) -> int:
     return _HEADER.size + slot * SLOT_SIZE
 
 
-def _best_block(buf: mmap.mmap, base: int) -> Usage | None:
-    best: Usage | None = None
+def _best_block(buf: mmap.mmap, base: int) -> Counters | None:
+    best: Counters | None = None
     for offset in (_BLOCK_A, _BLOCK_B):
         *values, crc = _BLOCK.unpack_from(buf, base + offset)
         if zlib.crc32(_VALUES.pack(*values)) != crc:
             continue
         seq, consumed, returned, reserved, released = values
         if best is None or seq > best.seq:
-            best = Usage(consumed, returned, reserved, released, seq)
+            best = Counters(consumed, returned, reserved, released, seq)
     return best
 
 

@@ -4,7 +4,7 @@ The center sizes every grant, because only it knows what main holds and what the
 holders draw; the agent decides only *when* to ask and reports the rate it observes. It reuses
 the center's slice rules (``quota_rules.allocation``) with what it knows: main is unknown, so
 it stands at the maximum (the center caps the grant), and the budget's mode is the one the
-center last told.
+center last told, which ``_remaining`` turns back into the "what is left" that gives that mode.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 from quota_rules.allocation import BudgetState, HolderState, fill_amount, release_amount
 from quota_rules.limits import MAX_AMOUNT
-from quota_rules.modes import Mode
 from quota_rules.policy import Policy
 from quota_rules.rates import per_second
-from region_agent.slices import BudgetSlice, State
+from region_agent.slices import BudgetSlice, Mode, State
 
 # The estimator's smallest window: one amount seen right after a start is not an enormous rate.
 MIN_WINDOW_S = 0.1
@@ -36,13 +35,19 @@ class RefillRules:
     rate_half_life_ms: int = 2000
 
     def policy(self) -> Policy:
-        # No thresholds: the mode is the center's (BudgetState.mode), never derived here.
+        # Thresholds 2 and 1 only serve ``_remaining``: mode_for(policy, _remaining(mode)) == mode.
         return Policy(
             min_slice=max(1, self.keep),
             max_slice=MAX_AMOUNT,
             refill_horizon_ms=self.refill_horizon_ms,
             low_watermark_pct=self.low_watermark_pct,
+            scarcity_threshold=2,
+            central_threshold=1,
         )
+
+
+def _remaining(mode: Mode) -> int:
+    return {Mode.CENTRAL: 0, Mode.SCARCE: 1}.get(mode, MAX_AMOUNT)
 
 
 def rate_per_second(s: BudgetSlice, now: int, rules: RefillRules) -> float:
@@ -59,7 +64,7 @@ def observed_rate(s: BudgetSlice, now: int, rules: RefillRules) -> int:
 def _states(s: BudgetSlice, now: int, rules: RefillRules) -> tuple[BudgetState, HolderState]:
     mode = s.holding.mode if s.holding is not None else Mode.NORMAL
     rate = rate_per_second(s, now, rules)
-    budget = BudgetState(main=MAX_AMOUNT, remaining=MAX_AMOUNT, holders=1, total_rate=rate, mode=mode)
+    budget = BudgetState(main=MAX_AMOUNT, remaining=_remaining(mode), holders=1, total_rate=rate)
     holder = HolderState(balance=max(0, s.available()), rate=rate, last_slice=s.last_grant)
     return budget, holder
 

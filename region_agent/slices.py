@@ -1,7 +1,7 @@
 """What the agent holds of one budget: the center's last word (``Holding``) and its own counters (pure).
 
-The agent never keeps a balance of its own. It keeps cumulative counters (``Usage``, what
-it reports) and the center's view of its holding, which says which usage that
+The agent never keeps a balance of its own. It keeps cumulative counters (``Counters``, the
+``Usage`` it reports) and the center's view of its holding, which says which usage that
 balance already accounts for. What it may spend follows from the two:
 
     available = holding.balance - (net(local counters) - net(holding.applied))
@@ -15,9 +15,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from quota_rules.modes import Mode
 from quota_rules.rates import DecayingRate, observe
-from quota_rules.usage import Usage
+
+
+class Mode(enum.Enum):
+    UNSPECIFIED = "unspecified"
+    NORMAL = "normal"
+    SCARCE = "scarce"
+    CENTRAL = "central"
 
 
 class State(enum.Enum):
@@ -28,13 +33,32 @@ class State(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Counters:
+    """Cumulative usage of one budget since the journal began; every field but ``reserved`` only grows."""
+
+    consumed: int = 0  # deducted plus confirmed
+    returned: int = 0
+    reserved: int = 0  # held in reservations now
+    released: int = 0  # given back to the center
+    seq: int = 0  # grows with every change, so the center applies each report at most once
+
+    def net(self) -> int:
+        """What these counters took from the holding's balance."""
+        return self.consumed - self.returned + self.reserved + self.released
+
+    def covers(self, other: Counters) -> bool:
+        """True if these counters are at least as far along as ``other`` (by seq)."""
+        return self.seq >= other.seq
+
+
+@dataclass(frozen=True, slots=True)
 class Holding:
     """The center's view of this agent's holding of a budget (``AgentHolding`` on the wire)."""
 
     budget_id: str
     version: int
     balance: int
-    applied: Usage
+    applied: Counters
     lease_ms: int = 0
     mode: Mode = Mode.NORMAL
     state: State = State.ACTIVE
@@ -46,7 +70,7 @@ class BudgetSlice:
     """One budget at this agent: the last holding adopted, the lease, the counters, the demand seen."""
 
     budget_id: str
-    counters: Usage = Usage()
+    counters: Counters = Counters()
     holding: Holding | None = None
     # Agent-monotonic ms before which the lease holds; 0: no lease yet.
     lease_deadline: int = 0

@@ -6,7 +6,21 @@ from dataclasses import dataclass
 
 from quota_center.buckets import keys
 from quota_center.buckets.store import BucketStore
-from quota_rules.usage import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """An agent's cumulative usage of one budget (docs/agents.md)."""
+
+    seq: int = 0
+    consumed: int = 0
+    returned: int = 0
+    reserved: int = 0
+    released: int = 0
+
+    @property
+    def net(self) -> int:
+        return self.consumed - self.returned + self.reserved + self.released
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +80,7 @@ class AgentStore:
             ],
         )
         v = [_int(x) for x in reply[1:]]
-        return Reported(
-            str(reply[0]),
-            v[0],
-            v[1],
-            Usage(seq=v[2], consumed=v[3], returned=v[4], reserved=v[5], released=v[6]),
-            v[7],
-        )
+        return Reported(str(reply[0]), v[0], v[1], Usage(v[2], v[3], v[4], v[5], v[6]), v[7])
 
     async def expire(self, budget_id: str, agent_id: str, gen: int, *, now_ms: int, skew_ms: int) -> Expired:
         k = keys.agent_keys(budget_id, agent_id)

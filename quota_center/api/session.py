@@ -21,11 +21,11 @@ from quota.v1 import session_pb2_grpc
 from quota_center.agents.holdings import AgentHoldings, HoldingView
 from quota_center.agents.sessions import Session as Stream
 from quota_center.agents.sessions import Sessions
+from quota_center.agents.store import Usage
 from quota_center.api.convert import _MODES, _STATES
 from quota_center.api.errors import Context, status_for
 from quota_rules.limits import InvalidInput, check_agent_id, check_budget_id
 from quota_rules.results import result_code
-from quota_rules.usage import Usage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -194,9 +194,7 @@ def _usage(u: spb.Usage, budget_id: str | None = None) -> Usage:
     for name in ("seq", "consumed", "returned", "reserved", "released"):
         if getattr(u, name) < 0:
             raise InvalidInput(f"usage.{name} must not be negative")
-    return Usage(
-        seq=u.seq, consumed=u.consumed, returned=u.returned, reserved=u.reserved, released=u.released
-    )
+    return Usage(u.seq, u.consumed, u.returned, u.reserved, u.released)
 
 
 def _error(message: str) -> spb.CenterMessage:

@@ -24,6 +24,7 @@ from .errors import (
 from .migrate import migrate
 from .models import (
     CURRENT_GEN,
+    MAX_AMOUNT,
     BudgetRow,
     LedgerEntry,
     LedgerRow,
@@ -35,6 +36,7 @@ from .store import LedgerStore
 
 __all__ = [
     "CURRENT_GEN",
+    "MAX_AMOUNT",
     "BudgetClosed",
     "BudgetNotFound",
     "BudgetRow",

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Final
 
 # Redis Lua numbers are doubles: integers above 2^53 - 1 lose precision there.
+MAX_AMOUNT: Final = 9_007_199_254_740_991
 
 BUDGET_STATES: Final = frozenset({"active", "paused", "closed"})
 

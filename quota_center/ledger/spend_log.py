@@ -21,11 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from quota_rules.limits import MAX_AMOUNT
-
 from . import validate
 from .errors import BudgetNotFound, InvalidArgument, LedgerConflict, LedgerError
-from .models import RecordOutcome
+from .models import MAX_AMOUNT, RecordOutcome
 
 DOUBT_PREFIX: Final = "doubt:"
 CONSUMED: Final = "consumed"

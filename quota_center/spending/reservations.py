@@ -50,8 +50,7 @@ from quota_center.recovery.writebehind import SpendLog, Unlogged, deduct_entry
 from quota_center.refill.cover import Replenisher
 from quota_center.spending.placement import sub_bucket_for
 from quota_center.transfers.protocol import now_ms
-from quota_rules.limits import check_amount, check_budget_id, check_request_id
-from quota_rules.requests import REFUSALS, conflict, insufficient, reserve_fingerprint, resolve_ttl
+from quota_rules.limits import InvalidInput, check_amount, check_budget_id, check_request_id
 
 # As for a deduction: each round serves it, refuses it honestly or follows a refill or rebuild.
 MAX_ATTEMPTS = 32
@@ -68,6 +67,35 @@ class ReservationAnswer:
     message: str = ""
 
 
+def resolve_ttl(ttl_ms: int, default_ms: int, max_ms: int) -> int:
+    """The TTL a reservation gets: ``ttl_ms``, or ``default_ms`` for 0; InvalidInput if out of range."""
+    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int):
+        raise InvalidInput("ttl_ms must be an integer number of milliseconds")
+    if ttl_ms < 0:
+        raise InvalidInput(f"ttl_ms must not be negative, got {ttl_ms} (0 takes the default {default_ms})")
+    if ttl_ms > max_ms:
+        raise InvalidInput(f"ttl_ms {ttl_ms} exceeds the maximum {max_ms}")
+    return ttl_ms or default_ms
+
+
+def reserve_fingerprint(budget_id: str, amount: int, ttl_ms: int) -> str:
+    """What binds a reservation's request id: budget, amount and the TTL as asked (0 stays 0).
+
+    The TTL asked for is part of the request, so another one is a CONFLICT; the TTL as
+    asked, not as resolved, so a change of the default between a call and its retry does
+    not turn the retry into a conflict. ``expires_at_ms`` is not: it is the answer, and a
+    retry gets the original one from the record.
+    """
+    return f"reserve|{budget_id}|{amount}|{ttl_ms}"
+
+
+_REFUSALS = {
+    "PAUSED": ("BUDGET_PAUSED", "budget {b} is paused"),
+    "CLOSED": ("BUDGET_CLOSED", "budget {b} is closed"),
+    "CONFLICT": ("CONFLICT", "request_id {r} was already used for a different request"),
+}
+
+
 def reserve_answer(r: Outcome, budget_id: str, request_id: str) -> ReservationAnswer | None:
     """The answer to a reserve.lua outcome; None for SHORT, STALE and LOST (the caller acts, retries)."""
     if r.status == "OK":
@@ -76,8 +104,8 @@ def reserve_answer(r: Outcome, budget_id: str, request_id: str) -> ReservationAn
         return ReservationAnswer(
             "EXISTS", r.value, expires_at_ms=r.extra, message=f"reservation {request_id} was already made"
         )
-    if r.status in REFUSALS:
-        code, text = REFUSALS[r.status]
+    if r.status in _REFUSALS:
+        code, text = _REFUSALS[r.status]
         return ReservationAnswer(code, message=text.format(b=budget_id, r=request_id))
     return None
 
@@ -172,7 +200,7 @@ class Reservations:
         fingerprint = reserve_fingerprint(budget_id, amount, ttl_ms)
         previous = await self.store.claim(request_id, fingerprint)
         if previous is not None and previous != fingerprint:
-            return ReservationAnswer("CONFLICT", message=conflict(request_id))
+            return ReservationAnswer("CONFLICT", message=_REFUSALS["CONFLICT"][1].format(r=request_id))
         expires_at = now + ttl
         # The loop of Spending.deduct around another script; sharing it needs a change there.
         for _ in range(MAX_ATTEMPTS):
@@ -189,7 +217,9 @@ class Reservations:
                     raise BucketLost(budget_id, sub_holder(index))
                 # SHORT: this sub-bucket cannot cover it; refill it or refuse honestly.
                 if not await self.replenisher.cover(meta, index, amount):
-                    return ReservationAnswer("INSUFFICIENT", message=insufficient(budget_id, amount))
+                    return ReservationAnswer(
+                        "INSUFFICIENT", message=f"budget {budget_id} has less than {amount} left"
+                    )
             except BucketLost:
                 await self.recovery.rebuild(budget_id)
                 meta = await self.registry.get(budget_id)

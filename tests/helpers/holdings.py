@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from quota_rules.modes import Mode
-from quota_rules.usage import Usage
-from region_agent.slices import Holding, State
+from region_agent.slices import Counters, Holding, Mode, State
 
 LEASE_MS = 60_000
 
@@ -16,14 +14,14 @@ def holding(
     *,
     version: int = 1,
     balance: int = 100,
-    applied: Usage | None = None,
+    applied: Counters | None = None,
     lease_ms: int = LEASE_MS,
     mode: Mode = Mode.NORMAL,
     state: State = State.ACTIVE,
     lost: bool = False,
 ) -> Holding:
-    return Holding(budget_id, version, balance, applied or Usage(), lease_ms, mode, state, lost)
+    return Holding(budget_id, version, balance, applied or Counters(), lease_ms, mode, state, lost)
 
 
-def counters(c: Usage, **changes: int) -> Usage:
+def counters(c: Counters, **changes: int) -> Counters:
     return replace(c, **changes)

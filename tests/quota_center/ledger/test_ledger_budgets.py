@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from quota_center.ledger import (
+    MAX_AMOUNT,
     BudgetClosed,
     BudgetNotFound,
     InvalidAmount,
@@ -18,7 +19,6 @@ from quota_center.ledger import (
     LedgerConflict,
     LedgerStore,
 )
-from quota_rules.limits import MAX_AMOUNT
 
 pytestmark = pytest.mark.integration
 

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from quota_center.ledger import (
+    MAX_AMOUNT,
     BudgetNotFound,
     InvalidAmount,
     InvalidArgument,
@@ -21,7 +22,6 @@ from quota_center.ledger import (
     RecordOutcome,
     StoreClosed,
 )
-from quota_rules.limits import MAX_AMOUNT
 
 pytestmark = pytest.mark.integration
 

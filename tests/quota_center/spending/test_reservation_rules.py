@@ -10,9 +10,10 @@ from quota_center.spending.reservations import (
     cancel_answer,
     confirm_answer,
     reserve_answer,
+    reserve_fingerprint,
+    resolve_ttl,
 )
 from quota_rules.limits import InvalidInput
-from quota_rules.requests import reserve_fingerprint, resolve_ttl
 from quota_rules.results import result_code
 
 DEFAULT, MAX = 300_000, 86_400_000
