@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from quota.v1 import common_pb2 as pb
-from region_agent.journal import Journal, JournalLocked
+from region_agent.storage.journal import Journal, JournalLocked
 from tests.helpers.agent import AgentClient, AgentThread, agent_settings
 
 
