@@ -22,7 +22,6 @@ What it checks (any failure makes the exit status 1):
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import sys
 import time
@@ -36,6 +35,7 @@ import grpc
 
 from loadtest.catalog import SCENARIOS, Scenario
 from loadtest.tally import Tally, Unknown, read_all
+from loadtest.verdict import SurelyLeft
 from quota.v1 import admin_pb2, admin_pb2_grpc, quota_pb2_grpc
 from quota.v1 import common_pb2 as pb
 
@@ -53,10 +53,8 @@ class Numbers:
     in_flight: int = 0
     held: int = 0
     main: int = 0
-
-    @property
-    def left(self) -> int:
-        return self.total - self.consumed - self.reserved - self.in_doubt
+    # What the budget can still issue, as the center's audit counts it.
+    available: int = 0
 
 
 @dataclass(slots=True)
@@ -92,7 +90,7 @@ class Center:
 
     def numbers(self, budget_id: str) -> Numbers:
         b = self.admin.GetBudget(admin_pb2.GetBudgetRequest(budget_id=budget_id), timeout=self.timeout).budget
-        return Numbers(b.total, b.consumed, b.reserved, b.in_doubt, b.in_flight, b.held, b.main)
+        return Numbers(b.total, b.consumed, b.reserved, b.in_doubt, b.in_flight, b.held, b.main, b.available)
 
     def close(self) -> None:
         self.channel.close()
@@ -225,23 +223,18 @@ def _check_refusals(result: Result) -> None:
     if "," in tally.host:
         result.false_refusals.append(f"(not checked: Locust processes on several hosts: {tally.host})")
         return
-    sends = sorted(tally.ok_deductions)
-    times = [t for t, _ in sends]
-    taken = [0]
-    for _, amount in sends:
-        taken.append(taken[-1] + amount)
-    total = result.numbers.total
+    surely = SurelyLeft(result.numbers.total, tally.ok_deductions)
     for amount, answered in sorted(tally.earliest_refusal.items()):
-        before = taken[bisect.bisect_left(times, answered)]
-        if amount <= total - before:
-            note = f"{amount} refused while at least {total - before} was left"
+        left = surely.at(answered)
+        if amount <= left:
+            note = f"{amount} refused while at least {left} was left"
             result.false_refusals.append(note)
             result.failures.append(f"FALSE REFUSAL: {note}")
 
 
 def _final_drain(center: Center, result: Result, timeout: float, progress: Callable[[str], None]) -> None:
     """Deduct exactly what is left (must succeed), then one more unit (must be refused)."""
-    left = result.numbers.left
+    left = result.numbers.available
     result.left_after_run = left
     steps = []
     if left > 0:

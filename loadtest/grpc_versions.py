@@ -257,13 +257,15 @@ async def _serve(kind: str, port: int) -> None:
 
 
 def _agent_servicer() -> Any:
+    from quota_rules.modes import Mode
+    from quota_rules.usage import Usage
     from region_agent.api import QuotaServicer
-    from region_agent.core import Agent
-    from region_agent.journal import Journal
+    from region_agent.core.agent import Agent
+    from region_agent.core.slices import Holding, State
     from region_agent.metrics import Metrics
-    from region_agent.record_log import RecordLog, path_for
     from region_agent.session import monotonic_ms
-    from region_agent.slices import Counters, Holding, Mode, State
+    from region_agent.storage.journal import Journal
+    from region_agent.storage.record_log import RecordLog, path_for
 
     journal_path = Path(tempfile.mkdtemp(prefix="grpc-versions-")) / "agent.journal"
     journal = Journal(journal_path)
@@ -271,9 +273,7 @@ def _agent_servicer() -> Any:
     now = monotonic_ms()
     agent = Agent(journal, now=now, record_log=records)
     big = 2**50  # never runs out in a window
-    agent.adopt(
-        Holding(BUDGET, 1, big, Counters(), lease_ms=10**9, mode=Mode.NORMAL, state=State.ACTIVE), now
-    )
+    agent.adopt(Holding(BUDGET, 1, big, Usage(), lease_ms=10**9, mode=Mode.NORMAL, state=State.ACTIVE), now)
     center: Any = None  # never reached: the slice covers every request
     return QuotaServicer(agent, center, Metrics(), monotonic_ms)
 

@@ -1,6 +1,6 @@
 """A deterministic simulation of many region agents against one center (fake clock, in-process).
 
-The agents are the real decision code (``region_agent.core.Agent``: slices, counters,
+The agents are the real decision code (``region_agent.core.agent.Agent``: slices, counters,
 forwarding, refill and release timing); the center is a model of ``quota_center.agents`` that
 applies cumulative usage reports exactly as ``agent_report.lua`` does and sizes grants with the
 real slice function and modes (``quota_rules.allocation``, ``quota_rules.modes``). Messages
@@ -11,7 +11,7 @@ need the center, whether any request is refused while budget remains, and what i
 
 Demand is skewed (Zipf over agents) and larger than the budget, so the run ends with the
 budget drained: leftover must be 0 and false refusals 0. The test suite runs it small
-(tests/agent/test_simulate.py).
+(tests/region_agent/test_simulate.py).
 """
 
 from __future__ import annotations
@@ -21,13 +21,16 @@ import random
 import sys
 from dataclasses import dataclass, field
 
+from loadtest import verdict
 from quota_rules.allocation import BudgetState, HolderState, slice_size
-from quota_rules.modes import Mode as CenterMode
-from quota_rules.modes import mode_for
+from quota_rules.modes import Mode, mode_for
 from quota_rules.policy import Policy, resolve
-from region_agent.core import Agent, Forward
-from region_agent.records import Answer
-from region_agent.slices import Counters, Holding, Mode, State
+from quota_rules.usage import Usage
+from region_agent.core.agent import Agent
+from region_agent.core.records import Answer
+from region_agent.core.serving import Forward
+from region_agent.core.slices import Holding, State
+from region_agent.storage.journal import MemoryJournal
 
 BUDGET = "sim"
 STRATEGIES = ("progressive", "static", "central", "local")
@@ -35,21 +38,10 @@ TICK_MS = 10
 LEASE_MS = 300_000
 
 
-class MemoryJournal:
-    def __init__(self) -> None:
-        self.counters: dict[str, Counters] = {}
-
-    def load(self) -> dict[str, Counters]:
-        return dict(self.counters)
-
-    def write(self, budget_id: str, counters: Counters) -> None:
-        self.counters[budget_id] = counters
-
-
 @dataclass
 class _Holding:
     balance: int = 0
-    applied: Counters = field(default_factory=Counters)
+    applied: Usage = field(default_factory=Usage)
     version: int = 0
     rate: float = 0.0
     last_slice: int = 0
@@ -85,27 +77,27 @@ class SimCenter:
     def free(self) -> int:
         return self.main + sum(h.balance for h in self.holdings.values())
 
-    def report(self, agent: int, c: Counters) -> Holding:
+    def report(self, agent: int, c: Usage) -> Holding:
         """Apply cumulative usage as agent_report.lua does; return the holding after it."""
         h = self.holdings.setdefault(agent, _Holding(applied=c))
         if c.seq > h.applied.seq:
-            delta = c.net() - h.applied.net()
+            delta = c.net_since(h.applied)
             if delta > h.balance:
                 raise AssertionError(f"agent {agent} overspent: {delta} > {h.balance}")
             self.main += c.released - h.applied.released
             h.balance -= delta
             h.applied = c
             h.version += 1
-        mode = Mode(mode_for(self.policy, self.free()).value)
+        mode = mode_for(self.policy, self.free())
         return Holding(BUDGET, h.version, h.balance, h.applied, LEASE_MS, mode, State.ACTIVE)
 
-    def grant(self, agent: int, c: Counters, rate: int) -> tuple[int, Holding]:
+    def grant(self, agent: int, c: Usage, rate: int) -> tuple[int, Holding]:
         self.calls.slice_requests += 1
         self.report(agent, c)
         h = self.holdings[agent]
         h.rate = float(rate)
         amount = 0
-        if mode_for(self.policy, self.free()) is not CenterMode.CENTRAL:
+        if mode_for(self.policy, self.free()) is not Mode.CENTRAL:
             budget = BudgetState(
                 main=self.main,
                 remaining=self.free(),
@@ -120,7 +112,7 @@ class SimCenter:
             h.last_slice = amount
         return amount, self.report(agent, c)
 
-    def static_share(self, agent: int, c: Counters, agents: int) -> Holding:
+    def static_share(self, agent: int, c: Usage, agents: int) -> Holding:
         """The static strategy: one equal share of the total, once."""
         self.calls.slice_requests += 1
         self.report(agent, c)
@@ -168,10 +160,10 @@ class Result:
 
     def steady_per_thousand(self) -> float:
         """Center calls per 1000 deductions while the budget was plentiful (NORMAL mode)."""
-        return 1000 * self.steady_calls / max(1, self.steady_deductions)
+        return verdict.per_thousand(self.steady_calls, self.steady_deductions)
 
     def per_thousand(self, n: int) -> float:
-        return 1000 * n / max(1, self.deductions)
+        return verdict.per_thousand(n, self.deductions)
 
     def table(self) -> str:
         rows = [
@@ -255,7 +247,7 @@ def run(
     seq = 0
     for tick in range(seconds * 1000 // TICK_MS):
         now = tick * TICK_MS
-        if not result.scarce_at_s and mode_for(policy, center.free()) is not CenterMode.NORMAL:
+        if not result.scarce_at_s and mode_for(policy, center.free()) is not Mode.NORMAL:
             result.scarce_at_s = now / 1000
             result.steady_deductions = result.deductions
             result.steady_calls = center.calls.on_demand
@@ -287,7 +279,7 @@ def run(
                     result.deductions += 1
                 else:
                     result.refused += 1
-                    truly_left = total - center.consumed_here - sum(spent_by_agents)
+                    truly_left = verdict.left(total, center.consumed_here + sum(spent_by_agents))
                     if truly_left >= amount:
                         result.false_refusals += 1
                     if not result.drained_at_s and truly_left == 0:
@@ -312,8 +304,8 @@ def run(
     if not result.scarce_at_s:
         result.steady_deductions, result.steady_calls = result.deductions, center.calls.on_demand
     consumed = center.consumed_here + sum(spent_by_agents)
-    result.oversell = max(0, consumed - total)
-    result.leftover = max(0, total - consumed)
+    result.oversell = verdict.oversell(total, consumed)
+    result.leftover = verdict.leftover(total, consumed)
     return result
 
 
@@ -375,9 +367,7 @@ def comparison(results: list[Result]) -> str:
         )
         for r in results
     ]
-    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
-    lines = ["  ".join(f"{c:>{w}}" for c, w in zip(row, widths, strict=True)) for row in (head, *rows)]
-    return "\n".join(lines)
+    return verdict.table(head, rows)
 
 
 if __name__ == "__main__":

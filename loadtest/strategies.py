@@ -11,7 +11,7 @@ budget, no coordination) oversells by design, so it runs in the deterministic si
 (``loadtest.simulate``, three agents with about the same skew).
 
 The table: oversell (consumed beyond the total), false refusals (refusals of no more than was
-surely left when they were answered: a sound lower bound, see ``Drain.false_refusals``), leftover
+surely left when they were answered: a sound lower bound, see ``verdict.SurelyLeft``), leftover
 (what was never issued), center calls per thousand deductions (forwarded requests and slice
 requests, from the agents' own metrics), and p50/p99 of the deductions (closed loop: queueing
 included). Absolute times are of this machine; compare the rows, not the numbers.
@@ -33,6 +33,7 @@ from pathlib import Path
 import grpc
 
 from devstack import Stack
+from loadtest import verdict
 from loadtest.catalog import REGIONS
 from quota.v1 import admin_pb2 as apb
 from quota.v1 import admin_pb2_grpc, quota_pb2_grpc
@@ -66,21 +67,9 @@ class Drain:
         return sum(c.amount for c in self.calls if c.ok)
 
     def false_refusals(self) -> int:
-        """Refusals of no more than was surely left when answered.
-
-        When a refusal was decided, at most the successes sent before its answer came back had
-        been consumed; a refusal of no more than ``total`` minus those was false. Sorting the
-        successes by send time makes it one pass.
-        """
-        oks = sorted((c.sent, c.amount) for c in self.calls if c.ok)
-        refusals = sorted((c.done, c.amount) for c in self.calls if not c.ok)
-        false, taken, i = 0, 0, 0
-        for done, amount in refusals:
-            while i < len(oks) and oks[i][0] < done:
-                taken += oks[i][1]
-                i += 1
-            false += amount <= self.total - taken
-        return false
+        """Refusals of no more than was surely left when answered (``verdict.SurelyLeft``)."""
+        surely = verdict.SurelyLeft(self.total, ((c.sent, c.amount) for c in self.calls if c.ok))
+        return sum(c.amount <= surely.at(c.done) for c in self.calls if not c.ok)
 
     def percentile(self, q: float) -> float:
         times = sorted(c.done - c.sent for c in self.calls)
@@ -176,10 +165,10 @@ async def live(stack: Stack, strategy: str, total: int, workers: int, seed: int)
     return Row(
         strategy,
         n,
-        max(0, consumed - total),
+        verdict.oversell(total, consumed),
         drain.false_refusals(),
-        max(0, total - consumed),
-        1000 * calls / max(1, n),
+        verdict.leftover(total, consumed),
+        verdict.per_thousand(calls, n),
         drain.percentile(0.5),
         drain.percentile(0.99),
     )
@@ -221,10 +210,7 @@ def table(rows: list[Row]) -> str:
         )
         for r in rows
     ]
-    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-    return "\n".join(
-        "  ".join(f"{c:>{w}}" for c, w in zip(row, widths, strict=True)) for row in (head, *body)
-    )
+    return verdict.table(head, body)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -78,21 +78,53 @@ def slice_size(policy: Policy, budget: BudgetState, holder: HolderState) -> int:
     if need > main:
         return 0
     mode = mode_for(policy, max(0, budget.remaining))
+    due = slice_for_mode(
+        mode,
+        need=need,
+        rate=holder.rate,
+        last_slice=holder.last_slice,
+        share=fair_share(budget, holder) if mode is Mode.NORMAL else 0,
+        others_draw=_clean_rate(budget.total_rate) > 0,
+        min_slice=policy.min_slice,
+        max_slice=policy.max_slice,
+        horizon_ms=policy.refill_horizon_ms,
+    )
+    return min(main, due)
+
+
+def slice_for_mode(
+    mode: Mode,
+    *,
+    rate: float,
+    last_slice: int,
+    min_slice: int,
+    max_slice: int,
+    horizon_ms: int,
+    need: int = 0,
+    share: int = MAX_AMOUNT,
+    others_draw: bool = False,
+) -> int:
+    """``slice_size`` once the mode is known, before main caps it (steps 2 to 5 there).
+
+    ``share`` is the holder's fair share of main; ``others_draw``: some holder has a rate. An
+    agent knows its mode (the center tells it) but not main nor the other holders: it leaves
+    ``share`` at the maximum, and the center caps the grant.
+    """
     if mode is Mode.CENTRAL:
         return need
-    rate = _clean_rate(holder.rate)
-    if need == 0 and rate == 0 and holder.last_slice > 0:
+    rate = _clean_rate(rate)
+    if need == 0 and rate == 0 and last_slice > 0:
         return 0  # idle
     if mode is Mode.SCARCE:
-        return min(main, max(need, policy.min_slice))
+        return max(need, min_slice)
     if rate > 0:
-        wanted = min(demand(rate, policy.refill_horizon_ms), fair_share(budget, holder))
-    elif need > 0 and _clean_rate(budget.total_rate) == 0:
-        wanted = fair_share(budget, holder)  # nobody has a rate: an equal share
+        wanted = min(demand(rate, horizon_ms), share)
+    elif need > 0 and not others_draw:
+        wanted = share  # nobody has a rate: an equal share
     else:
-        wanted = policy.min_slice  # a newcomer, or no demand seen while others draw
-    size = min(policy.max_slice, max(policy.min_slice, wanted))
-    return min(main, max(need, size))
+        wanted = min_slice  # a newcomer, or no demand seen while others draw
+    size = min(max_slice, max(min_slice, wanted))
+    return max(need, size)
 
 
 def fair_share(budget: BudgetState, holder: HolderState) -> int:
@@ -121,10 +153,17 @@ def fill_amount(policy: Policy, budget: BudgetState, holder: HolderState, lead_m
     before it runs dry even when its slice is clamped small.
     """
     size = slice_size(policy, budget, replace(holder, need=0))
+    return top_up(
+        size, holder.balance, holder.rate, low_watermark_pct=policy.low_watermark_pct, lead_ms=lead_ms
+    )
+
+
+def top_up(size: int, balance: int, rate: float, *, low_watermark_pct: int, lead_ms: int) -> int:
+    """``size``, the slice a holder would get now, if its ``balance`` is below its watermarks, else 0."""
     if size <= 0:
         return 0
-    below_pct = holder.balance * 100 < size * policy.low_watermark_pct
-    below_lead = holder.balance < demand(holder.rate, lead_ms)
+    below_pct = balance * 100 < size * low_watermark_pct
+    below_lead = balance < demand(rate, lead_ms)
     return size if below_pct or below_lead else 0
 
 
@@ -134,9 +173,13 @@ def release_amount(policy: Policy, budget: BudgetState, holder: HolderState) -> 
     The floor serves the next small request without a wait. In central mode there
     is no floor: every unit goes back where any request can reach it.
     """
-    central = mode_for(policy, max(0, budget.remaining)) is Mode.CENTRAL
-    floor = 0 if central else policy.min_slice
-    return max(0, holder.balance - floor)
+    return surplus(mode_for(policy, max(0, budget.remaining)), holder.balance, policy.min_slice)
+
+
+def surplus(mode: Mode, balance: int, min_slice: int) -> int:
+    """``release_amount`` once the mode is known: ``balance`` above the floor of ``mode``."""
+    floor = 0 if mode is Mode.CENTRAL else min_slice
+    return max(0, balance - floor)
 
 
 def refill_amount(*, need: int, main_balance: int, policy: Policy) -> int:

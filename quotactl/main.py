@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 import grpc
 
 from quota.v1 import admin_pb2_grpc, quota_pb2_grpc
+from quota_rules.limits import MAX_AMOUNT
 from quotactl import commands, parse
 from quotactl.exit_codes import EPILOG, ExitCode
 
@@ -191,7 +192,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     p.add_argument("--state", choices=list(parse.STATES), help="only budgets in this state")
     p.add_argument(
         "--limit",
-        type=_arg(lambda text: parse.parse_int(text, what="limit", minimum=1, maximum=parse.MAX_AMOUNT)),
+        type=_arg(lambda text: parse.parse_int(text, what="limit", minimum=1, maximum=MAX_AMOUNT)),
         metavar="N",
         help="list at most N budgets (default: all)",
     )

@@ -18,12 +18,9 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from quota.v1 import common_pb2
+from quota_rules.limits import MAX_AMOUNT, MAX_ID_BYTES
 
-# Largest amount the contract allows (exactly representable as a double, so safe in JSON).
-MAX_AMOUNT = 2**53 - 1
 MAX_UINT32 = 2**32 - 1
-# Request ids are 1..128 bytes (common.proto, DeductRequest.request_id).
-MAX_REQUEST_ID_BYTES = 128
 
 _DIGITS = re.compile(r"[0-9]+")
 _NEGATIVE = re.compile(r"-[0-9]+")
@@ -81,8 +78,8 @@ def parse_request_id(text: str) -> str:
     """An idempotency key: 1..128 bytes of UTF-8."""
     parse_name(text, what="request id")
     size = len(text.encode())
-    if size > MAX_REQUEST_ID_BYTES:
-        raise ValueError(f"request id must be at most {MAX_REQUEST_ID_BYTES} bytes, got {size}")
+    if size > MAX_ID_BYTES:
+        raise ValueError(f"request id must be at most {MAX_ID_BYTES} bytes, got {size}")
     return text
 
 

@@ -24,10 +24,12 @@ from quota.v1 import quota_pb2_grpc
 from quota_rules.decoding import Malformed
 from quota_rules.limits import InvalidInput, check_batch_size, check_budget_id
 from region_agent.convert import MODE_PB, STATE_PB, answer_of, code_name, code_value, wire_code
-from region_agent.core import Agent, Forward
+from region_agent.core.agent import Agent
+from region_agent.core.records import Answer
+from region_agent.core.serving import SLICE_HELPS, Forward
+from region_agent.core.waiting import Step
 from region_agent.forward import CenterClient, CenterRefused, CenterUnavailable
 from region_agent.metrics import Metrics
-from region_agent.records import Answer
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +39,6 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp", bound=Message)
 T = TypeVar("T")
 Handler = Callable[["QuotaServicer", Req, Context], Awaitable[Resp]]
-
-# A request its slice cannot cover waits for at most this many slices on their way (the first
-# after a budget's first contact is sized from one request; the next one from the burst).
-MAX_SLICE_WAITS = 2
-
-# Forwarded because the slice had nothing for it: ask the center for a slice at once.
-_ASK_NOW = frozenset({"unknown", "no_holding", "short"})
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
@@ -118,37 +113,38 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
         self._first_contact: dict[str, asyncio.Event] = {}  # budget -> set when its first request returns
 
     async def _await_slice(self, budget_id: str, amount: int) -> None:
-        """Wait (bounded) for a slice on its way; called when the core said one could serve the request.
-
-        For a budget first met, the first request goes to the center (which tells whether the
-        budget exists) and asks for a slice when it answers; requests that arrive meanwhile
-        wait for that, then for the slice, instead of all going to the center.
-        """
+        """Wait, as long as the core says (``region_agent.core.waiting``), for a slice on its way."""
         assert self.wait is not None
         deadline = time.monotonic() + self.wait_s
-        rounds = 0
-        while (reason := self.agent.wait_reason(budget_id, amount, self.clock())) is not None:
+        waited = 0
+        while True:
             left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            if reason == "unknown":
-                first = self._first_contact.get(budget_id)
-                if first is None:
-                    self._first_contact[budget_id] = asyncio.Event()
-                    return  # this request makes the first contact
+            step = self.agent.next_wait(
+                budget_id,
+                amount,
+                self.clock(),
+                left_s=left,
+                slices_waited=waited,
+                first_contact_open=budget_id in self._first_contact,
+            )
+            if step is Step.AWAIT_FIRST_CONTACT:
                 try:
                     async with asyncio.timeout(left):
-                        await first.wait()
+                        await self._first_contact[budget_id].wait()
                 except TimeoutError:
                     return
-                continue
-            if rounds == MAX_SLICE_WAITS:
-                return  # slices waited for and still short: the center decides
-            rounds += 1
-            if self.ask_soon is not None:
-                self.ask_soon(budget_id, amount)  # no-op if one is in flight, or the center said no lately
-            if not await self.wait(budget_id, left):
-                return  # nothing on its way (or it did not come in time): the center decides
+            elif step is Step.AWAIT_SLICE:
+                waited += 1
+                if self.ask_soon is not None:
+                    self.ask_soon(
+                        budget_id, amount
+                    )  # no-op if one is in flight, or the center said no lately
+                if not await self.wait(budget_id, left):
+                    return  # nothing on its way (or it did not come in time): the center decides
+            else:
+                if step is Step.FIRST_CONTACT:
+                    self._first_contact[budget_id] = asyncio.Event()
+                return
 
     def _first_contact_done(self, budget_id: str) -> None:
         event = self._first_contact.pop(budget_id, None)
@@ -370,7 +366,7 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
         """Count a forwarded request the center answered, and learn the budget from it."""
         self.metrics.served_forwarded(method)
         self.metrics.forwarded.labels(why.reason).inc()
-        if why.reason in _ASK_NOW and amount > 0:
+        if why.reason in SLICE_HELPS and amount > 0:
             # The center answered with a result code, so the budget exists: hold a slice of it.
             self.agent.track(budget_id, now, amount)
             if self.ask is not None:

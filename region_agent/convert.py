@@ -6,12 +6,15 @@ from typing import cast
 
 from quota.v1 import common_pb2 as pb
 from quota.v1 import session_pb2 as spb
+from quota_rules.modes import Mode
 from quota_rules.results import result_code
-from region_agent.records import Answer
-from region_agent.slices import Counters, Holding, Mode, State
+from quota_rules.usage import usage_from_pb
+from region_agent.core.records import Answer
+from region_agent.core.slices import Holding, State
 
-_MODES = {
-    pb.MODE_UNSPECIFIED: Mode.UNSPECIFIED,
+# MODE_UNSPECIFIED is the wire's "not set", not an allocation mode: None (served as NORMAL).
+_MODES: dict[pb.Mode, Mode | None] = {
+    pb.MODE_UNSPECIFIED: None,
     pb.MODE_NORMAL: Mode.NORMAL,
     pb.MODE_SCARCE: Mode.SCARCE,
     pb.MODE_CENTRAL: Mode.CENTRAL,
@@ -26,30 +29,13 @@ MODE_PB = {v: k for k, v in _MODES.items()}
 STATE_PB = {v: k for k, v in _STATES.items()}
 
 
-def usage_pb(budget_id: str, c: Counters) -> spb.Usage:
-    return spb.Usage(
-        budget_id=budget_id,
-        seq=c.seq,
-        consumed=c.consumed,
-        returned=c.returned,
-        reserved=c.reserved,
-        released=c.released,
-    )
-
-
-def counters_from_pb(u: spb.Usage) -> Counters:
-    return Counters(
-        consumed=u.consumed, returned=u.returned, reserved=u.reserved, released=u.released, seq=u.seq
-    )
-
-
 def holding_from_pb(h: spb.AgentHolding) -> Holding:
     # An enum value this agent does not know is treated as the most careful one it does.
     return Holding(
         budget_id=h.budget_id,
         version=h.version,
         balance=h.balance,
-        applied=counters_from_pb(h.applied),
+        applied=usage_from_pb(h.applied),
         lease_ms=h.lease_ms,
         mode=_MODES.get(h.mode, Mode.CENTRAL),
         state=_STATES.get(h.state, State.UNSPECIFIED),

@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from quota_rules import loops
-    from region_agent.journal import JournalError
     from region_agent.server import serve
+    from region_agent.storage.journal import JournalError
 
     try:
         loops.loop_factory(settings.event_loop)

@@ -17,14 +17,14 @@ from prometheus_client import start_http_server
 from quota.v1 import common_pb2, quota_pb2, quota_pb2_grpc
 from quota_rules.decoding import add_servicer
 from region_agent.api import QuotaServicer
-from region_agent.core import Agent, Config
+from region_agent.core.agent import Agent, Config
+from region_agent.core.refill import RefillRules
 from region_agent.forward import CenterClient
-from region_agent.journal import Journal
 from region_agent.metrics import Metrics
-from region_agent.record_log import RecordLog, path_for
-from region_agent.refill import RefillRules
 from region_agent.session import Clock, Session, monotonic_ms
 from region_agent.settings import Settings
+from region_agent.storage.journal import Journal
+from region_agent.storage.record_log import RecordLog, path_for
 
 log = logging.getLogger(__name__)
 

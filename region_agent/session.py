@@ -29,8 +29,9 @@ import grpc
 
 from quota.v1 import session_pb2 as spb
 from quota.v1 import session_pb2_grpc
-from region_agent.convert import code_name, holding_from_pb, usage_pb
-from region_agent.core import Agent
+from quota_rules.usage import usage_pb
+from region_agent.convert import code_name, holding_from_pb
+from region_agent.core.agent import Agent
 from region_agent.metrics import Metrics
 from region_agent.settings import Settings
 

@@ -1,7 +1,8 @@
 """The packages' dependency rules, checked on every import statement (function-level ones too).
 
 The agent and the center share rules (``quota_rules``), never each other's internals; ``quotactl``
-needs only the contract; the shared rules need no server library. See docs/architecture.md.
+needs the contract and the limits it checks input against (``quota_rules``, which does no I/O); the
+shared rules need no server library. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "quota_rules": {"quota"},
     "quota_center": {"quota", "quota_rules"},
     "region_agent": {"quota", "quota_rules"},
-    "quotactl": {"quota"},
+    "quotactl": {"quota", "quota_rules"},
     "devstack": {"quota"},
     "loadtest": {"quota", "quota_rules", "quota_center", "region_agent", "quotactl", "devstack"},
 }

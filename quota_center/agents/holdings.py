@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from quota_center.agents.store import AgentStore, Reported, Usage
+from quota_center.agents.store import AgentStore, Reported
 from quota_center.buckets import keys
 from quota_center.buckets.store import parse_pending
 from quota_center.budgets.registry import BudgetMeta, Registry
@@ -25,10 +25,12 @@ from quota_center.ledger.store import LedgerStore
 from quota_center.metrics import AGENT_GRANTS, AGENT_LEASES_LOST
 from quota_center.refill.cover import Replenisher
 from quota_center.transfers.protocol import Movement, Transfers, now_ms
+from quota_rules import messages
 from quota_rules.allocation import BudgetState, HolderState, slice_size
 from quota_rules.limits import InvalidInput
 from quota_rules.modes import Mode, mode_for
 from quota_rules.rates import Demand
+from quota_rules.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -352,9 +354,9 @@ def _refusal(budget_id: str, agent_id: str, usage: Usage, r: Reported) -> str:
 
 def _refusal_for_state(meta: BudgetMeta, state: str, now: int) -> tuple[str, str] | None:
     if state == "paused":
-        return "BUDGET_PAUSED", f"budget {meta.budget_id} is paused"
+        return "BUDGET_PAUSED", messages.PAUSED.format(b=meta.budget_id)
     if state == "closed":
-        return "BUDGET_CLOSED", f"budget {meta.budget_id} is closed"
+        return "BUDGET_CLOSED", messages.CLOSED.format(b=meta.budget_id)
     reason = meta.outside_window(datetime.fromtimestamp(now / 1000, UTC))
     if reason is not None:
         return "BUDGET_OUTSIDE_WINDOW", reason

@@ -6,21 +6,7 @@ from dataclasses import dataclass
 
 from quota_center.buckets import keys
 from quota_center.buckets.store import BucketStore
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """An agent's cumulative usage of one budget (docs/agents.md)."""
-
-    seq: int = 0
-    consumed: int = 0
-    returned: int = 0
-    reserved: int = 0
-    released: int = 0
-
-    @property
-    def net(self) -> int:
-        return self.consumed - self.returned + self.reserved + self.released
+from quota_rules.usage import Usage
 
 
 @dataclass(frozen=True, slots=True)

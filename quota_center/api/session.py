@@ -21,11 +21,11 @@ from quota.v1 import session_pb2_grpc
 from quota_center.agents.holdings import AgentHoldings, HoldingView
 from quota_center.agents.sessions import Session as Stream
 from quota_center.agents.sessions import Sessions
-from quota_center.agents.store import Usage
 from quota_center.api.convert import _MODES, _STATES
 from quota_center.api.errors import Context, status_for
 from quota_rules.limits import InvalidInput, check_agent_id, check_budget_id
 from quota_rules.results import result_code
+from quota_rules.usage import Usage, usage_from_pb, usage_pb
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -168,19 +168,11 @@ class AgentSessionServicer(session_pb2_grpc.AgentSessionServicer):
 
 
 def holding_pb(view: HoldingView) -> spb.AgentHolding:
-    a = view.applied
     return spb.AgentHolding(
         budget_id=view.budget_id,
         version=view.version,
         balance=view.balance,
-        applied=spb.Usage(
-            budget_id=view.budget_id,
-            seq=a.seq,
-            consumed=a.consumed,
-            returned=a.returned,
-            reserved=a.reserved,
-            released=a.released,
-        ),
+        applied=usage_pb(view.budget_id, view.applied),
         lease_ms=view.lease_ms,
         mode=_MODES[view.mode],
         state=_STATES.get(view.state, pb.BUDGET_STATE_UNSPECIFIED),
@@ -194,7 +186,7 @@ def _usage(u: spb.Usage, budget_id: str | None = None) -> Usage:
     for name in ("seq", "consumed", "returned", "reserved", "released"):
         if getattr(u, name) < 0:
             raise InvalidInput(f"usage.{name} must not be negative")
-    return Usage(u.seq, u.consumed, u.returned, u.reserved, u.released)
+    return usage_from_pb(u)
 
 
 def _error(message: str) -> spb.CenterMessage:

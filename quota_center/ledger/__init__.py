@@ -24,7 +24,6 @@ from .errors import (
 from .migrate import migrate
 from .models import (
     CURRENT_GEN,
-    MAX_AMOUNT,
     BudgetRow,
     LedgerEntry,
     LedgerRow,
@@ -36,7 +35,6 @@ from .store import LedgerStore
 
 __all__ = [
     "CURRENT_GEN",
-    "MAX_AMOUNT",
     "BudgetClosed",
     "BudgetNotFound",
     "BudgetRow",

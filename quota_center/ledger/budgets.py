@@ -16,6 +16,8 @@ import uuid
 from datetime import datetime
 from typing import Any, Final
 
+from quota_rules.limits import MAX_AMOUNT
+
 from . import validate
 from .errors import (
     BudgetClosed,
@@ -26,7 +28,7 @@ from .errors import (
     LedgerConflict,
     StaleGeneration,
 )
-from .models import MARKER_KINDS, MAX_AMOUNT, BudgetRow, PolicyValue, Rebuild, budget_from_record
+from .models import MARKER_KINDS, BudgetRow, PolicyValue, Rebuild, budget_from_record
 
 _COLUMNS: Final = (
     "budget_id, unit, total, state, valid_from, valid_until, policy, sub_buckets, "

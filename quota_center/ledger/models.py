@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-# Redis Lua numbers are doubles: integers above 2^53 - 1 lose precision there.
-MAX_AMOUNT: Final = 9_007_199_254_740_991
-
 BUDGET_STATES: Final = frozenset({"active", "paused", "closed"})
 
 # Kinds whose rows move nothing and are skipped by balance sums. They are never fenced by the

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from quota_rules.limits import MAX_AMOUNT
+
 from . import validate
 from .errors import BudgetNotFound, InvalidArgument, LedgerConflict, LedgerError
-from .models import MAX_AMOUNT, RecordOutcome
+from .models import RecordOutcome
 
 DOUBT_PREFIX: Final = "doubt:"
 CONSUMED: Final = "consumed"

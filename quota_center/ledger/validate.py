@@ -10,8 +10,10 @@ import re
 from datetime import datetime
 from typing import Final
 
+from quota_rules.limits import MAX_AMOUNT
+
 from .errors import InvalidAmount, InvalidArgument
-from .models import CURRENT_GEN, MARKER_KINDS, MAX_AMOUNT, LedgerEntry, PolicyValue
+from .models import CURRENT_GEN, MARKER_KINDS, LedgerEntry, PolicyValue
 
 MAX_BUDGET_ID: Final = 256
 MAX_TRANSFER_ID: Final = 1024

@@ -37,6 +37,7 @@ from quota_center.ledger.spend_log import SpendEntry
 from quota_center.ledger.store import LedgerStore
 from quota_center.recovery.settlement import Settlement, blocking
 from quota_center.recovery.writebehind import WriteBehind
+from quota_rules import messages
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,7 @@ class Prior:
 
 
 def _conflict(entry: SpendEntry) -> Prior:
-    message = f"request_id {entry.request_id} was already used for a different request"
-    return Prior("CONFLICT", 0, message, entry)
+    return Prior("CONFLICT", 0, messages.CONFLICT.format(r=entry.request_id), entry)
 
 
 class Recall:
@@ -89,7 +89,7 @@ class Recall:
         if prior is None:
             return None
         if (prior.kind, prior.budget_id, prior.amount) == ("deduct", meta.budget_id, amount):
-            return Prior("EXISTS", amount, f"request {request_id} was already applied", prior)
+            return Prior("EXISTS", amount, messages.APPLIED.format(r=request_id), prior)
         return _conflict(prior)
 
     async def refund(self, meta: BudgetMeta, request_id: str, deduction_id: str, amount: int) -> Prior | None:
@@ -105,7 +105,7 @@ class Recall:
             return _conflict(prior)
         deduction = await self.ledger.spend_lookup(deduction_id)
         left = 0 if deduction is None else deduction.amount - await self.ledger.logged_returns(deduction_id)
-        return Prior("EXISTS", amount, f"return {request_id} was already applied", prior, max(left, 0))
+        return Prior("EXISTS", amount, messages.RETURN_APPLIED.format(r=request_id), prior, max(left, 0))
 
     async def restore(self, meta: BudgetMeta, deduction_id: str) -> tuple[int, int] | None:
         """(amount, returned) to recreate the record of a deduction made before a Redis loss;

@@ -30,6 +30,8 @@ from quota_center.recovery.recall import Prior, Recall
 from quota_center.recovery.writebehind import SpendLog, Unlogged, deduct_entry, refund_entry
 from quota_center.refill.cover import Replenisher
 from quota_center.spending.placement import sub_bucket_for
+from quota_rules import messages
+from quota_rules.fingerprints import deduct_fingerprint, return_fingerprint
 from quota_rules.limits import check_amount, check_budget_id, check_request_id
 
 # A deduction is retried after a refill, a rebuild or a concurrent thief; each round
@@ -37,10 +39,10 @@ from quota_rules.limits import check_amount, check_budget_id, check_request_id
 MAX_ATTEMPTS = 32
 
 _REFUSALS = {
-    "PAUSED": ("BUDGET_PAUSED", "budget {b} is paused"),
-    "CLOSED": ("BUDGET_CLOSED", "budget {b} is closed"),
-    "CONFLICT": ("CONFLICT", "request_id {r} was already used for a different request"),
-    "UNKNOWN": ("UNKNOWN_REQUEST", "no deduction {d} on budget {b} (never made, or older than retention)"),
+    "PAUSED": ("BUDGET_PAUSED", messages.PAUSED),
+    "CLOSED": ("BUDGET_CLOSED", messages.CLOSED),
+    "CONFLICT": ("CONFLICT", messages.CONFLICT),
+    "UNKNOWN": ("UNKNOWN_REQUEST", messages.UNKNOWN_DEDUCTION),
 }
 
 
@@ -93,7 +95,7 @@ class Spending:
                 prior = await recall.deduction(meta, request_id, amount)
                 if prior is not None:
                     return await self._recalled(prior)
-            fingerprint = _deduct_fingerprint(budget_id, amount)
+            fingerprint = deduct_fingerprint(budget_id, amount)
             combined = not claimed and self.buckets.one_server
             if not claimed and not combined:
                 conflict = await self._claim(request_id, fingerprint)
@@ -147,7 +149,7 @@ class Spending:
                     answers[i] = refusal
                 elif self._recall(meta, 0) is None:  # else deduct consults the spend log first
                     index = sub_bucket_for(request_id, meta.sub_buckets)
-                    batch.append((i, meta, index, _deduct_fingerprint(budget_id, amount)))
+                    batch.append((i, meta, index, deduct_fingerprint(budget_id, amount)))
             calls = [
                 (items[i][1], fp, items[i][0], index, items[i][2], meta.gen) for i, meta, index, fp in batch
             ]
@@ -177,7 +179,7 @@ class Spending:
         if r.status == "OK":
             return Answer("OK", amount)
         if r.status == "EXISTS":
-            return Answer("EXISTS", r.value, f"request {request_id} was already applied")
+            return Answer("EXISTS", r.value, messages.APPLIED.format(r=request_id))
         if r.status in _REFUSALS:
             return self._refusal(r.status, budget_id, request_id)
         return None  # SHORT, STALE, LOST
@@ -188,7 +190,7 @@ class Spending:
         check_request_id(deduction_id, "deduction_id")
         check_amount(amount)
         if request_id == deduction_id:
-            return Answer("CONFLICT", 0, "a return needs its own request_id, not the deduction's")
+            return Answer("CONFLICT", 0, messages.RETURN_OWN_ID)
         meta = await self.registry.get(budget_id)
         index = sub_bucket_for(deduction_id, meta.sub_buckets)
         recalled = 0
@@ -202,7 +204,7 @@ class Spending:
                 if prior is not None:
                     return await self._recalled(prior)
             if not claimed:
-                fingerprint = _return_fingerprint(budget_id, amount, deduction_id)
+                fingerprint = return_fingerprint(budget_id, amount, deduction_id)
                 conflict = await self._claim(request_id, fingerprint)
                 if conflict is not None:
                     return conflict
@@ -214,12 +216,12 @@ class Spending:
             if r.status == "OK":
                 return Answer("OK", amount, refundable=r.extra)
             if r.status == "EXISTS":
-                return Answer("EXISTS", r.value, f"return {request_id} was already applied", r.extra)
+                return Answer("EXISTS", r.value, messages.RETURN_APPLIED.format(r=request_id), r.extra)
             if r.status == "EXCEEDS":
                 return Answer(
                     "EXCEEDS_DEDUCTED",
                     0,
-                    f"deduction {deduction_id} has only {r.extra} left to refund",
+                    messages.EXCEEDS_REFUNDABLE.format(d=deduction_id, n=r.extra),
                     r.extra,
                 )
             if r.status == "UNKNOWN" and restore is None and recalled == meta.gen and self.recall is not None:
@@ -271,21 +273,13 @@ class Spending:
 
 
 def _conflict(request_id: str) -> Answer:
-    return Answer("CONFLICT", 0, f"request_id {request_id} was already used for a different request")
-
-
-def _deduct_fingerprint(budget_id: str, amount: int) -> str:
-    return f"deduct|{budget_id}|{amount}"
-
-
-def _return_fingerprint(budget_id: str, amount: int, deduction_id: str) -> str:
-    return f"return|{budget_id}|{amount}|{deduction_id}"
+    return Answer("CONFLICT", 0, messages.CONFLICT.format(r=request_id))
 
 
 def _fingerprint(entry: SpendEntry) -> str:
     if entry.kind == "return" and entry.deduction_id is not None:
-        return _return_fingerprint(entry.budget_id, entry.amount, entry.deduction_id)
-    return _deduct_fingerprint(entry.budget_id, entry.amount)
+        return return_fingerprint(entry.budget_id, entry.amount, entry.deduction_id)
+    return deduct_fingerprint(entry.budget_id, entry.amount)
 
 
 def insufficient(meta: BudgetMeta, amount: int, replenisher: Replenisher) -> str:
@@ -293,7 +287,7 @@ def insufficient(meta: BudgetMeta, amount: int, replenisher: Replenisher) -> str
     budget_id = meta.budget_id
     if meta.policy.strategy == "static":
         return f"budget {budget_id} is static: this request's share has less than {amount} left"
-    message = f"budget {budget_id} has less than {amount} left"
+    message = messages.INSUFFICIENT.format(b=budget_id, n=amount)
     unanswered = replenisher.unanswered(budget_id)
     if unanswered:
         held = ", ".join(f"{h} holds {n}" for h, n in sorted(unanswered.items()))

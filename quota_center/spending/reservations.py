@@ -50,7 +50,10 @@ from quota_center.recovery.writebehind import SpendLog, Unlogged, deduct_entry
 from quota_center.refill.cover import Replenisher
 from quota_center.spending.placement import sub_bucket_for
 from quota_center.transfers.protocol import now_ms
-from quota_rules.limits import InvalidInput, check_amount, check_budget_id, check_request_id
+from quota_rules import messages
+from quota_rules.fingerprints import reserve_fingerprint
+from quota_rules.limits import check_amount, check_budget_id, check_request_id
+from quota_rules.ttl import resolve_ttl
 
 # As for a deduction: each round serves it, refuses it honestly or follows a refill or rebuild.
 MAX_ATTEMPTS = 32
@@ -67,32 +70,10 @@ class ReservationAnswer:
     message: str = ""
 
 
-def resolve_ttl(ttl_ms: int, default_ms: int, max_ms: int) -> int:
-    """The TTL a reservation gets: ``ttl_ms``, or ``default_ms`` for 0; InvalidInput if out of range."""
-    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int):
-        raise InvalidInput("ttl_ms must be an integer number of milliseconds")
-    if ttl_ms < 0:
-        raise InvalidInput(f"ttl_ms must not be negative, got {ttl_ms} (0 takes the default {default_ms})")
-    if ttl_ms > max_ms:
-        raise InvalidInput(f"ttl_ms {ttl_ms} exceeds the maximum {max_ms}")
-    return ttl_ms or default_ms
-
-
-def reserve_fingerprint(budget_id: str, amount: int, ttl_ms: int) -> str:
-    """What binds a reservation's request id: budget, amount and the TTL as asked (0 stays 0).
-
-    The TTL asked for is part of the request, so another one is a CONFLICT; the TTL as
-    asked, not as resolved, so a change of the default between a call and its retry does
-    not turn the retry into a conflict. ``expires_at_ms`` is not: it is the answer, and a
-    retry gets the original one from the record.
-    """
-    return f"reserve|{budget_id}|{amount}|{ttl_ms}"
-
-
 _REFUSALS = {
-    "PAUSED": ("BUDGET_PAUSED", "budget {b} is paused"),
-    "CLOSED": ("BUDGET_CLOSED", "budget {b} is closed"),
-    "CONFLICT": ("CONFLICT", "request_id {r} was already used for a different request"),
+    "PAUSED": ("BUDGET_PAUSED", messages.PAUSED),
+    "CLOSED": ("BUDGET_CLOSED", messages.CLOSED),
+    "CONFLICT": ("CONFLICT", messages.CONFLICT),
 }
 
 
@@ -102,7 +83,7 @@ def reserve_answer(r: Outcome, budget_id: str, request_id: str) -> ReservationAn
         return ReservationAnswer("OK", r.value, expires_at_ms=r.extra)
     if r.status == "EXISTS":
         return ReservationAnswer(
-            "EXISTS", r.value, expires_at_ms=r.extra, message=f"reservation {request_id} was already made"
+            "EXISTS", r.value, expires_at_ms=r.extra, message=messages.RESERVATION_MADE.format(r=request_id)
         )
     if r.status in _REFUSALS:
         code, text = _REFUSALS[r.status]
@@ -111,7 +92,7 @@ def reserve_answer(r: Outcome, budget_id: str, request_id: str) -> ReservationAn
 
 
 def _unknown(budget_id: str, reservation_id: str) -> str:
-    return f"no reservation {reservation_id} on budget {budget_id} (never made, or older than retention)"
+    return messages.UNKNOWN_RESERVATION.format(r=reservation_id, b=budget_id)
 
 
 def _dropped(budget_id: str, reservation_id: str) -> str:
@@ -127,17 +108,15 @@ def confirm_answer(r: Outcome, budget_id: str, reservation_id: str) -> Reservati
     answers = {
         "OK": lambda: ReservationAnswer("OK", r.value, r.extra),
         "EXISTS": lambda: ReservationAnswer(
-            "EXISTS", r.value, r.extra, message=f"reservation {rid} was already confirmed"
+            "EXISTS", r.value, r.extra, message=messages.CONFIRMED_ALREADY.format(r=rid)
         ),
         "CONFLICT": lambda: ReservationAnswer(
-            "CONFLICT", message=f"reservation {rid} was already confirmed for {r.value}"
+            "CONFLICT", message=messages.CONFIRMED_FOR.format(r=rid, n=r.value)
         ),
-        "CANCELLED": lambda: ReservationAnswer("CANCELLED", message=f"reservation {rid} was cancelled"),
-        "EXPIRED": lambda: ReservationAnswer(
-            "EXPIRED", message=f"reservation {rid} expired; its amount was released"
-        ),
+        "CANCELLED": lambda: ReservationAnswer("CANCELLED", message=messages.CANCELLED.format(r=rid)),
+        "EXPIRED": lambda: ReservationAnswer("EXPIRED", message=messages.EXPIRED.format(r=rid)),
         "EXCEEDS": lambda: ReservationAnswer(
-            "EXCEEDS_DEDUCTED", message=f"reservation {rid} holds only {r.extra}; nothing was confirmed"
+            "EXCEEDS_DEDUCTED", message=messages.HOLDS_ONLY.format(r=rid, n=r.extra)
         ),
         "UNKNOWN": lambda: ReservationAnswer("UNKNOWN_REQUEST", message=_unknown(budget_id, rid)),
         "DROPPED": lambda: ReservationAnswer("UNKNOWN_REQUEST", message=_dropped(budget_id, rid)),
@@ -152,12 +131,10 @@ def cancel_answer(r: Outcome, budget_id: str, reservation_id: str) -> Reservatio
     answers = {
         "OK": lambda: ReservationAnswer("OK", released=r.value),
         "EXISTS": lambda: ReservationAnswer(
-            "EXISTS", released=r.value, message=f"reservation {rid} was already cancelled"
+            "EXISTS", released=r.value, message=messages.CANCELLED_ALREADY.format(r=rid)
         ),
-        "CONFIRMED": lambda: ReservationAnswer("CONFIRMED", message=f"reservation {rid} was confirmed"),
-        "EXPIRED": lambda: ReservationAnswer(
-            "EXPIRED", message=f"reservation {rid} expired; its amount was released"
-        ),
+        "CONFIRMED": lambda: ReservationAnswer("CONFIRMED", message=messages.CONFIRMED.format(r=rid)),
+        "EXPIRED": lambda: ReservationAnswer("EXPIRED", message=messages.EXPIRED.format(r=rid)),
         "UNKNOWN": lambda: ReservationAnswer("UNKNOWN_REQUEST", message=_unknown(budget_id, rid)),
         "DROPPED": lambda: ReservationAnswer("UNKNOWN_REQUEST", message=_dropped(budget_id, rid)),
     }
@@ -218,7 +195,7 @@ class Reservations:
                 # SHORT: this sub-bucket cannot cover it; refill it or refuse honestly.
                 if not await self.replenisher.cover(meta, index, amount):
                     return ReservationAnswer(
-                        "INSUFFICIENT", message=f"budget {budget_id} has less than {amount} left"
+                        "INSUFFICIENT", message=messages.INSUFFICIENT.format(b=budget_id, n=amount)
                     )
             except BucketLost:
                 await self.recovery.rebuild(budget_id)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from region_agent.slices import Counters, Holding, Mode, State
+from quota_rules.modes import Mode
+from quota_rules.usage import Usage
+from region_agent.core.slices import Holding, State
 
 LEASE_MS = 60_000
 
@@ -14,14 +16,14 @@ def holding(
     *,
     version: int = 1,
     balance: int = 100,
-    applied: Counters | None = None,
+    applied: Usage | None = None,
     lease_ms: int = LEASE_MS,
     mode: Mode = Mode.NORMAL,
     state: State = State.ACTIVE,
     lost: bool = False,
 ) -> Holding:
-    return Holding(budget_id, version, balance, applied or Counters(), lease_ms, mode, state, lost)
+    return Holding(budget_id, version, balance, applied or Usage(), lease_ms, mode, state, lost)
 
 
-def counters(c: Counters, **changes: int) -> Counters:
+def counters(c: Usage, **changes: int) -> Usage:
     return replace(c, **changes)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack import AgentProcess
+from loadtest.verdict import SurelyLeft
 from quota.v1 import common_pb2 as pb
 from tests.helpers.center import Client
 
@@ -44,18 +45,9 @@ class Book:
         return sum(c.amount for c in self.calls if c.code == OK)
 
     def false_refusals(self, total: int) -> list[Call]:
-        """Refusals that were certainly false: the amount was at most what was surely left.
-
-        When a refusal was decided, at most the successes sent before its answer came back had
-        been consumed, so at least ``total`` minus those was left; a refusal of no more than that
-        was false. (The bound never calls an honest refusal false.)
-        """
-        bad = []
-        for r in (c for c in self.calls if c.code == INSUFFICIENT):
-            taken = sum(c.amount for c in self.calls if c.code == OK and c.sent < r.done)
-            if r.amount <= total - taken:
-                bad.append(r)
-        return bad
+        """Refusals that were certainly false: the amount was at most what was surely left."""
+        surely = SurelyLeft(total, ((c.sent, c.amount) for c in self.calls if c.code == OK))
+        return [r for r in self.calls if r.code == INSUFFICIENT and r.amount <= surely.at(r.done)]
 
 
 async def held_here(client: Client, budget_id: str) -> int:

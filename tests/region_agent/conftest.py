@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from region_agent.core import Agent, Config
-from region_agent.journal import MemoryJournal
+from region_agent.core.agent import Agent, Config
+from region_agent.storage.journal import MemoryJournal
 from tests.helpers.holdings import holding
 
 

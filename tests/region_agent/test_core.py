@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from quota_center.spending import deductions as center_spending
-from quota_center.spending import reservations as center_reservations
 from quota_rules.limits import MAX_AMOUNT, InvalidInput
-from region_agent.core import (
-    Agent,
-    Config,
-    Forward,
-    deduct_fingerprint,
-    reserve_fingerprint,
-    resolve_ttl,
-    return_fingerprint,
-)
-from region_agent.journal import MemoryJournal
-from region_agent.records import Answer
-from region_agent.slices import BudgetSlice, Counters, Holding, Mode, State
+from quota_rules.modes import Mode
+from quota_rules.usage import Usage
+from region_agent.core.agent import Agent, Config
+from region_agent.core.records import Answer
+from region_agent.core.serving import Forward
+from region_agent.core.slices import BudgetSlice, Holding, State
+from region_agent.storage.journal import MemoryJournal
 from tests.helpers.holdings import LEASE_MS, holding
 
 
@@ -38,31 +31,31 @@ def forward(result: Answer | Forward) -> Forward:
 @pytest.mark.parametrize(
     ("balance", "local", "applied", "expected", "why"),
     [
-        (100, Counters(), Counters(), 100, "nothing spent"),
-        (100, Counters(consumed=30, seq=1), Counters(), 70, "spent locally, not yet reported"),
+        (100, Usage(), Usage(), 100, "nothing spent"),
+        (100, Usage(consumed=30, seq=1), Usage(), 70, "spent locally, not yet reported"),
         (
             70,
-            Counters(consumed=30, seq=1),
-            Counters(consumed=30, seq=1),
+            Usage(consumed=30, seq=1),
+            Usage(consumed=30, seq=1),
             70,
             "spent and applied: no double count",
         ),
-        (70, Counters(consumed=50, seq=3), Counters(consumed=30, seq=1), 50, "part applied"),
-        (100, Counters(consumed=30, returned=10, seq=2), Counters(), 80, "a return gives back"),
-        (100, Counters(reserved=25, seq=1), Counters(), 75, "reserved counts against it"),
-        (100, Counters(released=40, seq=1), Counters(), 60, "released is gone"),
-        (60, Counters(released=40, seq=1), Counters(released=40, seq=1), 60, "released and applied"),
+        (70, Usage(consumed=50, seq=3), Usage(consumed=30, seq=1), 50, "part applied"),
+        (100, Usage(consumed=30, returned=10, seq=2), Usage(), 80, "a return gives back"),
+        (100, Usage(reserved=25, seq=1), Usage(), 75, "reserved counts against it"),
+        (100, Usage(released=40, seq=1), Usage(), 60, "released is gone"),
+        (60, Usage(released=40, seq=1), Usage(released=40, seq=1), 60, "released and applied"),
         (
             10,
-            Counters(consumed=30, seq=2),
-            Counters(consumed=10, seq=1),
+            Usage(consumed=30, seq=2),
+            Usage(consumed=10, seq=1),
             -10,
             "more spent than held: negative",
         ),
     ],
 )
 def test_available_is_balance_minus_unapplied_net(
-    balance: int, local: Counters, applied: Counters, expected: int, why: str
+    balance: int, local: Usage, applied: Usage, expected: int, why: str
 ) -> None:
     s = BudgetSlice("b1", local, holding(balance=balance, applied=applied))
     assert s.available() == expected, why
@@ -70,7 +63,7 @@ def test_available_is_balance_minus_unapplied_net(
 
 def test_a_lost_or_absent_holding_has_nothing_available() -> None:
     assert BudgetSlice("b1").available() == 0
-    assert BudgetSlice("b1", Counters(), holding(balance=100, lost=True)).available() == 0
+    assert BudgetSlice("b1", Usage(), holding(balance=100, lost=True)).available() == 0
 
 
 def test_an_older_holding_is_ignored_and_a_newer_one_adopted(agent: Agent) -> None:
@@ -120,13 +113,13 @@ def test_what_the_slice_cannot_serve_is_forwarded(setup: object, amount: int, re
         a.adopt(setup, sent_at=0)
     assert forward(a.deduct("b1", "r1", amount, now=1)).reason == reason
     assert forward(a.reserve("b1", "r2", amount, 0, now=1)).reason == reason
-    assert a.usage("b1") == Counters()
+    assert a.usage("b1") == Usage()
 
 
 def test_a_local_deduction_counts_and_is_journaled(agent: Agent, journal: MemoryJournal) -> None:
     assert ok(agent.deduct("b1", "r1", 40, now=1)) == Answer("OK", 40)
-    assert agent.usage("b1") == Counters(consumed=40, seq=1)
-    assert journal.counters["b1"] == Counters(consumed=40, seq=1)
+    assert agent.usage("b1") == Usage(consumed=40, seq=1)
+    assert journal.counters["b1"] == Usage(consumed=40, seq=1)
     assert agent.available("b1") == 60
     assert forward(agent.deduct("b1", "r2", 61, now=1)).reason == "short"
     assert ok(agent.deduct("b1", "r3", 60, now=1)).code == "OK"
@@ -157,7 +150,7 @@ def test_the_same_id_with_other_content_is_a_conflict(agent: Agent, call: object
     ok(agent.deduct("b1", "r1", 40, now=1))
     answer = ok(call(agent))  # type: ignore[operator]
     assert answer.code == "CONFLICT"
-    assert agent.usage("b1") == Counters(consumed=40, seq=1)
+    assert agent.usage("b1") == Usage(consumed=40, seq=1)
 
 
 def test_a_forwarded_id_stays_with_the_center(agent: Agent) -> None:
@@ -180,20 +173,6 @@ def test_a_remembered_forwarded_answer_answers_retries_and_a_refusal_is_not_kept
     assert not agent.remember("never-forwarded", Answer("OK", 1))
 
 
-def test_fingerprints_and_ttl_rules_are_the_centers() -> None:
-    assert deduct_fingerprint("b", 5) == center_spending._deduct_fingerprint("b", 5)
-    assert return_fingerprint("b", 5, "d") == center_spending._return_fingerprint("b", 5, "d")
-    assert reserve_fingerprint("b", 5, 0) == center_reservations.reserve_fingerprint("b", 5, 0)
-    for ttl in (0, 1, 1000, 86_400_000):
-        assert resolve_ttl(ttl, 300, 86_400_000) == center_reservations.resolve_ttl(ttl, 300, 86_400_000)
-    for bad in (-1, 86_400_001):
-        with pytest.raises(InvalidInput) as ours:
-            resolve_ttl(bad, 300, 86_400_000)
-        with pytest.raises(InvalidInput) as theirs:
-            center_reservations.resolve_ttl(bad, 300, 86_400_000)
-        assert str(ours.value) == str(theirs.value)
-
-
 # ---- returns ----------------------------------------------------------------------------------
 
 
@@ -207,7 +186,7 @@ def test_returns_refund_a_local_deduction_up_to_what_is_left(agent: Agent) -> No
     assert "only 25 left" in too_much.message
     again = ok(agent.return_("b1", "ret1", "d1", 15, now=4))
     assert (again.code, again.amount, again.refundable) == ("EXISTS", 15, 25)
-    assert agent.usage("b1") == Counters(consumed=40, returned=15, seq=2)
+    assert agent.usage("b1") == Usage(consumed=40, returned=15, seq=2)
 
 
 def test_returns_of_what_this_agent_did_not_serve(agent: Agent) -> None:
@@ -227,7 +206,7 @@ def test_reserve_then_confirm_less_releases_the_rest(agent: Agent) -> None:
     assert agent.available("b1") == 70
     c = ok(agent.confirm("b1", "res1", 20, now=2_000))
     assert (c.code, c.amount, c.released) == ("OK", 20, 10)
-    assert agent.usage("b1") == Counters(consumed=20, reserved=0, seq=2)
+    assert agent.usage("b1") == Usage(consumed=20, reserved=0, seq=2)
     assert agent.available("b1") == 80
     again = ok(agent.confirm("b1", "res1", 20, now=2_001))
     assert (again.code, again.amount, again.released) == ("EXISTS", 20, 10)
@@ -247,7 +226,7 @@ def test_cancel_releases_all_once(agent: Agent) -> None:
     again = ok(agent.cancel("b1", "res1", now=3))
     assert (again.code, again.released) == ("EXISTS", 30)
     assert ok(agent.confirm("b1", "res1", 30, now=3)).code == "CANCELLED"
-    assert agent.usage("b1") == Counters(seq=2)
+    assert agent.usage("b1") == Usage(seq=2)
 
 
 def test_a_late_confirm_is_expired_even_before_the_sweep(agent: Agent) -> None:
@@ -277,7 +256,7 @@ def test_confirm_of_more_than_reserved_changes_nothing(agent: Agent) -> None:
     over = ok(agent.confirm("b1", "res1", 31, now=2))
     assert over.code == "EXCEEDS_DEDUCTED"
     assert "holds only 30" in over.message
-    assert agent.usage("b1") == Counters(reserved=30, seq=1)
+    assert agent.usage("b1") == Usage(reserved=30, seq=1)
 
 
 def test_confirm_or_cancel_of_a_reservation_not_made_here(agent: Agent) -> None:
@@ -297,7 +276,7 @@ def test_release_is_bounded_by_the_unreserved_available(agent: Agent) -> None:
     assert agent.release("b1", 1_000) == 50
     assert agent.available("b1") == 0
     assert agent.release("b1", 1) == 0
-    assert agent.usage("b1") == Counters(consumed=20, reserved=30, released=50, seq=3)
+    assert agent.usage("b1") == Usage(consumed=20, reserved=30, released=50, seq=3)
     # The reservation is still whole.
     assert ok(agent.confirm("b1", "res1", 30, now=2)).code == "OK"
 
@@ -305,7 +284,7 @@ def test_release_is_bounded_by_the_unreserved_available(agent: Agent) -> None:
 def test_a_reclaim_answer_releases_up_to_the_order(agent: Agent) -> None:
     released, usage = agent.answer_reclaim("b1", 30)
     assert (released, usage.released) == (30, 30)
-    assert agent.answer_reclaim("nothing-here", 30) == (0, Counters())
+    assert agent.answer_reclaim("nothing-here", 30) == (0, Usage())
     agent.adopt(holding(version=2, balance=100, lost=True), sent_at=0)
     assert agent.answer_reclaim("b1", 30)[0] == 0
 
@@ -343,9 +322,9 @@ def test_bad_input_is_refused_and_changes_nothing(agent: Agent, journal: MemoryJ
 
 
 def test_a_restart_reads_the_journal_and_releases_dead_reservations() -> None:
-    journal = MemoryJournal({"b1": Counters(consumed=40, reserved=10, seq=7)})
+    journal = MemoryJournal({"b1": Usage(consumed=40, reserved=10, seq=7)})
     a = Agent(journal)
-    assert a.usage("b1") == Counters(consumed=40, reserved=0, seq=8)
+    assert a.usage("b1") == Usage(consumed=40, reserved=0, seq=8)
     assert journal.counters["b1"] == a.usage("b1")
     assert a.budgets() == ["b1"]
     # Nothing is spendable before the center's holding and lease arrive.
@@ -354,7 +333,7 @@ def test_a_restart_reads_the_journal_and_releases_dead_reservations() -> None:
 
 def test_counters_behind_what_the_center_applied_continue_from_it() -> None:
     a = Agent(MemoryJournal())
-    applied = Counters(consumed=70, seq=12)
+    applied = Usage(consumed=70, seq=12)
     a.adopt(holding(balance=30, applied=applied), sent_at=0)
     assert a.usage("b1") == applied
     assert a.available("b1") == 30

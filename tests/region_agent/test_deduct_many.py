@@ -16,12 +16,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quota_rules.fingerprints import deduct_fingerprint
 from quota_rules.limits import InvalidInput
-from region_agent.core import Agent, Forward, deduct_fingerprint
-from region_agent.journal import Journal
-from region_agent.record_log import RecordLog, path_for
-from region_agent.records import Answer, Forwarded, Record, Reservation, Served
-from region_agent.slices import Counters
+from quota_rules.usage import Usage
+from region_agent.core.agent import Agent
+from region_agent.core.records import Answer, Forwarded, Record, Reservation, Served
+from region_agent.core.serving import Forward
+from region_agent.storage.journal import Journal
+from region_agent.storage.record_log import RecordLog, path_for
 from tests.helpers.holdings import holding
 
 BUDGETS = ("b1", "b2", "unheld")
@@ -121,7 +123,7 @@ class _KilledJournal(Journal):
 
     dead = False
 
-    def write(self, budget_id: str, counters: Counters) -> None:
+    def write(self, budget_id: str, counters: Usage) -> None:
         if self.dead:
             raise SystemExit("killed between the records and the counters")
         super().write(budget_id, counters)
@@ -180,8 +182,8 @@ def test_a_batch_wraps_the_ring_and_steps_over_a_held_reservation(tmp_path: Path
 
 
 def test_served_records_carry_the_fingerprint_the_center_binds(tmp_path: Path) -> None:
-    # deduct and deduct_many build the fingerprint inline; it must stay deduct_fingerprint's
-    # (which tests/agent/test_core.py holds to the center's).
+    # A served record keeps the fingerprint the center binds the id to, so that a retry of it
+    # at the center (after the agent forwarded it) is not a conflict.
     with opened(tmp_path / "a.journal") as a:
         a.deduct("b1", "one", 3, now=1)
         a.deduct_many([("b2", "two", 4), ("b2", "three", 5)], now=2)

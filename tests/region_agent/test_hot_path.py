@@ -8,11 +8,13 @@ import asyncio
 from typing import Any
 
 from quota.v1 import common_pb2 as pb
+from quota_rules.modes import Mode
+from quota_rules.usage import Usage
 from region_agent.api import QuotaServicer
-from region_agent.core import Agent
-from region_agent.journal import MemoryJournal
+from region_agent.core.agent import Agent
+from region_agent.core.slices import Holding, State
 from region_agent.metrics import Metrics
-from region_agent.slices import Counters, Holding, Mode, State
+from region_agent.storage.journal import MemoryJournal
 
 NOW = 1_000
 
@@ -24,7 +26,7 @@ class _Context:
 
 def _servicer(waits: list[str]) -> QuotaServicer:
     agent = Agent(MemoryJournal(), now=NOW)
-    agent.adopt(Holding("b", 1, 100, Counters(), lease_ms=60_000, mode=Mode.NORMAL, state=State.ACTIVE), NOW)
+    agent.adopt(Holding("b", 1, 100, Usage(), lease_ms=60_000, mode=Mode.NORMAL, state=State.ACTIVE), NOW)
 
     async def wait(budget_id: str, seconds: float) -> bool:
         waits.append(budget_id)
@@ -60,13 +62,13 @@ async def test_an_uncovered_deduct_waits_for_the_slice_on_its_way() -> None:
 
 async def test_a_batch_the_slice_cannot_cover_waits_for_the_slice_then_is_served_here() -> None:
     agent = Agent(MemoryJournal(), now=NOW)
-    agent.adopt(Holding("b", 1, 10, Counters(), lease_ms=60_000, mode=Mode.NORMAL, state=State.ACTIVE), NOW)
+    agent.adopt(Holding("b", 1, 10, Usage(), lease_ms=60_000, mode=Mode.NORMAL, state=State.ACTIVE), NOW)
     waits: list[str] = []
 
     async def slice_arrives(budget_id: str, seconds: float) -> bool:
         waits.append(budget_id)
         await asyncio.sleep(0)
-        grant = Holding("b", 2, 100, Counters(), lease_ms=60_000, mode=Mode.NORMAL, state=State.ACTIVE)
+        grant = Holding("b", 2, 100, Usage(), lease_ms=60_000, mode=Mode.NORMAL, state=State.ACTIVE)
         return agent.adopt(grant, NOW)
 
     center: Any = None  # a forward would fail: everything must be served here

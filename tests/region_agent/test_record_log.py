@@ -17,18 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from region_agent.core import Agent, Config, Forward
-from region_agent.journal import Journal
-from region_agent.record_log import (
-    ENTRY_SIZE,
+from quota_rules.usage import Usage
+from region_agent.core.agent import Agent, Config
+from region_agent.core.records import Answer, Forwarded, Reservation, Served
+from region_agent.core.serving import Forward
+from region_agent.storage.entries import ENTRY_SIZE
+from region_agent.storage.journal import Journal
+from region_agent.storage.record_log import (
     HEADER_SIZE,
     RecordLog,
     RecordLogError,
     RecordLogLocked,
     path_for,
 )
-from region_agent.records import Answer, Forwarded, Reservation, Served
-from region_agent.slices import Counters
 from tests.helpers.holdings import holding
 
 
@@ -109,7 +110,7 @@ def test_a_reservation_held_at_a_crash_is_released_and_says_so(tmp_path: Path) -
         assert answer(a.reserve("b1", "v1", 40, 60_000, now=3))[0] == "EXISTS"
         seq = a.usage("b1").seq
     with running(path, now=4) as a:  # the ending is itself durable: nothing released twice
-        assert a.usage("b1") == Counters(seq=seq)
+        assert a.usage("b1") == Usage(seq=seq)
         assert answer(a.confirm("b1", "v1", 40, now=5))[0] == "EXPIRED"
 
 
@@ -243,14 +244,15 @@ def test_records_and_counters_survive_sigkill_together(tmp_path: Path) -> None:
 WRITER = textwrap.dedent(
     """
     import sys
-    from region_agent.core import Agent
-    from region_agent.journal import Journal
-    from region_agent.record_log import RecordLog, path_for
-    from region_agent.slices import Counters, Holding
+    from region_agent.core.agent import Agent
+    from region_agent.storage.journal import Journal
+    from region_agent.storage.record_log import RecordLog, path_for
+    from quota_rules.usage import Usage
+    from region_agent.core.slices import Holding
     j = Journal(sys.argv[1])
     log = RecordLog(path_for(sys.argv[1]), j, capacity=1 << 20)
     a = Agent(j, record_log=log)
-    a.adopt(Holding("b1", 1, 10**15, Counters(), 10**12), sent_at=0)
+    a.adopt(Holding("b1", 1, 10**15, Usage(), 10**12), sent_at=0)
     print("serving", flush=True)
     i = 0
     while True:
@@ -346,7 +348,7 @@ def test_a_forwarded_binding_survives_but_not_its_answer(tmp_path: Path) -> None
         retry = a.deduct("b2", "f1", 5, now=3)
         assert isinstance(retry, Forward)
         assert retry.reason == "retry"
-        assert a.usage("b2") == Counters()
+        assert a.usage("b2") == Usage()
         assert answer(a.deduct("b2", "f1", 6, now=3))[0] == "CONFLICT"
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from quota_rules.modes import Mode
 from quota_rules.rates import DecayingRate, observe
-from region_agent.refill import RefillRules, observed_rate, release_due, wants_refill
-from region_agent.slices import BudgetSlice, Counters, Mode, State
+from quota_rules.usage import Usage
+from region_agent.core.refill import RefillRules, observed_rate, release_due, wants_refill
+from region_agent.core.slices import BudgetSlice, State
 from tests.helpers.holdings import holding
 
 RULES = RefillRules(refill_horizon_ms=2000, low_watermark_pct=25, lead_ms=200, release_idle_ms=10_000, keep=5)
@@ -18,7 +20,7 @@ def spending(rate_per_s: int, *, until_ms: int = 2_000, balance: int = 100, **kw
     for t in range(100, until_ms + 1, 100):
         r = observe(r, rate_per_s / 10, t / 1000, RULES.rate_half_life_ms / 1000)
     return BudgetSlice(
-        "b1", Counters(), holding(balance=balance, **kw), 60_000, r, active_at=until_ms, last_grant=50
+        "b1", Usage(), holding(balance=balance, **kw), 60_000, r, active_at=until_ms, last_grant=50
     )
 
 

@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from devstack import AgentProcess, free_port
 from quota.v1 import common_pb2 as pb
-from region_agent.journal import Journal, JournalLocked
+from region_agent.storage.journal import Journal, JournalLocked
 from tests.helpers.agent import AgentClient, AgentThread, agent_settings
 
 

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from quota_center.ledger import (
-    MAX_AMOUNT,
     BudgetClosed,
     BudgetNotFound,
     InvalidAmount,
@@ -19,6 +18,7 @@ from quota_center.ledger import (
     LedgerConflict,
     LedgerStore,
 )
+from quota_rules.limits import MAX_AMOUNT
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,6 @@ import asyncpg
 import pytest
 
 from quota_center.ledger import (
-    MAX_AMOUNT,
     BudgetNotFound,
     InvalidAmount,
     InvalidArgument,
@@ -22,6 +21,7 @@ from quota_center.ledger import (
     RecordOutcome,
     StoreClosed,
 )
+from quota_rules.limits import MAX_AMOUNT
 
 pytestmark = pytest.mark.integration
 

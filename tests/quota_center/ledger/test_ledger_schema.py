@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import pytest
 
-from quota_center.ledger import MAX_AMOUNT, LedgerEntry, LedgerStore, RecordOutcome
+from quota_center.ledger import LedgerEntry, LedgerStore, RecordOutcome
+from quota_rules.limits import MAX_AMOUNT
 
 pytestmark = pytest.mark.integration
 

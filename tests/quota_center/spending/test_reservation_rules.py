@@ -1,4 +1,4 @@
-"""Table tests of the pure reservation rules: TTL, fingerprint, and script outcome -> answer."""
+"""Table tests of the pure reservation rules: script outcome -> answer (TTL and fingerprint: tests/quota_rules)."""
 
 from __future__ import annotations
 
@@ -10,42 +10,8 @@ from quota_center.spending.reservations import (
     cancel_answer,
     confirm_answer,
     reserve_answer,
-    reserve_fingerprint,
-    resolve_ttl,
 )
-from quota_rules.limits import InvalidInput
 from quota_rules.results import result_code
-
-DEFAULT, MAX = 300_000, 86_400_000
-
-
-@pytest.mark.parametrize(
-    ("asked", "gets"), [(0, DEFAULT), (1, 1), (5_000, 5_000), (MAX, MAX), (DEFAULT, DEFAULT)]
-)
-def test_ttl_zero_takes_the_default(asked: int, gets: int) -> None:
-    assert resolve_ttl(asked, DEFAULT, MAX) == gets
-
-
-@pytest.mark.parametrize(
-    ("asked", "says"), [(-1, "negative"), (MAX + 1, "maximum"), (2**63 - 1, "maximum"), (True, "integer")]
-)
-def test_ttl_out_of_range_is_invalid(asked: int, says: str) -> None:
-    with pytest.raises(InvalidInput, match=says):
-        resolve_ttl(asked, DEFAULT, MAX)
-
-
-def test_the_fingerprint_binds_budget_amount_and_ttl_as_asked() -> None:
-    base = reserve_fingerprint("b", 10, 0)
-    assert base == reserve_fingerprint("b", 10, 0)
-    others = {
-        reserve_fingerprint("c", 10, 0),
-        reserve_fingerprint("b", 11, 0),
-        reserve_fingerprint("b", 10, 1),
-    }
-    assert len(others) == 3
-    assert base not in others
-    # never equal to a deduction's or a return's fingerprint (spending.py: "deduct|b|10", "return|...")
-    assert not base.startswith(("deduct|", "return|"))
 
 
 @pytest.mark.parametrize(

@@ -1,54 +1,10 @@
 """The agent's request records in a memory-mapped ring next to the journal, so retries survive SIGKILL.
 
-Every record the agent keeps for a request (``region_agent.records``) is written here before the
-answer goes out: a deduction or return served from the slice, a reservation and each change of
-it (confirmed, cancelled, expired, refunded), and the binding of a forwarded request's id to the
-center. A write is a ``struct.pack`` and a store into a shared mapping: no system call, no
-``await``. The kernel keeps the pages when the process is killed; a restarted agent reads the
-ring back, so a retry gets ``EXISTS`` with the original answer, or ``CONFLICT``, as before.
-
-The file is ``<journal>.records``, a header then ``capacity`` fixed-size entries (little-endian)::
-
-    header  magic "QAGRECS1" | version u32 | entry size u32 | capacity u32 | pid u32
-            | journal identity (16 bytes) | zero to 256 bytes
-    entry   crc32 u32 (of the other 252 bytes) | kind u8 | state u8 | id length u8 | u8 zero
-            | seq u64 | counter seq i64 | budget slot u32 | u32 zero
-            | at i64 | amount i64 | returned i64 | confirmed i64 | expires i64
-            | fingerprint digest (16 bytes) | request id (128 bytes, UTF-8, zero padded) | 40 bytes zero
-
-* ``kind``: 1 deduction, 2 return, 3 reservation, 4 forwarded; ``state`` (reservations): 1 held,
-  2 confirmed, 3 cancelled, 4 expired. ``at`` and ``expires`` are unix ms. ``returned`` is what
-  was refunded of a deduction or confirmed reservation; for a return, the ``refundable`` of its
-  answer. A reservation's ``released`` follows from its state.
-* The request id is kept in full (at most 128 bytes, as the API allows), so a record is found
-  by the id itself, exactly. The fingerprint (kind, budget, amount, refunded deduction, TTL
-  asked) is kept as its 16-byte BLAKE2b digest: two different requests under one id would be
-  taken for the same only if their digests collided, odds of 2^-128 per retry.
-* The budget is its slot in the journal, whose identity the header carries: a record log is
-  refused next to another journal than its own (a journal made afresh needs a fresh log).
-* ``seq`` numbers the writes. A change of a record (a refund, a confirm) is a new entry, never
-  a rewrite in place, and the entry with the highest seq of an id is the record. The ring
-  overwrites the oldest entry first, except the latest entry of a reservation still held,
-  which it steps over (and the file doubles if every entry is such a one).
-
-Crash safety. The body is stored first and the CRC last: an entry torn by a kill fails its
-CRC and is ignored, and since a change never overwrites the previous version of its record,
-the record falls back to that version. A record is written *before* the budget's counters in
-the journal, with ``counter seq`` the seq those counters will have: on load, an entry whose
-counter seq is above the journal's (the kill came between the two stores) was never answered
-and its effect never counted, so it is erased, and the request, retried, is served afresh.
-The record and the counters of one request are thus all there or not at all.
-
-What is guaranteed: a retry (after any number of SIGKILLs and restarts with the same journal)
-is recognised if its record is still in the ring, i.e. among the last ``capacity`` entries
-written (each request served writes one, a refund or a reservation's end one or two more),
-and within the agent's retention and ``max_records``. Not guaranteed: a record overwritten by
-the ring, or the last pages lost by a machine crash (the journal has the same limit). A
-forwarded request's answer is not written (a retry after a restart goes to the center again,
-which answers it once), only its binding to the center, so a retry is never served from the
-slice after the center may have applied it.
-
-One process at a time: the file is locked (``flock``) while open, as the journal is.
+Every record (``region_agent.core.records``) is written here, by a store to memory, before its
+answer goes out, and before the counters that count it: a restarted agent reads the ring back and
+answers a retry as before. The ring, its crash safety and what it guarantees: docs/agents.md,
+"The agent's journal and record log" and "The record log's layout"; one entry's bytes:
+``region_agent.storage.entries``.
 """
 
 from __future__ import annotations
@@ -59,68 +15,37 @@ import os
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from region_agent.journal import MAX_ID_BYTES, Journal, JournalError, MappedFile, lock_exclusive
-from region_agent.records import Answer, Forwarded, Record, Reservation, Served, fingerprint_digest
+from region_agent.core.records import Record, Reservation, Served, fingerprint_digest
+from region_agent.storage.entries import (
+    CRC,
+    DEDUCT,
+    ENTRY_SIZE,
+    FORWARDED,
+    NO_BUDGET,
+    RESERVATION,
+    RETURN,
+    SEQ_OFFSET,
+    STATES,
+    Entry,
+    decode,
+    pack,
+    unpack,
+)
+from region_agent.storage.journal import Journal, JournalError, MappedFile, lock_exclusive
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"QAGRECS1"
 VERSION = 1
-ENTRY_SIZE = 256
 HEADER_SIZE = 256
 DEFAULT_CAPACITY = 1_000_000
-NO_BUDGET = 0xFFFFFFFF
 _DIGESTS_KEPT = 4096
 
 _HEADER = struct.Struct("<8sIIII16s")
-_CRC = struct.Struct("<I")
-_BODY = struct.Struct("<4BQqII5q16s128s40x")  # the entry after its CRC
-assert _CRC.size + _BODY.size == ENTRY_SIZE
 assert _HEADER.size <= HEADER_SIZE
 assert HEADER_SIZE % 8 == 0
-assert ENTRY_SIZE % 8 == 0
-_SEQ_OFFSET = 8  # of seq in an entry, 8-aligned: the load scans the seqs as one u64 column
-
-DEDUCT, RETURN, RESERVATION, FORWARDED = 1, 2, 3, 4
-STATES = {"held": 1, "confirmed": 2, "cancelled": 3, "expired": 4}
-_STATE_NAMES = {code: name for name, code in STATES.items()}
-
-
-def _pack(
-    kind: int,
-    state: int,
-    raw_id: bytes,
-    seq: int,
-    counter_seq: int,
-    budget: int,
-    at: int,
-    amount: int,
-    returned: int,
-    confirmed: int,
-    expires: int,
-    digest: bytes,
-) -> bytes:
-    """An entry's body (all of it but the CRC)."""
-    return _BODY.pack(
-        kind,
-        state,
-        len(raw_id),
-        0,
-        seq,
-        counter_seq,
-        budget,
-        0,
-        at,
-        amount,
-        returned,
-        confirmed,
-        expires,
-        digest,
-        raw_id,
-    )
 
 
 class RecordLogError(JournalError):
@@ -134,23 +59,6 @@ class RecordLogLocked(RecordLogError):
 def path_for(journal_path: str | os.PathLike[str]) -> Path:
     """Where the record log of the journal at ``journal_path`` lives."""
     return Path(f"{os.fspath(journal_path)}.records")
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    slot: int
-    seq: int
-    kind: int
-    state: int
-    counter_seq: int
-    budget: int
-    at: int
-    amount: int
-    returned: int
-    confirmed: int
-    expires: int
-    fingerprint: bytes
-    request_id: str
 
 
 class RecordLog(MappedFile):
@@ -225,7 +133,7 @@ class RecordLog(MappedFile):
         raw_id = request_id.encode("utf-8")
         digest = self._digest(record.fingerprint)
         slot = self._store(
-            _pack(
+            pack(
                 kind,
                 state,
                 raw_id,
@@ -254,7 +162,7 @@ class RecordLog(MappedFile):
         shorter path to the same entries: packed with what they share looked up once, then
         stored in runs of consecutive slots (``_put_entries``)."""
         shared: tuple[str, str, int, bytes] | None = None  # budget, fingerprint, its slot, its digest
-        crc_of, crc_bytes = zlib.crc32, _CRC.pack
+        crc_of, crc_bytes = zlib.crc32, CRC.pack
         entries: list[bytes] = []
         seq = self._seq
         for request_id, record in records:
@@ -271,7 +179,7 @@ class RecordLog(MappedFile):
             seq += 1
             at = record.at + self.unix_offset_ms
             amount, returned, budget, digest = record.answer.amount, record.returned, shared[2], shared[3]
-            body = _pack(DEDUCT, 0, raw_id, seq, counter_seq, budget, at, amount, returned, 0, 0, digest)
+            body = pack(DEDUCT, 0, raw_id, seq, counter_seq, budget, at, amount, returned, 0, 0, digest)
             entries.append(crc_bytes(crc_of(body)) + body)
         self._put_entries(entries, seq)
 
@@ -287,8 +195,8 @@ class RecordLog(MappedFile):
         which completes it. Its slot."""
         slot = self._next_slot()
         offset = HEADER_SIZE + slot * ENTRY_SIZE
-        self._map[offset + _CRC.size : offset + ENTRY_SIZE] = body
-        _CRC.pack_into(self._map, offset, zlib.crc32(body))  # last: the entry is complete
+        self._map[offset + CRC.size : offset + ENTRY_SIZE] = body
+        CRC.pack_into(self._map, offset, zlib.crc32(body))  # last: the entry is complete
         self._seq = seq
         return slot
 
@@ -345,7 +253,7 @@ class RecordLog(MappedFile):
         """
         counters = self.journal.load()
         budgets = self.journal.budgets_by_slot()
-        latest: dict[str, _Entry] = {}
+        latest: dict[str, Entry] = {}
         torn = erased = 0
         top = (0, -1)  # (seq, slot) of the newest entry: the ring continues after it
         for slot, seq in enumerate(self._seqs()):
@@ -376,7 +284,7 @@ class RecordLog(MappedFile):
             )
         loaded: list[tuple[str, Record]] = []
         for entry in sorted(latest.values(), key=lambda e: (e.at, e.seq)):
-            record = self._record(entry, budgets.get(entry.budget, ""))
+            record = decode(entry, budgets.get(entry.budget, ""), self.unix_offset_ms)
             if isinstance(record, Reservation) and record.state == "held":
                 self._held[entry.request_id] = entry.slot
                 self._pinned.add(entry.slot)
@@ -386,69 +294,21 @@ class RecordLog(MappedFile):
     def _seqs(self) -> list[int]:
         """The seq of every entry, read as one strided column of u64 (0: never written)."""
         with memoryview(self._map) as raw, raw.cast("Q") as words:
-            first = (HEADER_SIZE + _SEQ_OFFSET) // 8
+            first = (HEADER_SIZE + SEQ_OFFSET) // 8
             column = words[first :: ENTRY_SIZE // 8]
             try:
                 return column.tolist()
             finally:
                 column.release()
 
-    def _read(self, slot: int) -> _Entry | None:
+    def _read(self, slot: int) -> Entry | None:
         """The entry in ``slot``, or None if torn (its CRC does not match) or impossible."""
         offset = HEADER_SIZE + slot * ENTRY_SIZE
-        (crc,) = _CRC.unpack_from(self._map, offset)
-        body = self._map[offset + _CRC.size : offset + ENTRY_SIZE]
+        (crc,) = CRC.unpack_from(self._map, offset)
+        body = self._map[offset + CRC.size : offset + ENTRY_SIZE]
         if zlib.crc32(body) != crc:
             return None
-        kind, state, length, _, seq, counter_seq, budget, _, *amounts, fp, raw_id = _BODY.unpack(body)
-        at, amount, returned, confirmed, expires = amounts
-        if not DEDUCT <= kind <= FORWARDED or not 0 < length <= MAX_ID_BYTES:
-            return None
-        if kind == RESERVATION and state not in _STATE_NAMES:
-            return None
-        try:
-            request_id = raw_id[:length].decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        return _Entry(
-            slot,
-            seq,
-            kind,
-            state,
-            counter_seq,
-            budget,
-            at,
-            amount,
-            returned,
-            confirmed,
-            expires,
-            fp,
-            request_id,
-        )
-
-    def _record(self, e: _Entry, budget_id: str) -> Record:
-        at = e.at - self.unix_offset_ms
-        fingerprint = "#" + e.fingerprint.hex()  # compared by digest (records.same_request)
-        if e.kind == DEDUCT:
-            return Served("deduct", budget_id, fingerprint, Answer("OK", e.amount), at, e.returned)
-        if e.kind == RETURN:
-            return Served("return", budget_id, fingerprint, Answer("OK", e.amount, refundable=e.returned), at)
-        if e.kind == FORWARDED:
-            return Forwarded(fingerprint, at)
-        state = _STATE_NAMES[e.state]
-        released = {"held": 0, "confirmed": e.amount - e.confirmed}.get(state, e.amount)
-        return Reservation(
-            budget_id,
-            fingerprint,
-            e.amount,
-            e.expires - self.unix_offset_ms,
-            e.expires,
-            at,
-            state,
-            e.confirmed,
-            released,
-            e.returned,
-        )
+        return unpack(slot, body)
 
     def _erase(self, slot: int) -> None:
         offset = HEADER_SIZE + slot * ENTRY_SIZE

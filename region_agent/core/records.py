@@ -1,25 +1,8 @@
-"""Request records: what each request id did at this agent, kept for a retention window (pure).
+"""What each request id did at this agent, kept for a retention window: exactly once (pure).
 
-Request ids are global, as at the center: the first use of an id binds it to a fingerprint of
-the request (kind, budget, amount, refunded deduction, TTL asked), and a later use with another
-fingerprint is a CONFLICT whatever budget it names. A record is one of
-
-* ``Served``: a deduction or return this agent served from its slice, with its answer (a
-  deduction also counts what has been refunded of it);
-* ``Reservation``: a reservation made from the slice, and how it ended;
-* ``Forwarded``: a request sent to the center. Its id stays bound to the center for good: a
-  retry is forwarded again (the center applies it once), never served from the slice, since
-  the first attempt may have been applied at the center even if its answer was lost. The
-  center's answer, once known and if it took effect, is kept to answer retries without a call.
-
-Records older than the retention window are dropped, the oldest first, and so are the oldest
-when there are more than ``max_records``; a held reservation is state, not a memory of an
-answer, and is kept until it ends.
-
-Every record is also written to a ``RecordStore`` before its answer goes out (the agent's
-record log, ``region_agent.record_log``, in production), so a restarted agent knows them.
-Records read back from it carry the fingerprint's digest (``"#" + hex``) instead of the
-fingerprint, and are compared by digest (``same_request``).
+Ids bind as at the center (``quota_rules.fingerprints``); an id forwarded once stays with the
+center for good. docs/agents.md, "Request records", says why each record kind exists and what
+survives a restart.
 """
 
 from __future__ import annotations
@@ -27,7 +10,10 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from quota_rules import messages
+from region_agent.core.serving import Forward
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +30,8 @@ class Answer:
 
 @dataclass(slots=True)
 class Served:
+    """A deduction or return served from the slice, with its answer."""
+
     kind: str  # "deduct" or "return"
     budget_id: str
     fingerprint: str
@@ -54,6 +42,8 @@ class Served:
 
 @dataclass(slots=True)
 class Reservation:
+    """A reservation made from the slice, and how it ended."""
+
     budget_id: str
     fingerprint: str
     amount: int
@@ -68,6 +58,11 @@ class Reservation:
 
 @dataclass(slots=True)
 class Forwarded:
+    """A request sent to the center: its id stays bound there, so a retry is forwarded again.
+
+    ``answer``: the center's, once known and if it took effect, to answer retries without a call.
+    """
+
     fingerprint: str
     at: int
     answer: Answer | None = None
@@ -84,10 +79,27 @@ def fingerprint_digest(fingerprint: str) -> bytes:
 
 
 def same_request(stored: str, fingerprint: str) -> bool:
-    """True if a record's fingerprint (perhaps digested) is the one of this request."""
+    """True if a record's fingerprint is the one of this request.
+
+    Records read back from the record log carry the fingerprint's digest (``"#" + hex``).
+    """
     if stored == fingerprint:
         return True
     return stored.startswith("#") and stored == "#" + fingerprint_digest(fingerprint).hex()
+
+
+def answer_again(r: Record, request_id: str, fingerprint: str, applied: str) -> Answer | Forward:
+    """The answer to a request whose id has the record ``r``; ``applied``: the EXISTS message."""
+    if not same_request(r.fingerprint, fingerprint):
+        return Answer("CONFLICT", message=messages.CONFLICT.format(r=request_id))
+    message = applied.format(r=request_id)
+    if isinstance(r, Served):
+        return replace(r.answer, code="EXISTS", message=message)
+    if isinstance(r, Reservation):
+        return Answer("EXISTS", r.amount, message, expires_at_ms=r.expires_at_ms)
+    if r.answer is not None:
+        return replace(r.answer, code="EXISTS", message=r.answer.message or message)
+    return Forward("retry", "forwarded before: only the center knows whether it took effect")
 
 
 class NoRecordLog:
@@ -105,6 +117,9 @@ class NoRecordLog:
 
 @dataclass(slots=True)
 class Records:
+    """The records by request id: the oldest go after ``retention_ms`` or beyond ``max_records``,
+    but a held reservation is state, not the memory of an answer, and stays until it ends."""
+
     retention_ms: int
     max_records: int
     # A plain dict to find a record and a deque of ids in age order: an OrderedDict does both,

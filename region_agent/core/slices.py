@@ -1,13 +1,8 @@
 """What the agent holds of one budget: the center's last word (``Holding``) and its own counters (pure).
 
-The agent never keeps a balance of its own. It keeps cumulative counters (``Counters``, the
-``Usage`` it reports) and the center's view of its holding, which says which usage that
-balance already accounts for. What it may spend follows from the two:
-
-    available = holding.balance - (net(local counters) - net(holding.applied))
-
-so a lost, repeated or reordered message can only make it spend less, never more than the
-center granted and has not yet seen spent (docs/agents.md).
+The agent keeps no balance of its own, only its cumulative ``Usage`` and the center's view of its
+holding; what it may spend follows from the two (``BudgetSlice.available``, docs/agents.md,
+"State, not events").
 """
 
 from __future__ import annotations
@@ -15,14 +10,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from quota_rules.modes import Mode
 from quota_rules.rates import DecayingRate, observe
-
-
-class Mode(enum.Enum):
-    UNSPECIFIED = "unspecified"
-    NORMAL = "normal"
-    SCARCE = "scarce"
-    CENTRAL = "central"
+from quota_rules.usage import Usage
 
 
 class State(enum.Enum):
@@ -33,34 +23,19 @@ class State(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Counters:
-    """Cumulative usage of one budget since the journal began; every field but ``reserved`` only grows."""
-
-    consumed: int = 0  # deducted plus confirmed
-    returned: int = 0
-    reserved: int = 0  # held in reservations now
-    released: int = 0  # given back to the center
-    seq: int = 0  # grows with every change, so the center applies each report at most once
-
-    def net(self) -> int:
-        """What these counters took from the holding's balance."""
-        return self.consumed - self.returned + self.reserved + self.released
-
-    def covers(self, other: Counters) -> bool:
-        """True if these counters are at least as far along as ``other`` (by seq)."""
-        return self.seq >= other.seq
-
-
-@dataclass(frozen=True, slots=True)
 class Holding:
-    """The center's view of this agent's holding of a budget (``AgentHolding`` on the wire)."""
+    """The center's view of this agent's holding of a budget (``AgentHolding`` on the wire).
+
+    ``mode`` None: the center did not say (an unset enum on the wire); the agent then serves
+    and refills as in NORMAL.
+    """
 
     budget_id: str
     version: int
     balance: int
-    applied: Counters
+    applied: Usage
     lease_ms: int = 0
-    mode: Mode = Mode.NORMAL
+    mode: Mode | None = Mode.NORMAL
     state: State = State.ACTIVE
     lost: bool = False
 
@@ -70,7 +45,7 @@ class BudgetSlice:
     """One budget at this agent: the last holding adopted, the lease, the counters, the demand seen."""
 
     budget_id: str
-    counters: Counters = Counters()
+    counters: Usage = field(default_factory=Usage)
     holding: Holding | None = None
     # Agent-monotonic ms before which the lease holds; 0: no lease yet.
     lease_deadline: int = 0
@@ -100,13 +75,15 @@ class BudgetSlice:
     def available(self) -> int:
         """Unreserved units this agent may still spend of its holding (0 without one, or once lost).
 
-        Not clamped at zero on purpose: a negative value means the center saw more than this
-        agent counts (e.g. a report still in flight was applied), and nothing is served then.
+        ``balance - (net(counters) - net(applied))``: a lost, repeated or reordered message can
+        only make it smaller. Not clamped at zero on purpose: a negative value means the center
+        saw more than this agent counts (e.g. a report still in flight was applied), and nothing
+        is served then.
         """
         h = self.holding
         if h is None or h.lost:
             return 0
-        return h.balance - (self.counters.net() - h.applied.net())
+        return h.balance - self.counters.net_since(h.applied)
 
     def lease_valid(self, now: int) -> bool:
         return now < self.lease_deadline

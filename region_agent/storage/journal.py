@@ -1,30 +1,8 @@
 """The agent's cumulative counters per budget, in a memory-mapped file that outlives the process.
 
-Updating a budget's counters is a ``struct.pack_into`` on a shared mapping: a store to memory,
-no system call and no ``await``. The kernel keeps the pages when the process is killed, so a
-restarted agent with the same journal reads back exactly what it had spent and reports it
-(docs/agents.md). A machine crash can lose the last pages; the center's lease then keeps the
-balance in doubt until it is settled.
-
-Layout (little-endian), a header then fixed-size slots, one per budget::
-
-    header  magic "QAGJRNL1" | version u32 | slot size u32 | slots u32 | pid u32
-            | identity (16 random bytes, set when the journal is made) | 24 bytes zero
-    slot    id length u16 | 6 bytes zero | budget id (128 bytes, UTF-8, zero padded)
-            | block A | block B | padding
-    block   seq i64 | consumed i64 | returned i64 | reserved i64 | released i64 | crc32 u32 | u32 zero
-
-A write goes to the block ``seq % 2``, so the other one still holds the previous counters: a
-process killed in the middle of a store leaves one torn block, which its CRC gives away, and
-the reader takes the valid block with the highest seq. The torn update was never answered,
-so falling back to the one before it is exact.
-
-One process at a time: the file is locked (``flock``) for as long as it is open.
-
-The agent's request records (``region_agent.record_log``) name a budget by its slot here and
-name the journal they belong to by its identity, so a record log is never read against
-another journal's slots. (A journal made before the identity existed has zeros there and gets
-one the first time it is opened.)
+An update is a store to memory (no system call, no ``await``), and the kernel keeps the pages when
+the process is killed, so a restarted agent reports exactly what it had spent. Layout and crash
+safety: docs/agents.md, "The journal's layout".
 """
 
 from __future__ import annotations
@@ -38,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
-from region_agent.slices import Counters
+from quota_rules.usage import Usage
 
 MAGIC = b"QAGJRNL1"
 VERSION = 1
@@ -64,15 +42,15 @@ class JournalLocked(JournalError):
 
 
 class MemoryJournal:
-    """Counters in a dict: for tests of the core, and for an agent run without a journal file."""
+    """Usage per budget in a dict: for tests of the core, and for an agent run without a journal file."""
 
-    def __init__(self, counters: dict[str, Counters] | None = None) -> None:
-        self.counters: dict[str, Counters] = dict(counters or {})
+    def __init__(self, counters: dict[str, Usage] | None = None) -> None:
+        self.counters: dict[str, Usage] = dict(counters or {})
 
-    def load(self) -> dict[str, Counters]:
+    def load(self) -> dict[str, Usage]:
         return dict(self.counters)
 
-    def write(self, budget_id: str, counters: Counters) -> None:
+    def write(self, budget_id: str, counters: Usage) -> None:
         self.counters[budget_id] = counters
 
     def close(self) -> None:
@@ -126,10 +104,10 @@ class Journal(MappedFile):
 
     # ---- the CounterStore interface ---------------------------------------------------------
 
-    def load(self) -> dict[str, Counters]:
+    def load(self) -> dict[str, Usage]:
         return dict(self._counters)
 
-    def write(self, budget_id: str, counters: Counters) -> None:
+    def write(self, budget_id: str, counters: Usage) -> None:
         slot = self._index.get(budget_id)
         if slot is None:
             slot = self._allocate(budget_id)
@@ -189,9 +167,9 @@ class Journal(MappedFile):
             )
         return int(slots), bytes(identity)
 
-    def _read_slots(self) -> tuple[dict[str, int], dict[str, Counters]]:
+    def _read_slots(self) -> tuple[dict[str, int], dict[str, Usage]]:
         index: dict[str, int] = {}
-        counters: dict[str, Counters] = {}
+        counters: dict[str, Usage] = {}
         for slot in range(self._slots):
             base = _slot_offset(slot)
             length, raw_id = _SLOT_ID.unpack_from(self._map, base)
@@ -246,15 +224,15 @@ def _slot_offset(slot: int) -> int:
     return _HEADER.size + slot * SLOT_SIZE
 
 
-def _best_block(buf: mmap.mmap, base: int) -> Counters | None:
-    best: Counters | None = None
+def _best_block(buf: mmap.mmap, base: int) -> Usage | None:
+    best: Usage | None = None
     for offset in (_BLOCK_A, _BLOCK_B):
         *values, crc = _BLOCK.unpack_from(buf, base + offset)
         if zlib.crc32(_VALUES.pack(*values)) != crc:
             continue
         seq, consumed, returned, reserved, released = values
         if best is None or seq > best.seq:
-            best = Counters(consumed, returned, reserved, released, seq)
+            best = Usage(seq, consumed, returned, reserved, released)
     return best
 
 

@@ -1,10 +1,8 @@
 """When the agent asks the center for a slice, and when it gives surplus back (pure).
 
-The center sizes every grant, because only it knows what main holds and what the other
-holders draw; the agent decides only *when* to ask and reports the rate it observes. It reuses
-the center's slice rules (``quota_rules.allocation``) with what it knows: main is unknown, so
-it stands at the maximum (the center caps the grant), and the budget's mode is the one the
-center last told, which ``_remaining`` turns back into the "what is left" that gives that mode.
+The center sizes every grant (only it knows main and the other holders); the agent decides only
+*when* to ask, with the center's own slice rules (``quota_rules.allocation``) in the mode the
+center last told it, and reports the rate it observes.
 """
 
 from __future__ import annotations
@@ -12,11 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from quota_rules.allocation import BudgetState, HolderState, fill_amount, release_amount
+from quota_rules.allocation import slice_for_mode, surplus, top_up
 from quota_rules.limits import MAX_AMOUNT
-from quota_rules.policy import Policy
+from quota_rules.modes import Mode
 from quota_rules.rates import per_second
-from region_agent.slices import BudgetSlice, Mode, State
+from region_agent.core.slices import BudgetSlice, State
 
 # The estimator's smallest window: one amount seen right after a start is not an enormous rate.
 MIN_WINDOW_S = 0.1
@@ -34,20 +32,16 @@ class RefillRules:
     keep: int = 1
     rate_half_life_ms: int = 2000
 
-    def policy(self) -> Policy:
-        # Thresholds 2 and 1 only serve ``_remaining``: mode_for(policy, _remaining(mode)) == mode.
-        return Policy(
-            min_slice=max(1, self.keep),
-            max_slice=MAX_AMOUNT,
-            refill_horizon_ms=self.refill_horizon_ms,
-            low_watermark_pct=self.low_watermark_pct,
-            scarcity_threshold=2,
-            central_threshold=1,
-        )
+    @property
+    def min_slice(self) -> int:
+        """The floor of a slice, and what an idle budget keeps."""
+        return max(1, self.keep)
 
 
-def _remaining(mode: Mode) -> int:
-    return {Mode.CENTRAL: 0, Mode.SCARCE: 1}.get(mode, MAX_AMOUNT)
+def _mode(s: BudgetSlice) -> Mode:
+    """The mode the center last told (NORMAL before it told one)."""
+    h = s.holding
+    return h.mode if h is not None and h.mode is not None else Mode.NORMAL
 
 
 def rate_per_second(s: BudgetSlice, now: int, rules: RefillRules) -> float:
@@ -61,14 +55,6 @@ def observed_rate(s: BudgetSlice, now: int, rules: RefillRules) -> int:
     return min(MAX_AMOUNT, math.ceil(rate_per_second(s, now, rules)))
 
 
-def _states(s: BudgetSlice, now: int, rules: RefillRules) -> tuple[BudgetState, HolderState]:
-    mode = s.holding.mode if s.holding is not None else Mode.NORMAL
-    rate = rate_per_second(s, now, rules)
-    budget = BudgetState(main=MAX_AMOUNT, remaining=_remaining(mode), holders=1, total_rate=rate)
-    holder = HolderState(balance=max(0, s.available()), rate=rate, last_slice=s.last_grant)
-    return budget, holder
-
-
 def wants_refill(s: BudgetSlice, now: int, rules: RefillRules) -> bool:
     """True if a background SliceRequest should go out for this budget now.
 
@@ -79,8 +65,18 @@ def wants_refill(s: BudgetSlice, now: int, rules: RefillRules) -> bool:
     h = s.holding
     if h is not None and (h.state not in (State.ACTIVE, State.UNSPECIFIED) or h.mode is Mode.CENTRAL):
         return False
-    budget, holder = _states(s, now, rules)
-    return fill_amount(rules.policy(), budget, holder, lead_ms=rules.lead_ms) > 0
+    rate = rate_per_second(s, now, rules)
+    # Main is the center's to know: the slice is sized as if it could give any, and the center caps it.
+    size = slice_for_mode(
+        _mode(s),
+        rate=rate,
+        last_slice=s.last_grant,
+        min_slice=rules.min_slice,
+        max_slice=MAX_AMOUNT,
+        horizon_ms=rules.refill_horizon_ms,
+    )
+    balance = max(0, s.available())
+    return top_up(size, balance, rate, low_watermark_pct=rules.low_watermark_pct, lead_ms=rules.lead_ms) > 0
 
 
 def release_due(s: BudgetSlice, now: int, rules: RefillRules) -> int:
@@ -88,8 +84,8 @@ def release_due(s: BudgetSlice, now: int, rules: RefillRules) -> int:
     h = s.holding
     if h is None or h.lost or not s.lease_valid(now):
         return 0
-    central = h.mode is Mode.CENTRAL
-    if not central and now - s.active_at < rules.release_idle_ms:
+    mode = _mode(s)
+    if mode is not Mode.CENTRAL and now - s.active_at < rules.release_idle_ms:
         return 0
-    budget, holder = _states(s, now, rules)
-    return min(max(0, s.available()), release_amount(rules.policy(), budget, holder))
+    available = max(0, s.available())
+    return min(available, surplus(mode, available, rules.min_slice))
