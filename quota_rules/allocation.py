@@ -1,7 +1,9 @@
 """Slice sizing: how much a holder gets from the main bucket, and when (pure).
 
-Shared by the center's sub-buckets (topped up in the background by ``filler.py``,
-refilled on demand by ``replenish.py``) and, later, by region agents. Each decision
+Shared by the center's sub-buckets (topped up in the background by
+``quota_center/refill/background.py``, refilled on demand by ``quota_center/refill/cover.py``),
+its grants to agents, and the agents' own choice of when to ask (with the mode they were told).
+Each decision
 is a plain function of the budget's policy and two small snapshots, so it is
 table-tested and can be simulated. Amounts are ``int`` (minor units); rates are
 ``float`` (units per second) and only ever turn into amounts through exact
@@ -31,7 +33,7 @@ class BudgetState:
     # main + held + in flight; callers pass main + held (``free`` in ``modes``), leaving
     # out transfers in flight, which last milliseconds.
     remaining: int
-    holders: int  # holders sharing main (sub-buckets now, agents later)
+    holders: int  # holders sharing main: sub-buckets, or agents
     total_rate: float = 0.0  # sum of the holders' observed rates, units per second
 
 
@@ -183,12 +185,12 @@ def surplus(mode: Mode, balance: int, min_slice: int) -> int:
 
 
 def refill_amount(*, need: int, main_balance: int, policy: Policy) -> int:
-    """The on-demand refill as ``replenish.py`` calls it: ``slice_size`` without rate information.
+    """The on-demand refill when no demand is observed (the filler is off): ``slice_size``
+    without rate information.
 
-    Kept until the replenisher passes real budget and holder states; with no rates
-    and no mode information (``grant_for`` applies the mode) it is the equal-share
-    slice, clamped, at least ``need``, at most main, and 0 when main cannot cover
-    ``need``.
+    With no rates and no mode information (``grant_for`` applies the mode) it is the
+    equal-share slice, clamped, at least ``need``, at most main, and 0 when main cannot
+    cover ``need``.
     """
     if need <= 0:
         return 0

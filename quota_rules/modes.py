@@ -15,7 +15,7 @@ balance. Budget in flight between buckets, reserved, consumed or in doubt is not
 
 The mode is recomputed on every decision, so a top-up takes a budget back to NORMAL.
 Budgets whose policy strategy is ``central`` are always CENTRAL; ``static`` budgets are always
-NORMAL (each holder's share is fixed once, see ``replenish.Replenisher.take_static_share``).
+NORMAL (each holder's share is fixed once, see ``quota_center.refill.cover.Replenisher.take_static_share``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Regenerate the Python stubs of proto/quota/v1 in place.
 
 The proto path is the import path, so generated modules import each other as
-``quota.v1.<name>_pb2``. The stubs are checked in; ``tests/test_proto_stubs.py``
+``quota.v1.<name>_pb2``. The stubs are checked in; ``tests/proto/test_stubs.py``
 fails when running this script would change them.
 
 Usage: python scripts/gen_proto.py [--out DIR]

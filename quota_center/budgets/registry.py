@@ -25,7 +25,7 @@ class BudgetMeta:
     valid_until: datetime | None
     gen: int
     # When the current generation began, if a rebuild after a Redis loss began it: for a retention
-    # window after that, the spend log is consulted before serving (quota_center/recall.py).
+    # window after that, the spend log is consulted before serving (quota_center/recovery/recall.py).
     rebuilt_at: datetime | None = None
 
     def outside_window(self, now: datetime) -> str | None:

@@ -254,7 +254,7 @@ async def _move_to_doubt(conn: Any, budget_id: str, gen: int, sub_buckets: int, 
     generation just lost gets a holder, even at 0: one that refunded a deduction of an even older
     generation held that refund, which no ledger row shows (its balance may even be negative, if
     it gave the refund back to main; such a row moves the other way). The settlement
-    (quota_center/settlement.py) takes it from there, with the spend log.
+    (quota_center/recovery/settlement.py) takes it from there, with the spend log.
     """
     balances = {
         (str(rec["holder"]), int(rec["gen"])): int(rec["balance"])

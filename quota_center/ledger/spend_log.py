@@ -1,6 +1,6 @@
 """The write-behind spend log, the registry of center instances, and the rows that settle in doubt.
 
-Lost sub-buckets are settled from the log (see quota_center/settlement.py). In the ledger, the
+Lost sub-buckets are settled from the log (see quota_center/recovery/settlement.py). In the ledger, the
 generation bump moves what each lost sub-bucket held to a holder of its own, 'doubt:sub:3@1'
 (sub-bucket 3, generation 1; budgets.bump_generation). Settlement rows then move it on:
 

@@ -8,7 +8,7 @@ spent, never re-issued), each under a holder of its own ('doubt:sub:3@1'), and
 fresh, empty sub-buckets are created. Transfers still in flight carry the old
 generation; Redis (STALE) and the ledger refuse them, so none is counted twice.
 Afterwards the write-behind spend log settles the in-doubt holders
-(quota_center/settlement.py, started through ``on_rebuilt``).
+(quota_center/recovery/settlement.py, started through ``on_rebuilt``).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Every deduction and return a sub-bucket serves is queued here when Redis answers, and a flusher
 task writes the queue in batches every ``interval_ms`` (or as soon as ``batch`` entries wait).
 The caller's answer never waits for it. After a Redis loss the log tells what the lost
-sub-buckets consumed (quota_center/settlement.py) and which requests were already served
-(quota_center/recall.py).
+sub-buckets consumed (quota_center/recovery/settlement.py) and which requests were already served
+(quota_center/recovery/recall.py).
 
 Completeness. Each center registers in ``center_instances`` at start. After every flush (and at
 least every ``heartbeat_ms`` when idle) it sets ``flushed_until``: an instant (database clock)

@@ -8,8 +8,8 @@ the balance change, so a retry or a concurrent duplicate finds it and gets the
 original answer. A refusal has no effect and is not remembered: the same request
 retried after a top-up may succeed.
 
-Every effect is also queued for the write-behind spend log (quota_center/writebehind.py),
-which settles lost sub-buckets and answers retries after a Redis loss (quota_center/recall.py).
+Every effect is also queued for the write-behind spend log (quota_center/recovery/writebehind.py),
+which settles lost sub-buckets and answers retries after a Redis loss (quota_center/recovery/recall.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Where a request is served: the one seam that later strategies (merging, central mode, agents) change."""
+"""Which sub-bucket serves a request id at the center.
+
+Merging and central mode move budget to that sub-bucket rather than the request elsewhere, and
+agents serve from their own slices, so this one hash is all a request's place depends on.
+"""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ def center_settings(redis_url: str, database_url: str, **overrides: object) -> S
         database_url=database_url,
         transfer_stale_ms=60_000,  # tests drive the sweeper themselves
         sweep_interval_ms=3_600_000,
-        fill_interval_ms=0,  # the filler moves budget in the background; tests/fill start their own
+        fill_interval_ms=0,  # the filler moves budget in the background; tests/quota_center/refill/background start their own
         drain_grace_s=1.0,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]

@@ -1,8 +1,8 @@
 """A mixed workload for the no-oversell tests: deductions, returns, reserves, confirms, cancels
 and expiries racing on one budget, in three phases with an audit after each.
 
-Shared by the single-Redis center (tests/center/test_mixed.py) and the Redis Cluster
-(tests/cluster/test_mixed.py); the center's own expiry loop releases the short reservations, so
+Shared by the single-Redis center (tests/quota_center/spending/test_mixed.py) and the Redis Cluster
+(tests/quota_center/cluster/test_mixed.py); the center's own expiry loop releases the short reservations, so
 the center under test must run it (the default ``expiry_interval_ms``).
 
 The caller's book records only what the answers said happened. At the end every number the

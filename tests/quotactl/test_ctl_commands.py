@@ -1,6 +1,6 @@
 """quotactl against a scripted in-process gRPC server (``fake_center``): requests, output, exit codes.
 
-These run now, without the real center; tests/ctl/test_ctl_integration.py covers the real one.
+These run now, without the real center; tests/quotactl/test_ctl_integration.py covers the real one.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
 -- ARGV[3]  generation the caller believes the sub-bucket is in; "0" (or absent) accepts any.
 --          A mismatch means the budget was rebuilt (or is being rebuilt) after a Redis loss
 --          and the caller's view is stale: nothing is spent, so that what a request did before
---          the loss can be looked up first (quota_center/recall.py).
+--          the loss can be looked up first (quota_center/recovery/recall.py).
 --
 -- ARGV[4]  (with KEYS[3]) the request's fingerprint
 --
