@@ -1,6 +1,6 @@
 """Reservations made from the slice: reserve, confirm, cancel, expire; each ends exactly once (pure).
 
-Answers and messages are the center's (``quota_center.spending.reservations``); a reservation
+Answers and messages are the center's (``quota_rules.messages``); a reservation
 this agent did not make is forwarded.
 """
 
