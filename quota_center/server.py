@@ -26,10 +26,10 @@ from quota.v1 import (
 )
 from quota_center.agents.holdings import AgentHoldings
 from quota_center.agents.sessions import Sessions
-from quota_center.agents.store import AgentStore
 from quota_center.api.admin import AdminServicer
 from quota_center.api.quota import QuotaServicer
 from quota_center.api.session import AgentSessionServicer
+from quota_center.buckets.agents import AgentStore
 from quota_center.buckets.client import connect
 from quota_center.buckets.reservations import ReservationStore
 from quota_center.buckets.scripts import RedisClient
@@ -46,6 +46,7 @@ from quota_center.recovery.settlement import Settlement
 from quota_center.recovery.writebehind import WriteBehind
 from quota_center.refill.background import Filler
 from quota_center.refill.cover import Replenisher
+from quota_center.refill.locks import BudgetLocks
 from quota_center.settings import Settings
 from quota_center.spending.deductions import Spending
 from quota_center.spending.expiry import Expiry
@@ -135,9 +136,6 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     buckets = BucketStore(redis, settings.retention_s)
     registry = Registry(ledger)
     transfers = Transfers(buckets, ledger)
-    recovery = Recovery(registry, buckets, ledger)
-    auditor = Auditor(registry, buckets, ledger)
-    admin = Admin(registry, buckets, ledger, transfers, recovery, auditor, settings.default_sub_buckets)
     spend_log = WriteBehind(
         ledger,
         interval_ms=settings.writebehind_interval_ms,
@@ -155,15 +153,19 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         dead_after_s=settings.instance_dead_after_ms / 1000,
         release=settings.settle_release != 0,
     )
-    recovery.on_rebuilt = settlement.after_rebuild
+    recovery = Recovery(registry, buckets, ledger, on_rebuilt=settlement.after_rebuild)
+    auditor = Auditor(registry, buckets, ledger)
+    admin = Admin(registry, buckets, ledger, transfers, recovery, auditor, settings.default_sub_buckets)
     recall = Recall(
         ledger, spend_log, settlement, retention_s=settings.retention_s, gate_ms=settings.recall_gate_ms
     )
     # One view of observed demand per process: the filler feeds it, on-demand refills read it.
     demand = Demand(settings.rate_half_life_ms / 1000) if settings.fill_interval_ms > 0 else None
-    spending = Spending(
-        registry, buckets, Replenisher(buckets, transfers, demand), recovery, spend_log, recall
-    )
+    locks = BudgetLocks()
+    agent_store = AgentStore(buckets)
+    sessions = Sessions(agent_store, settings.agent_reclaim_timeout_ms / 1000)
+    replenisher = Replenisher(buckets, transfers, ledger, locks, demand=demand, reclaim=sessions.reclaim)
+    spending = Spending(registry, buckets, replenisher, recovery, spend_log, recall)
     sweeper = Sweeper(
         registry, buckets, transfers, recovery, admin, settings.transfer_stale_ms, settlement=settlement
     )
@@ -171,7 +173,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     reservations = Reservations(
         registry,
         reservation_store,
-        spending.replenisher,
+        replenisher,
         recovery,
         default_ttl_ms=settings.reservation_ttl_ms,
         max_ttl_ms=settings.reservation_max_ttl_ms,
@@ -180,16 +182,16 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     expiry = Expiry(registry, reservation_store, admin.all_ids)
     holdings = AgentHoldings(
         registry,
-        AgentStore(buckets),
+        buckets,
+        agent_store,
         transfers,
-        spending.replenisher,
+        replenisher,
+        locks,
         ledger,
         lease_ms=settings.agent_lease_ms,
         skew_ms=settings.agent_lease_skew_ms,
         demand=demand,
     )
-    sessions = Sessions(holdings, settings.agent_reclaim_timeout_ms / 1000)
-    spending.replenisher.reclaim = sessions.reclaim
     health = Health(SERVICE_NAMES, redis, ledger)
     LEDGER.sources.append(ledger)
 
@@ -250,7 +252,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
                 buckets,
                 transfers,
                 recovery,
-                spending.replenisher,
+                locks,
                 demand,
                 interval_s=settings.fill_interval_ms / 1000,
                 idle_s=settings.fill_idle_ms / 1000,

@@ -15,15 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from quota_center.agents.store import AgentStore, Reported
 from quota_center.buckets import keys
-from quota_center.buckets.store import parse_pending
+from quota_center.buckets.agents import AgentStore, Reported
+from quota_center.buckets.store import BucketStore, parse_pending
 from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.errors import StaleGeneration
 from quota_center.ledger.models import LedgerEntry, RecordOutcome
 from quota_center.ledger.store import LedgerStore
 from quota_center.metrics import AGENT_GRANTS, AGENT_LEASES_LOST
 from quota_center.refill.cover import Replenisher
+from quota_center.refill.locks import BudgetLocks
 from quota_center.transfers.protocol import Movement, Transfers, now_ms
 from quota_rules import messages
 from quota_rules.allocation import BudgetState, HolderState, slice_size
@@ -71,9 +72,11 @@ class AgentHoldings:
     def __init__(
         self,
         registry: Registry,
+        buckets: BucketStore,
         store: AgentStore,
         transfers: Transfers,
         replenisher: Replenisher,
+        locks: BudgetLocks,
         ledger: LedgerStore,
         *,
         lease_ms: int,
@@ -82,9 +85,11 @@ class AgentHoldings:
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.registry = registry
+        self.buckets = buckets
         self.store = store
         self.transfers = transfers
         self.replenisher = replenisher
+        self.locks = locks
         self.ledger = ledger
         self.lease_ms = lease_ms
         self.skew_ms = skew_ms
@@ -123,8 +128,7 @@ class AgentHoldings:
                 if r.version < meta.gen:
                     # A holding of a generation a rebuild replaced: the ledger already counts what
                     # it held as in doubt, and the rebuild dropped its transfers. Start afresh.
-                    k = keys.agent_keys(budget_id, agent_id)
-                    await self.store.redis.delete(k.state, k.pending)
+                    await self.store.drop(budget_id, agent_id)
                 else:
                     self.registry.forget(budget_id)
                     meta = await self.registry.get(budget_id)
@@ -156,8 +160,8 @@ class AgentHoldings:
             return GrantResult(
                 "OK", moved, "", _with_lease(after, lease), "" if moved else "static: one share only"
             )
-        async with self.replenisher.lock(budget_id):
-            main = await self.replenisher.buckets.balance(budget_id, keys.MAIN) or 0
+        async with self.locks(budget_id):
+            main = await self.buckets.balance(budget_id, keys.MAIN) or 0
             agents = await self.store.agents(budget_id)
             budget = BudgetState(
                 main=main,
@@ -225,15 +229,6 @@ class AgentHoldings:
                 )
         return lost
 
-    async def held_by_agents(self, budget_id: str) -> dict[str, int]:
-        """Balance per agent holder of the budget (what a reclaim could bring back)."""
-        held: dict[str, int] = {}
-        for agent_id in await self.store.agents(budget_id):
-            bal = await self.store.buckets.balance(budget_id, keys.agent_holder(agent_id))
-            if bal:
-                held[keys.agent_holder(agent_id)] = bal
-        return held
-
     async def _release(self, meta: BudgetMeta, agent_id: str, tid: str, amount: int) -> None:
         m = Movement(
             meta.budget_id,
@@ -257,12 +252,11 @@ class AgentHoldings:
         doubt, amount = fields.get("lost_holder", ""), int(fields.get("lost_amount", "0"))
         holder = keys.agent_holder(agent_id)
         lose_tid = f"t:{meta.budget_id}:lose:{agent_id}@{meta.gen}#{fields.get('losses', '0')}"
-        k = keys.agent_keys(meta.budget_id, agent_id)
-        record = await self.store.redis.hget(k.pending, lose_tid)
+        record = await self.store.pending(meta.budget_id, agent_id, lose_tid)
         if record is not None:
             # The move into doubt is not finished: finish or undo it by the ledger first.
             resolved = await self.transfers.resolve(
-                meta.budget_id, parse_pending(holder, lose_tid, str(record)), ACTOR
+                meta.budget_id, parse_pending(holder, lose_tid, record), ACTOR
             )
             if resolved == "aborted":
                 amount = 0  # the take was undone: the balance is back already
@@ -300,8 +294,8 @@ class AgentHoldings:
         cached = self._modes.get(meta.budget_id)
         if cached is not None and now - cached[2] < MODE_FRESH_S:
             return cached[0], cached[1]
-        raw = await self.replenisher.buckets.redis.hget(keys.main_keys(meta.budget_id).state, "state")
-        mode, state = mode_for(meta.policy, await self._free(meta)), str(raw or "active")
+        raw = await self.buckets.budget_state(meta.budget_id)
+        mode, state = mode_for(meta.policy, await self._free(meta)), raw or "active"
         self._modes[meta.budget_id] = (mode, state, now)
         return mode, state
 
@@ -309,7 +303,7 @@ class AgentHoldings:
         """Main plus every holder's balance: what the mode is decided on."""
         holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(meta.sub_buckets))]
         holders += [keys.agent_holder(a) for a in await self.store.agents(meta.budget_id)]
-        return sum(b or 0 for b in await self.replenisher.buckets.balances(meta.budget_id, holders))
+        return sum(b or 0 for b in await self.buckets.balances(meta.budget_id, holders))
 
     def _total_rate(self, budget_id: str, sub_buckets: int, now_s: float) -> float:
         agents = sum(

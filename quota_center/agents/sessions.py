@@ -13,8 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from quota.v1 import session_pb2 as spb
-from quota_center.agents.holdings import AgentHoldings
 from quota_center.buckets import keys
+from quota_center.buckets.agents import AgentStore
 from quota_center.budgets.registry import BudgetMeta
 from quota_center.metrics import AGENT_RECLAIMS, AGENT_SESSIONS
 from quota_center.transfers.protocol import now_ms
@@ -39,8 +39,8 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, holdings: AgentHoldings, reclaim_timeout_s: float) -> None:
-        self.holdings = holdings
+    def __init__(self, store: AgentStore, reclaim_timeout_s: float) -> None:
+        self.store = store
         self.reclaim_timeout_s = reclaim_timeout_s
         self._live: dict[str, Session] = {}
 
@@ -70,7 +70,7 @@ class Sessions:
         the rest is better in main than stranded in a holding. Returns what the agents that did
         not answer within the timeout hold, by holder.
         """
-        held = await self.holdings.held_by_agents(meta.budget_id)
+        held = await self.store.held(meta.budget_id)
         if not held or meta.policy.strategy == "static":
             return {}  # a static budget never takes back a holder's share
         deadline = now_ms() + int(self.reclaim_timeout_s * 1000)
@@ -105,6 +105,6 @@ class Sessions:
                     unanswered[holder] = held[holder]
         if unanswered:
             # What they hold now (an answer may have come in just after the timeout).
-            now_held = await self.holdings.held_by_agents(meta.budget_id)
+            now_held = await self.store.held(meta.budget_id)
             unanswered = {h: now_held[h] for h in unanswered if now_held.get(h)}
         return unanswered

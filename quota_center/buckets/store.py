@@ -230,6 +230,18 @@ class BucketStore:
         members = await self.redis.smembers(keys.agents_set(budget_id))
         return sorted(keys.agent_holder(str(a)) for a in members)
 
+    async def claim_static_share(self, budget_id: str, holder: str) -> bool:
+        """Mark ``holder``'s one static share as taken; True for the one caller that marked it.
+
+        HSETNX on the holder's own hash: however many center processes ask at once, one wins.
+        """
+        return bool(await self.redis.hsetnx(keys.bucket_keys(budget_id, holder).state, "static_share", 1))
+
+    async def budget_state(self, budget_id: str) -> str | None:
+        """The state main carries (active, paused, closed); None if main is missing."""
+        raw = await self.redis.hget(keys.main_keys(budget_id).state, "state")
+        return None if raw is None else str(raw)
+
     async def balance(self, budget_id: str, holder: str) -> int | None:
         raw = await self.redis.hget(keys.bucket_keys(budget_id, holder).state, "bal")
         return None if raw is None else int(raw)

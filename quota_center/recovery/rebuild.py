@@ -28,13 +28,19 @@ log = logging.getLogger(__name__)
 
 
 class Recovery:
-    def __init__(self, registry: Registry, buckets: BucketStore, ledger: LedgerStore) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        buckets: BucketStore,
+        ledger: LedgerStore,
+        on_rebuilt: Callable[[str], None] | None = None,
+    ) -> None:
         self.registry = registry
         self.buckets = buckets
         self.ledger = ledger
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        # Told each rebuilt budget: the server settles its in-doubt holders from the spend log.
-        self.on_rebuilt: Callable[[str], None] | None = None
+        # Told each rebuilt budget: the settlement settles its in-doubt holders from the spend log.
+        self.on_rebuilt = on_rebuilt
 
     async def rebuild(self, budget_id: str) -> bool:
         """Rebuild the budget's buckets unless they are all present in the current generation.

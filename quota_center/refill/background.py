@@ -31,7 +31,7 @@ from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.errors import BucketLost, StaleGeneration, UnknownBudget
 from quota_center.metrics import FILL_SECONDS
 from quota_center.recovery.rebuild import Recovery
-from quota_center.refill.cover import Replenisher
+from quota_center.refill.locks import BudgetLocks
 from quota_center.transfers.protocol import Movement, Transfers
 from quota_rules.allocation import fill_amount, release_amount
 from quota_rules.rates import Demand
@@ -60,7 +60,7 @@ class Filler:
         buckets: BucketStore,
         transfers: Transfers,
         recovery: Recovery,
-        replenisher: Replenisher,
+        locks: BudgetLocks,
         demand: Demand,
         *,
         interval_s: float,
@@ -72,7 +72,7 @@ class Filler:
         self.buckets = buckets
         self.transfers = transfers
         self.recovery = recovery
-        self.replenisher = replenisher
+        self.locks = locks
         self.demand = demand
         self.interval_s = interval_s
         self.idle_s = idle_s
@@ -186,7 +186,7 @@ class Filler:
         if fill_amount(meta.policy, snapshot, self.demand.holder(budget_id, index, now), self.lead_ms) <= 0:
             return 0
         started = time.perf_counter()
-        async with self.replenisher.lock(budget_id):
+        async with self.locks(budget_id):
             # Decided again on fresh balances: a deduction may have been refilled meanwhile.
             main, sub = await self._balances(meta, holder)
             state = self.demand.holder(budget_id, index, now, balance=sub)
@@ -208,7 +208,7 @@ class Filler:
         if release_amount(meta.policy, snapshot, self.demand.holder(budget_id, index, now)) <= 0:
             return 0
         started = time.perf_counter()
-        async with self.replenisher.lock(budget_id):
+        async with self.locks(budget_id):
             main, sub = await self._balances(meta, holder)
             state = self.demand.holder(budget_id, index, now, balance=sub)
             budget = self.demand.budget(budget_id, meta.sub_buckets, now, main=main, fresh={index: sub})

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 from quota_center.buckets import keys
 from quota_center.buckets.store import BucketStore
 from quota_center.budgets.registry import BudgetMeta
 from quota_center.errors import BucketLost, Unavailable
+from quota_center.ledger.store import LedgerStore
 from quota_center.metrics import MERGE_SECONDS, MERGES, observe_mode
+from quota_center.refill.locks import BudgetLocks
 from quota_center.transfers.protocol import Movement, Transfers
 from quota_rules.allocation import refill_amount, slice_size
 from quota_rules.limits import MAX_AMOUNT
@@ -31,31 +32,36 @@ ACTOR = "center"
 # the state is too unsettled to decide and the caller gets UNAVAILABLE.
 MAX_ROUNDS = 100
 
+# Orders the agents holding a budget to give back up to an amount; returns what those that did
+# not answer in time hold, by holder (agents/sessions.py).
+Reclaim = Callable[[BudgetMeta, int], Awaitable[dict[str, int]]]
+
 
 class Replenisher:
     def __init__(
         self,
         buckets: BucketStore,
         transfers: Transfers,
+        ledger: LedgerStore,
+        locks: BudgetLocks,
+        *,
         demand: Demand | None = None,
+        reclaim: Reclaim | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.buckets = buckets
         self.transfers = transfers
+        self.ledger = ledger
+        self.lock = locks
         # The filler's observed rates, when it runs: on-demand refills are then sized like its
         # fills (``allocation.slice_size``); without them, the equal-share slice.
         self.demand = demand
         self.clock = clock
-        # Set when region agents can hold this center's budgets: asks them to give back up to the
+        # Where region agents can hold this center's budgets: asks them to give back up to the
         # amount (reclaim orders over their sessions) and returns what those that did not
         # answer in time hold, by holder.
-        self.reclaim: Callable[[BudgetMeta, int], Awaitable[dict[str, int]]] | None = None
+        self.reclaim = reclaim
         self._unanswered: dict[str, dict[str, int]] = {}
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-
-    def lock(self, budget_id: str) -> asyncio.Lock:
-        """The lock every movement of this budget's buckets by this process is made under."""
-        return self._locks[budget_id]
 
     async def cover(self, meta: BudgetMeta, index: int, amount: int) -> bool:
         """Make sub-bucket ``index`` hold at least ``amount``; False if the whole budget cannot.
@@ -118,8 +124,7 @@ class Replenisher:
         The claim is a field set with HSETNX on the holder's own hash, so however many center
         processes ask at once, one moves the share; the others get 0.
         """
-        state = keys.bucket_keys(meta.budget_id, holder).state
-        if not await self.buckets.redis.hsetnx(state, "static_share", 1):
+        if not await self.buckets.claim_static_share(meta.budget_id, holder):
             return 0
         async with self.lock(meta.budget_id):
             main = await self.buckets.balance(meta.budget_id, keys.MAIN) or 0
@@ -131,7 +136,7 @@ class Replenisher:
             return await self.transfers.move(move)
 
     async def _total(self, meta: BudgetMeta) -> int:
-        row = await self.transfers.ledger.get_budget(meta.budget_id)
+        row = await self.ledger.get_budget(meta.budget_id)
         return 0 if row is None else row.total
 
     def unanswered(self, budget_id: str) -> dict[str, int]:

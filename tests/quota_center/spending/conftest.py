@@ -17,6 +17,7 @@ from quota_center.budgets.registry import Registry
 from quota_center.ledger.store import LedgerStore
 from quota_center.recovery.rebuild import Recovery
 from quota_center.refill.cover import Replenisher
+from quota_center.refill.locks import BudgetLocks
 from quota_center.spending.expiry import Expiry
 from quota_center.spending.reservations import Reservations
 from quota_center.transfers.protocol import Transfers, now_ms
@@ -53,7 +54,7 @@ async def local_center(center: CenterThread, redis_url: str, database_url: str) 
     reservations = Reservations(
         registry,
         store,
-        Replenisher(buckets, transfers),
+        Replenisher(buckets, transfers, ledger, BudgetLocks()),
         Recovery(registry, buckets, ledger),
         default_ttl_ms=settings.reservation_ttl_ms,
         max_ttl_ms=settings.reservation_max_ttl_ms,

@@ -95,3 +95,22 @@ class AgentStore:
 
     async def agents(self, budget_id: str) -> list[str]:
         return sorted(str(a) for a in await self.redis.smembers(keys.agents_set(budget_id)))
+
+    async def held(self, budget_id: str) -> dict[str, int]:
+        """Balance per agent holder of the budget (what a reclaim could bring back); none at 0."""
+        held: dict[str, int] = {}
+        for agent_id in await self.agents(budget_id):
+            bal = await self.buckets.balance(budget_id, keys.agent_holder(agent_id))
+            if bal:
+                held[keys.agent_holder(agent_id)] = bal
+        return held
+
+    async def pending(self, budget_id: str, agent_id: str, transfer_id: str) -> str | None:
+        """The pending record of a transfer out of the agent's holding; None once it is cleared."""
+        raw = await self.redis.hget(keys.agent_keys(budget_id, agent_id).pending, transfer_id)
+        return None if raw is None else str(raw)
+
+    async def drop(self, budget_id: str, agent_id: str) -> None:
+        """Delete a holding of a generation a rebuild replaced (its hash and pending transfers)."""
+        k = keys.agent_keys(budget_id, agent_id)
+        await self.redis.delete(k.state, k.pending)
