@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from quota_center.buckets import keys
 from quota_center.buckets.agents import AgentStore, Reported
 from quota_center.buckets.store import BucketStore, parse_pending
 from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.errors import StaleGeneration
+from quota_center.holders import MAIN, agent_holder, sub_holder
 from quota_center.ledger.models import LedgerEntry, RecordOutcome
 from quota_center.ledger.store import LedgerStore
 from quota_center.metrics import AGENT_GRANTS, AGENT_LEASES_LOST
@@ -151,7 +151,7 @@ class AgentHoldings:
             return GrantResult(refusal[0], 0, "", view, refusal[1])
         if view.mode is Mode.CENTRAL:
             return GrantResult("OK", 0, "", view, "central mode: forward every deduction")
-        holder = keys.agent_holder(agent_id)
+        holder = agent_holder(agent_id)
         moved, tid = 0, ""
         if meta.policy.strategy == "static":
             moved = await self.replenisher.take_static_share(meta, holder)
@@ -161,7 +161,7 @@ class AgentHoldings:
                 "OK", moved, "", _with_lease(after, lease), "" if moved else "static: one share only"
             )
         async with self.locks(budget_id):
-            main = await self.buckets.balance(budget_id, keys.MAIN) or 0
+            main = await self.buckets.balance(budget_id, MAIN) or 0
             agents = await self.store.agents(budget_id)
             budget = BudgetState(
                 main=main,
@@ -182,7 +182,7 @@ class AgentHoldings:
             if wanted > 0:
                 tid = f"t:{budget_id}:grant:{agent_id}:{uuid.uuid4().hex}"
                 moved = await self.transfers.move(
-                    Movement(budget_id, keys.MAIN, holder, wanted, meta.gen, "grant", ACTOR, view.mode.value),
+                    Movement(budget_id, MAIN, holder, wanted, meta.gen, "grant", ACTOR, view.mode.value),
                     transfer_id=tid,
                 )
         if moved:
@@ -216,7 +216,7 @@ class AgentHoldings:
                 await self.transfers.complete(
                     Movement(
                         budget_id,
-                        keys.agent_holder(agent_id),
+                        agent_holder(agent_id),
                         e.holder,
                         e.amount,
                         meta.gen,
@@ -232,8 +232,8 @@ class AgentHoldings:
     async def _release(self, meta: BudgetMeta, agent_id: str, tid: str, amount: int) -> None:
         m = Movement(
             meta.budget_id,
-            keys.agent_holder(agent_id),
-            keys.MAIN,
+            agent_holder(agent_id),
+            MAIN,
             amount,
             meta.gen,
             "release",
@@ -250,7 +250,7 @@ class AgentHoldings:
         """
         fields = await self.store.fields(meta.budget_id, agent_id)
         doubt, amount = fields.get("lost_holder", ""), int(fields.get("lost_amount", "0"))
-        holder = keys.agent_holder(agent_id)
+        holder = agent_holder(agent_id)
         lose_tid = f"t:{meta.budget_id}:lose:{agent_id}@{meta.gen}#{fields.get('losses', '0')}"
         record = await self.store.pending(meta.budget_id, agent_id, lose_tid)
         if record is not None:
@@ -301,8 +301,8 @@ class AgentHoldings:
 
     async def _free(self, meta: BudgetMeta) -> int:
         """Main plus every holder's balance: what the mode is decided on."""
-        holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(meta.sub_buckets))]
-        holders += [keys.agent_holder(a) for a in await self.store.agents(meta.budget_id)]
+        holders = [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]
+        holders += [agent_holder(a) for a in await self.store.agents(meta.budget_id)]
         return sum(b or 0 for b in await self.buckets.balances(meta.budget_id, holders))
 
     def _total_rate(self, budget_id: str, sub_buckets: int, now_s: float) -> float:

@@ -13,9 +13,9 @@ import uuid
 from dataclasses import dataclass, field
 
 from quota.v1 import session_pb2 as spb
-from quota_center.buckets import keys
 from quota_center.buckets.agents import AgentStore
 from quota_center.budgets.registry import BudgetMeta
+from quota_center.holders import agent_of
 from quota_center.metrics import AGENT_RECLAIMS, AGENT_SESSIONS
 from quota_center.transfers.protocol import now_ms
 
@@ -77,7 +77,7 @@ class Sessions:
         waits: dict[str, asyncio.Future[int]] = {}
         unanswered: dict[str, int] = {}
         for holder, amount in held.items():
-            agent_id = keys.agent_of(holder) or ""
+            agent_id = agent_of(holder) or ""
             session = self._live.get(agent_id)
             if session is None:
                 unanswered[holder] = amount

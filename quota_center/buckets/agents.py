@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from quota_center.buckets import keys
 from quota_center.buckets.store import BucketStore
+from quota_center.holders import agent_doubt_prefix, agent_holder
 from quota_rules.usage import Usage
 
 
@@ -71,7 +72,7 @@ class AgentStore:
     async def expire(self, budget_id: str, agent_id: str, gen: int, *, now_ms: int, skew_ms: int) -> Expired:
         k = keys.agent_keys(budget_id, agent_id)
         tid_prefix = f"t:{budget_id}:lose:{agent_id}@{gen}#"
-        holder_prefix = f"{keys.LEDGER_ONLY_PREFIX}{keys.agent_holder(agent_id)}@{gen}#"
+        holder_prefix = agent_doubt_prefix(agent_id, gen)
         reply = await self.scripts.run(
             "agent_expire", [k.state, k.pending], [now_ms, skew_ms, tid_prefix, holder_prefix]
         )
@@ -100,9 +101,9 @@ class AgentStore:
         """Balance per agent holder of the budget (what a reclaim could bring back); none at 0."""
         held: dict[str, int] = {}
         for agent_id in await self.agents(budget_id):
-            bal = await self.buckets.balance(budget_id, keys.agent_holder(agent_id))
+            bal = await self.buckets.balance(budget_id, agent_holder(agent_id))
             if bal:
-                held[keys.agent_holder(agent_id)] = bal
+                held[agent_holder(agent_id)] = bal
         return held
 
     async def pending(self, budget_id: str, agent_id: str, transfer_id: str) -> str | None:

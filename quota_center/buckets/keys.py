@@ -13,40 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MAIN = "main"
-
-
-def sub_holder(index: int) -> str:
-    return f"sub:{index}"
-
-
-AGENT_PREFIX = "agent:"
-# Holders that exist only in the ledger (what lost holders held, until it is settled).
-LEDGER_ONLY_PREFIX = "doubt:"
-
-
-def agent_holder(agent_id: str) -> str:
-    return AGENT_PREFIX + agent_id
-
-
-def agent_of(holder: str) -> str | None:
-    """The agent id of a holder name like ``agent:eu-1``; None for other holders."""
-    return holder[len(AGENT_PREFIX) :] if holder.startswith(AGENT_PREFIX) else None
-
-
-def ledger_only(holder: str) -> bool:
-    """True for holders with no Redis bucket: a transfer to one is complete once ledgered."""
-    return holder.startswith(LEDGER_ONLY_PREFIX)
-
-
-def parse_holder(holder: str) -> int | None:
-    """Sub-bucket index of a holder name like ``sub:3``; None for ``main``."""
-    if holder == MAIN:
-        return None
-    prefix, _, index = holder.partition(":")
-    if prefix != "sub" or not index.isdigit():
-        raise ValueError(f"not a center holder: {holder!r}")
-    return int(index)
+from quota_center.holders import MAIN, agent_holder, agent_of, parse_holder, sub_holder
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from redis.asyncio import RedisCluster
 
 from quota_center.buckets import keys
 from quota_center.buckets.scripts import RedisClient, Scripts
+from quota_center.holders import agent_holder
 
 TakeMode = Literal["exact", "upto", "in"]
 
@@ -228,7 +229,7 @@ class BucketStore:
     async def agent_holders(self, budget_id: str) -> list[str]:
         """Holder names of the region agents that have held ``budget_id`` (``agent:<id>``)."""
         members = await self.redis.smembers(keys.agents_set(budget_id))
-        return sorted(keys.agent_holder(str(a)) for a in members)
+        return sorted(agent_holder(str(a)) for a in members)
 
     async def claim_static_share(self, budget_id: str, holder: str) -> bool:
         """Mark ``holder``'s one static share as taken; True for the one caller that marked it.

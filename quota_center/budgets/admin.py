@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from quota_center.buckets import keys
 from quota_center.buckets.store import BucketStore, Pending
 from quota_center.budgets.audit import Auditor, AuditReport
 from quota_center.budgets.registry import Registry
 from quota_center.errors import BucketLost, StaleGeneration, UnknownBudget
+from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.errors import BudgetNotFound
 from quota_center.ledger.models import BudgetRow
 from quota_center.ledger.store import LedgerStore
@@ -109,9 +109,9 @@ class Admin:
                 "budget already exists" if same else f"budget {budget_id} exists with a different definition"
             )
             return Change(code, await self.view(budget_id), text)
-        await self.buckets.init_bucket(budget_id, keys.MAIN, total, row.redis_gen, row.state)
+        await self.buckets.init_bucket(budget_id, MAIN, total, row.redis_gen, row.state)
         for index in range(resolved.sub_buckets):
-            await self.buckets.init_bucket(budget_id, keys.sub_holder(index), 0, row.redis_gen, row.state)
+            await self.buckets.init_bucket(budget_id, sub_holder(index), 0, row.redis_gen, row.state)
         return Change("OK", await self.view(budget_id))
 
     async def top_up(self, budget_id: str, request_id: str, amount: int, actor: str, reason: str) -> Change:
@@ -122,9 +122,7 @@ class Admin:
         tid = f"top_up:{budget_id}:{request_id}"
         for _ in range(3):
             meta = await self.registry.get(budget_id)
-            took = await self.buckets.take(
-                budget_id, keys.MAIN, tid, amount, "in", meta.gen, keys.MAIN, now_ms()
-            )
+            took = await self.buckets.take(budget_id, MAIN, tid, amount, "in", meta.gen, MAIN, now_ms())
             if took.status == "LOST":
                 await self.recovery.rebuild(budget_id)
                 continue
@@ -147,7 +145,7 @@ class Admin:
             # A retry: the first attempt (or the sweeper) credits the original.
             await self._drop(budget_id, tid, mine)
             return Change("EXISTS", await self.view(budget_id), f"top-up {request_id} was already applied")
-        raise BucketLost(budget_id, keys.MAIN)
+        raise BucketLost(budget_id, MAIN)
 
     async def set_state(self, budget_id: str, state: str, actor: str, reason: str) -> Change:
         check_budget_id(budget_id)
@@ -181,7 +179,7 @@ class Admin:
             after = rows[-1].budget_id
 
     async def _mirror_state(self, budget_id: str, row: BudgetRow) -> None:
-        holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(row.sub_buckets))]
+        holders = [MAIN, *(sub_holder(i) for i in range(row.sub_buckets))]
         for holder in holders:
             if not await self.buckets.set_state(budget_id, holder, row.state):
                 # Lost from Redis: the rebuild creates the buckets with the ledger's state.
@@ -190,8 +188,8 @@ class Admin:
 
     async def _drop(self, budget_id: str, tid: str, mine: bool) -> None:
         if mine:
-            await self.buckets.restore(budget_id, keys.MAIN, tid)
+            await self.buckets.restore(budget_id, MAIN, tid)
 
 
 def _incoming(tid: str, amount: int, gen: int) -> Pending:
-    return Pending(tid, keys.MAIN, keys.MAIN, amount, gen, 0)
+    return Pending(tid, MAIN, MAIN, amount, gen, 0)

@@ -14,9 +14,9 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from quota_center.buckets import keys
 from quota_center.buckets.store import BucketStore, BucketView
 from quota_center.budgets.registry import Registry
+from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.store import LedgerStore
 from quota_center.metrics import observe_budget
 
@@ -99,8 +99,8 @@ def reconcile(
                 in_flight += p.amount
 
     def ledgered(holder: str) -> int:
-        if holder == keys.MAIN:  # main carries over from generation to generation
-            return sum(v for (h, _), v in ledger.items() if h == keys.MAIN)
+        if holder == MAIN:  # main carries over from generation to generation
+            return sum(v for (h, _), v in ledger.items() if h == MAIN)
         return ledger.get((holder, gen), 0)
 
     in_doubt = 0
@@ -110,7 +110,7 @@ def reconcile(
         if holder == CONSUMED:
             settled += amount
             continue
-        if holder in (EXTERNAL, keys.MAIN) or (holder in views and g == gen):
+        if holder in (EXTERNAL, MAIN) or (holder in views and g == gen):
             continue
         in_doubt += amount
         doubt_by_holder[holder] = doubt_by_holder.get(holder, 0) + amount
@@ -138,10 +138,10 @@ def reconcile(
     external_in = -sum(v for (h, _), v in ledger.items() if h == EXTERNAL)
     if external_in != total:
         mismatches.append(f"budget total {total} differs from the ledger's creates and top-ups {external_in}")
-    main_view = views.get(keys.MAIN)
+    main_view = views.get(MAIN)
     main = main_view.balance if main_view else 0
-    held = sum(v.balance for h, v in views.items() if v is not None and h != keys.MAIN)
-    consumed = settled + sum(v.consumed for h, v in views.items() if v is not None and h != keys.MAIN)
+    held = sum(v.balance for h, v in views.items() if v is not None and h != MAIN)
+    consumed = settled + sum(v.consumed for h, v in views.items() if v is not None and h != MAIN)
     reserved = sum(v.reserved for v in views.values() if v is not None)
     report = AuditReport(
         budget_id, total, main, held, in_flight, reserved, in_doubt, consumed, tuple(holders)
@@ -182,7 +182,7 @@ class Auditor:
     async def _once(self, budget_id: str) -> AuditReport:
         self.registry.forget(budget_id)
         meta = await self.registry.get(budget_id)
-        holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(meta.sub_buckets))]
+        holders = [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]
         views = {h: await self.buckets.read(budget_id, h) for h in holders}
         for holder in await self.buckets.agent_holders(budget_id):
             # An agent's holding of an older generation (or none yet in this one) is not live: what

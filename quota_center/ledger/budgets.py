@@ -16,6 +16,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Final
 
+from quota_center.holders import doubt_holder, sub_holder
 from quota_rules.limits import MAX_AMOUNT
 
 from . import validate
@@ -261,9 +262,9 @@ async def _move_to_doubt(conn: Any, budget_id: str, gen: int, sub_buckets: int, 
         for rec in await conn.fetch(_SUB_BALANCES, budget_id, gen, sorted(MARKER_KINDS))
     }
     for index in range(sub_buckets):
-        balances.setdefault((f"sub:{index}", gen - 1), 0)
+        balances.setdefault((sub_holder(index), gen - 1), 0)
     for (holder, old), balance in sorted(balances.items()):
-        doubt = f"doubt:{holder}@{old}"
+        doubt = doubt_holder(holder, old)
         source, target = (holder, doubt) if balance > 0 else (doubt, holder)
         await _ledger_row(
             conn,

@@ -5,7 +5,9 @@ The gRPC layer maps these to result codes or statuses; nothing here leaks asyncp
 
 from __future__ import annotations
 
-from quota_center.errors import StaleGeneration as _ServiceStaleGeneration
+# The ledger raises the service's own StaleGeneration (a rebuild moved the generation on), so
+# callers handle a stale write the same wherever it was found.
+from quota_center.errors import StaleGeneration as StaleGeneration
 
 
 class LedgerError(Exception):
@@ -48,13 +50,6 @@ class BudgetClosed(LedgerError):
     def __init__(self, budget_id: str) -> None:
         super().__init__(f"budget {budget_id!r} is closed")
         self.budget_id = budget_id
-
-
-class StaleGeneration(LedgerError, _ServiceStaleGeneration):
-    """The budget was rebuilt (its generation moved on) while this operation was under way.
-
-    Also a `quota_center.errors.StaleGeneration`, so the service handles both the same way.
-    """
 
 
 class StoreClosed(LedgerError):

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from quota_center.holders import ledger_only, lost_gen, lost_holder
 from quota_rules.limits import MAX_AMOUNT
 
 from . import validate
 from .errors import BudgetNotFound, InvalidArgument, LedgerConflict, LedgerError
 from .models import RecordOutcome
 
-DOUBT_PREFIX: Final = "doubt:"
 CONSUMED: Final = "consumed"
 KINDS: Final = ("deduct", "return")
 
@@ -81,12 +81,12 @@ class DoubtRow:
     @property
     def sub(self) -> str:
         """The lost sub-bucket: 'sub:3' for 'doubt:sub:3@1'."""
-        return self.holder.removeprefix(DOUBT_PREFIX).rpartition("@")[0]
+        return lost_holder(self.holder)
 
     @property
     def gen(self) -> int:
         """The generation it was lost in: 1 for 'doubt:sub:3@1'."""
-        return int(self.holder.rpartition("@")[2])
+        return lost_gen(self.holder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +97,6 @@ class ManualBooking:
     consumed: int
     remaining: int  # still to release to main (0 once released)
     released: int | None
-
-
-def doubt_holder(holder: str, gen: int) -> str:
-    return f"{DOUBT_PREFIX}{holder}@{gen}"
 
 
 def check_entry(e: SpendEntry) -> SpendEntry:
@@ -415,7 +411,7 @@ async def book_manual(
     validate.amount("consumed", consumed, allow_zero=True)
     async with pool.acquire() as conn, conn.transaction():
         gen = await _lock_gen(conn, budget_id)
-        row = await _one(conn, budget_id, holder) if holder.startswith(DOUBT_PREFIX) else None
+        row = await _one(conn, budget_id, holder) if ledger_only(holder) else None
         if row is None:
             known = [r.holder for r in await doubt_rows(conn, budget_id) if r.released is None]
             raise HolderNotFound(budget_id, holder, known)

@@ -18,9 +18,9 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 
-from quota_center.buckets import keys
 from quota_center.buckets.store import BucketStore
 from quota_center.budgets.registry import Registry
+from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.store import LedgerStore
 from quota_center.metrics import REBUILDS
 
@@ -55,11 +55,9 @@ class Recovery:
             if await self._intact(budget_id, meta.sub_buckets, meta.gen):
                 return False
             rebuilt = await self.ledger.bump_generation(budget_id, meta.gen)
-            await self.buckets.init_bucket(budget_id, keys.MAIN, rebuilt.main, rebuilt.gen, rebuilt.state)
+            await self.buckets.init_bucket(budget_id, MAIN, rebuilt.main, rebuilt.gen, rebuilt.state)
             for index in range(meta.sub_buckets):
-                await self.buckets.init_bucket(
-                    budget_id, keys.sub_holder(index), 0, rebuilt.gen, rebuilt.state
-                )
+                await self.buckets.init_bucket(budget_id, sub_holder(index), 0, rebuilt.gen, rebuilt.state)
             self.registry.forget(budget_id)
             REBUILDS.inc()
             if self.on_rebuilt is not None:
@@ -73,7 +71,7 @@ class Recovery:
             return True
 
     async def _intact(self, budget_id: str, sub_buckets: int, gen: int) -> bool:
-        for holder in [keys.MAIN, *(keys.sub_holder(i) for i in range(sub_buckets))]:
+        for holder in [MAIN, *(sub_holder(i) for i in range(sub_buckets))]:
             view = await self.buckets.read(budget_id, holder)
             if view is None or view.gen != gen:
                 return False

@@ -33,10 +33,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from quota_center.buckets import keys
 from quota_center.buckets.store import BucketStore, Pending
 from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.errors import BucketLost, Unavailable
+from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.models import RecordOutcome
 from quota_center.ledger.spend_log import DoubtRow, InstanceRow
 from quota_center.ledger.store import LedgerStore
@@ -144,7 +144,7 @@ class Settlement:
         found = self._cutoffs.get(key)
         if found is None:
             for index in range(meta.sub_buckets):
-                view = await self.buckets.read(meta.budget_id, keys.sub_holder(index))
+                view = await self.buckets.read(meta.budget_id, sub_holder(index))
                 if view is not None and view.gen < meta.gen:
                     return None
             found = self._cutoffs[key] = await self.ledger.db_now()
@@ -258,17 +258,17 @@ class Settlement:
         if amount == 0:
             outcome = await self.ledger.release_in_doubt(budget_id, holder, tid, 0, meta.gen, ACTOR, reason)
             return outcome is RecordOutcome.COMMITTED
-        took = await self.buckets.take(budget_id, keys.MAIN, tid, amount, "in", meta.gen, keys.MAIN, now_ms())
+        took = await self.buckets.take(budget_id, MAIN, tid, amount, "in", meta.gen, MAIN, now_ms())
         if took.status != "OK":
             return False  # main was lost or rebuilt: the rebuild runs on its next use, then retry
         # An error here leaves the pending record to the sweeper, which finishes or drops it by
         # the ledger; the next pass then releases under a new transfer id if it was dropped.
         outcome = await self.ledger.release_in_doubt(budget_id, holder, tid, amount, meta.gen, ACTOR, reason)
         if outcome not in (RecordOutcome.COMMITTED, RecordOutcome.ALREADY_COMMITTED):
-            await self.buckets.restore(budget_id, keys.MAIN, tid)
+            await self.buckets.restore(budget_id, MAIN, tid)
             return False
         with contextlib.suppress(BucketLost):  # main is rebuilt from the ledger, which has the row
-            await self.transfers.finish(budget_id, Pending(tid, keys.MAIN, keys.MAIN, amount, meta.gen, 0))
+            await self.transfers.finish(budget_id, Pending(tid, MAIN, MAIN, amount, meta.gen, 0))
         IN_DOUBT_SETTLED.labels(how, "returned").inc(amount)
         return True
 

@@ -34,9 +34,9 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from quota_center.buckets.keys import sub_holder
 from quota_center.buckets.store import Outcome
 from quota_center.errors import Unavailable
+from quota_center.holders import sub_holder
 from quota_center.ledger.errors import LedgerError
 from quota_center.ledger.spend_log import SpendEntry, check_entry
 from quota_center.metrics import SPEND_LOG_LAG, SPEND_LOG_QUEUE

@@ -24,11 +24,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from quota_center.buckets import keys
 from quota_center.buckets.store import BucketStore, BucketView
 from quota_center.budgets.admin import Admin
 from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.errors import BucketLost, StaleGeneration, UnknownBudget
+from quota_center.holders import MAIN, sub_holder
 from quota_center.metrics import FILL_SECONDS
 from quota_center.recovery.rebuild import Recovery
 from quota_center.refill.locks import BudgetLocks
@@ -153,7 +153,7 @@ class Filler:
         meta = await self.registry.get(budget_id)
         if meta.outside_window(datetime.now(UTC)) is not None or meta.policy.strategy == "static":
             return False  # static shares are given once, on demand, and never topped up
-        holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(meta.sub_buckets))]
+        holders = [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]
         found = await asyncio.gather(*(self.buckets.read(budget_id, h) for h in holders))
         views: list[BucketView] = []
         for holder, view in zip(holders, found, strict=True):
@@ -181,7 +181,7 @@ class Filler:
         return moved > 0 or not quiet
 
     async def _fill(self, meta: BudgetMeta, index: int, now: float) -> int:
-        budget_id, holder = meta.budget_id, keys.sub_holder(index)
+        budget_id, holder = meta.budget_id, sub_holder(index)
         snapshot = self.demand.budget(budget_id, meta.sub_buckets, now)
         if fill_amount(meta.policy, snapshot, self.demand.holder(budget_id, index, now), self.lead_ms) <= 0:
             return 0
@@ -196,14 +196,14 @@ class Filler:
                 return 0
             reason = f"rate {state.rate:.6g}/s"
             moved = await self.transfers.move(
-                Movement(budget_id, keys.MAIN, holder, give, meta.gen, "fill", ACTOR, reason)
+                Movement(budget_id, MAIN, holder, give, meta.gen, "fill", ACTOR, reason)
             )
         self.demand.moved(budget_id, index, balance=sub + moved, main=main - moved, slice_=moved)
         FILL_SECONDS.labels("fill").observe(time.perf_counter() - started)
         return moved
 
     async def _release(self, meta: BudgetMeta, index: int, now: float) -> int:
-        budget_id, holder = meta.budget_id, keys.sub_holder(index)
+        budget_id, holder = meta.budget_id, sub_holder(index)
         snapshot = self.demand.budget(budget_id, meta.sub_buckets, now)
         if release_amount(meta.policy, snapshot, self.demand.holder(budget_id, index, now)) <= 0:
             return 0
@@ -218,7 +218,7 @@ class Filler:
             reason = f"idle {self.demand.idle_s(budget_id, index, now):.0f}s"
             # "upto": a deduction that slipped in since the read leaves less to take.
             moved = await self.transfers.move(
-                Movement(budget_id, holder, keys.MAIN, amount, meta.gen, "release", ACTOR, reason),
+                Movement(budget_id, holder, MAIN, amount, meta.gen, "release", ACTOR, reason),
                 mode="upto",
             )
         self.demand.moved(budget_id, index, balance=sub - moved, main=main + moved)
@@ -231,9 +231,9 @@ class Filler:
         return view.balance / rate if rate > 0 else float("inf")
 
     async def _balances(self, meta: BudgetMeta, holder: str) -> tuple[int, int]:
-        main, sub = await self.buckets.balances(meta.budget_id, [keys.MAIN, holder])
+        main, sub = await self.buckets.balances(meta.budget_id, [MAIN, holder])
         if main is None:
-            raise BucketLost(meta.budget_id, keys.MAIN)
+            raise BucketLost(meta.budget_id, MAIN)
         if sub is None:
             raise BucketLost(meta.budget_id, holder)
         return main, sub

@@ -14,10 +14,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from quota_center.buckets import keys
 from quota_center.buckets.store import BucketStore
 from quota_center.budgets.registry import BudgetMeta
 from quota_center.errors import BucketLost, Unavailable
+from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.store import LedgerStore
 from quota_center.metrics import MERGE_SECONDS, MERGES, observe_mode
 from quota_center.refill.locks import BudgetLocks
@@ -68,7 +68,7 @@ class Replenisher:
 
         False is honest: main plus every sub-bucket held less than ``amount`` when it was decided.
         """
-        holder = keys.sub_holder(index)
+        holder = sub_holder(index)
         if meta.policy.strategy == "static":
             return await self._cover_static(meta, holder, amount)
         reclaimed = False
@@ -92,16 +92,14 @@ class Replenisher:
                         continue
                     return False
                 need = amount - sub
-                others = free - balances[keys.MAIN] - sub
-                if others and (balances[keys.MAIN] < need or mode is Mode.CENTRAL):
+                others = free - balances[MAIN] - sub
+                if others and (balances[MAIN] < need or mode is Mode.CENTRAL):
                     # Fragments elsewhere: merge them into main, then grant from there.
                     await self._merge(meta, skip=holder)
                     continue
                 slice_ = on_demand_slice(meta, index, balances, need, self.demand, self.clock())
-                give = grant_for(mode, meta.policy, need=need, main=balances[keys.MAIN], slice_=slice_)
-                refill = Movement(
-                    meta.budget_id, keys.MAIN, holder, give, meta.gen, "refill", ACTOR, mode.value
-                )
+                give = grant_for(mode, meta.policy, need=need, main=balances[MAIN], slice_=slice_)
+                refill = Movement(meta.budget_id, MAIN, holder, give, meta.gen, "refill", ACTOR, mode.value)
                 if give and await self.transfers.move(refill):
                     return True
                 # Main changed between the read and the take (another process): look again.
@@ -127,12 +125,12 @@ class Replenisher:
         if not await self.buckets.claim_static_share(meta.budget_id, holder):
             return 0
         async with self.lock(meta.budget_id):
-            main = await self.buckets.balance(meta.budget_id, keys.MAIN) or 0
+            main = await self.buckets.balance(meta.budget_id, MAIN) or 0
             total = await self._total(meta)
             share = min(main, total // max(1, meta.policy.sub_buckets))
             if share <= 0:
                 return 0
-            move = Movement(meta.budget_id, keys.MAIN, holder, share, meta.gen, "refill", ACTOR, "static")
+            move = Movement(meta.budget_id, MAIN, holder, share, meta.gen, "refill", ACTOR, "static")
             return await self.transfers.move(move)
 
     async def _total(self, meta: BudgetMeta) -> int:
@@ -152,10 +150,10 @@ class Replenisher:
         started = time.perf_counter()
         moves = [
             self.transfers.move(
-                Movement(meta.budget_id, holder, keys.MAIN, MAX_AMOUNT, meta.gen, "reclaim", ACTOR, "merge"),
+                Movement(meta.budget_id, holder, MAIN, MAX_AMOUNT, meta.gen, "reclaim", ACTOR, "merge"),
                 mode="upto",
             )
-            for holder in (keys.sub_holder(i) for i in range(meta.sub_buckets))
+            for holder in (sub_holder(i) for i in range(meta.sub_buckets))
             if holder != skip
         ]
         total = sum(await asyncio.gather(*moves))
@@ -164,7 +162,7 @@ class Replenisher:
         return total
 
     async def _balances(self, meta: BudgetMeta) -> dict[str, int]:
-        holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(meta.sub_buckets))]
+        holders = [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]
         values = await self.buckets.balances(meta.budget_id, holders)
         for holder, value in zip(holders, values, strict=True):
             if value is None:
@@ -180,10 +178,10 @@ def on_demand_slice(
     Sized like the filler's fills (``allocation.slice_size``) from the observed rates when there
     are any; without them (no filler), the equal-share slice.
     """
-    main = balances[keys.MAIN]
+    main = balances[MAIN]
     if demand is None:
         return refill_amount(need=need, main_balance=main, policy=meta.policy)
-    subs = {i: balances[keys.sub_holder(i)] for i in range(meta.sub_buckets)}
+    subs = {i: balances[sub_holder(i)] for i in range(meta.sub_buckets)}
     budget = demand.budget(meta.budget_id, meta.sub_buckets, now, main=main, fresh=subs)
     holder = demand.holder(meta.budget_id, index, now, balance=subs[index], need=need)
     return slice_size(meta.policy, budget, holder)

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from quota_center.buckets.keys import sub_holder
 from quota_center.buckets.store import BucketStore, Outcome
 from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.errors import BucketLost, StaleGeneration, Unavailable
+from quota_center.holders import sub_holder
 from quota_center.ledger.spend_log import SpendEntry
 from quota_center.metrics import DEDUCT_WAITS
 from quota_center.recovery.rebuild import Recovery
@@ -117,7 +117,7 @@ class Spending:
                 if settled is not None:
                     return settled
                 if r.status == "LOST":
-                    raise BucketLost(budget_id, f"sub:{index}")
+                    raise BucketLost(budget_id, sub_holder(index))
                 # SHORT: this sub-bucket cannot cover it; refill it or refuse honestly.
                 DEDUCT_WAITS.inc()
                 if not await self.replenisher.cover(meta, index, amount):

@@ -39,11 +39,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from quota_center.buckets.keys import sub_holder
 from quota_center.buckets.reservations import ReservationStore
 from quota_center.buckets.store import Outcome
 from quota_center.budgets.registry import Registry
 from quota_center.errors import BucketLost, StaleGeneration, Unavailable
+from quota_center.holders import sub_holder
 from quota_center.metrics import RESERVATIONS
 from quota_center.recovery.rebuild import Recovery
 from quota_center.recovery.writebehind import SpendLog, Unlogged, deduct_entry

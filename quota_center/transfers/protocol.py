@@ -14,9 +14,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from quota_center.buckets import keys
 from quota_center.buckets.store import BucketStore, Outcome, Pending, TakeMode
 from quota_center.errors import BucketLost, StaleGeneration
+from quota_center.holders import ledger_only
 from quota_center.ledger.models import LedgerEntry, RecordOutcome
 from quota_center.ledger.store import LedgerStore
 from quota_center.metrics import TRANSFERRED, TRANSFERS
@@ -87,7 +87,7 @@ class Transfers:
 
     async def finish(self, budget_id: str, p: Pending) -> None:
         """Credit a committed transfer to its target (at most once) and clear its pending record."""
-        if keys.ledger_only(p.target):
+        if ledger_only(p.target):
             # An in-doubt holder has no bucket: the ledger row is the whole of the credit.
             await self.buckets.clear(budget_id, p.source, p.transfer_id)
             return

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from quota_center.buckets import keys
 from quota_center.buckets.store import BucketStore
 from quota_center.budgets.admin import Admin
 from quota_center.budgets.registry import Registry
 from quota_center.errors import BucketLost
+from quota_center.holders import MAIN, sub_holder
 from quota_center.recovery.rebuild import Recovery
 from quota_center.recovery.settlement import Settlement
 from quota_center.transfers.protocol import Transfers, now_ms
@@ -43,7 +43,7 @@ class Sweeper:
         limit = self.stale_ms if stale_ms is None else stale_ms
         meta = await self.registry.get(budget_id)
         done = {"aborted": 0, "completed": 0}
-        holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(meta.sub_buckets))]
+        holders = [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]
         holders += await self.buckets.agent_holders(budget_id)
         for holder in holders:
             view = await self.buckets.read(budget_id, holder)

@@ -7,6 +7,7 @@ import time
 
 from devstack import RedisCluster, RedisServer, info_fields
 from quota_center.buckets import keys
+from quota_center.holders import MAIN, sub_holder
 
 
 def cluster_url(cluster: RedisCluster) -> str:
@@ -39,7 +40,7 @@ def owner(cluster: RedisCluster, key: str) -> RedisServer:
 
 def bucket_keys(budget_id: str, sub_buckets: int) -> dict[str, str]:
     """Holder name -> key of its hash: main and every sub-bucket."""
-    holders = [keys.MAIN, *(keys.sub_holder(i) for i in range(sub_buckets))]
+    holders = [MAIN, *(sub_holder(i) for i in range(sub_buckets))]
     return {h: keys.bucket_keys(budget_id, h).state for h in holders}
 
 

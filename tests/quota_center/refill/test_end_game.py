@@ -10,8 +10,8 @@ import asyncpg
 from redis.asyncio import Redis
 
 from quota.v1 import common_pb2 as pb
-from quota_center.buckets import keys
 from quota_center.buckets.store import BucketStore
+from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.models import LedgerEntry, RecordOutcome
 from quota_center.ledger.store import LedgerStore
 from quota_center.transfers.protocol import new_transfer_id, now_ms
@@ -63,14 +63,14 @@ async def _spread(redis_url: str, database_url: str, budget_id: str, pieces: int
     try:
         gen = (await ledger.get_budget(budget_id)).redis_gen  # type: ignore[union-attr]
         for k in range(pieces):
-            tid, sub = new_transfer_id(budget_id), keys.sub_holder(k)
+            tid, sub = new_transfer_id(budget_id), sub_holder(k)
             assert (
-                await buckets.take(budget_id, keys.MAIN, tid, piece, "exact", gen, sub, now_ms())
+                await buckets.take(budget_id, MAIN, tid, piece, "exact", gen, sub, now_ms())
             ).status == "OK"
-            entry = LedgerEntry(budget_id, tid, "refill", keys.MAIN, sub, piece, "test", "", gen)
+            entry = LedgerEntry(budget_id, tid, "refill", MAIN, sub, piece, "test", "", gen)
             assert await ledger.record(entry) is RecordOutcome.COMMITTED
             assert (await buckets.credit(budget_id, sub, tid, piece, gen)).status == "OK"
-            await buckets.clear(budget_id, keys.MAIN, tid)
+            await buckets.clear(budget_id, MAIN, tid)
     finally:
         await ledger.close()
         await redis.aclose()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from quota_center.buckets import keys
 from quota_center.budgets.registry import BudgetMeta
+from quota_center.holders import MAIN, sub_holder
 from quota_center.refill.cover import on_demand_slice
 from quota_rules.policy import Policy, resolve
 from quota_rules.rates import Demand
@@ -26,7 +26,7 @@ META = BudgetMeta("b", "u", POLICY, POLICY.sub_buckets, None, None, gen=1)
 
 
 def _balances(main: int) -> dict[str, int]:
-    return {keys.MAIN: main, **{keys.sub_holder(i): 0 for i in range(4)}}
+    return {MAIN: main, **{sub_holder(i): 0 for i in range(4)}}
 
 
 def _drawn(rates: dict[int, int], seconds: int = 10) -> Demand:

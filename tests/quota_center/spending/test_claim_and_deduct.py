@@ -6,6 +6,7 @@ from devstack import RedisServer
 from quota_center.buckets import keys
 from quota_center.buckets.client import connect
 from quota_center.buckets.store import BucketStore
+from quota_center.holders import sub_holder
 
 
 async def test_one_round_trip_claims_deducts_and_refuses_another_request(fresh_redis: RedisServer) -> None:
@@ -13,7 +14,7 @@ async def test_one_round_trip_claims_deducts_and_refuses_another_request(fresh_r
     store = BucketStore(redis, retention_s=3600)
     try:
         assert store.one_server
-        await store.init_bucket("b", keys.sub_holder(0), 100, 1, "active")
+        await store.init_bucket("b", sub_holder(0), 100, 1, "active")
 
         async def bound(request_id: str) -> object:
             return await redis.get(keys.claim_key(request_id))
@@ -30,13 +31,13 @@ async def test_one_round_trip_claims_deducts_and_refuses_another_request(fresh_r
         r = await store.claim_and_deduct("r1", "deduct|b|31", "b", 0, 31, 1)
         assert r.status == "UNCLAIMED"
         assert await bound("r1") == "deduct|b|30"
-        assert await store.balance("b", keys.sub_holder(0)) == 70
+        assert await store.balance("b", sub_holder(0)) == 70
 
         # Scripts flushed (a restart): loaded again, and the call still counts once.
         fresh_redis.command("SCRIPT", "FLUSH")
         r = await store.claim_and_deduct("r2", "deduct|b|5", "b", 0, 5, 1)
         assert r.status == "OK"
         assert await bound("r2") == "deduct|b|5"
-        assert await store.balance("b", keys.sub_holder(0)) == 65
+        assert await store.balance("b", sub_holder(0)) == 65
     finally:
         await redis.aclose()

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from quota.v1 import common_pb2 as pb
 from quota_center.buckets import keys
+from quota_center.holders import sub_holder
 from quota_center.spending.placement import sub_bucket_for
 from tests.helpers.calls import OK, assert_balanced, create, get
 from tests.helpers.center import CenterThread, Client
@@ -113,7 +114,7 @@ async def test_a_confirm_reaches_the_spend_log_as_a_deduction(
                 break
             await asyncio.sleep(0.02)
         assert row is not None, "the confirm was not logged"
-        holder = keys.sub_holder(sub_bucket_for(rid, 4))
+        holder = sub_holder(sub_bucket_for(rid, 4))
         assert tuple(row) == (budget_id, holder, "deduct", 120)
         # reserve and cancel consume nothing: not logged
         assert await conn.fetchval("SELECT count(*) FROM spend_log WHERE request_id = $1", never) == 0

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from quota_center.buckets import keys
 from quota_center.buckets.store import BucketStore
+from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.models import LedgerEntry, RecordOutcome
 from quota_center.ledger.store import LedgerStore
 from quota_center.transfers.protocol import new_transfer_id, now_ms
@@ -30,7 +30,7 @@ async def stores(redis_url: str, database_url: str) -> AsyncIterator[tuple[Bucke
 
 async def _balances(buckets: BucketStore, budget_id: str) -> dict[str, int]:
     out = {}
-    for holder in (keys.MAIN, keys.sub_holder(0), keys.sub_holder(1)):
+    for holder in (MAIN, sub_holder(0), sub_holder(1)):
         view = await buckets.read(budget_id, holder)
         assert view is not None
         out[holder] = view.balance
@@ -80,10 +80,10 @@ async def test_interrupted_transfer_is_resolved(
 ) -> None:
     buckets, ledger = stores
     await create(client, budget_id, 1_000, sub_buckets=2)
-    sub = keys.sub_holder(0)
+    sub = sub_holder(0)
     if direction == "sub->main":  # give the sub-bucket something to send back first
-        await _drive(buckets, ledger, budget_id, keys.MAIN, sub, 300, 4)
-    source, target = (keys.MAIN, sub) if direction == "main->sub" else (sub, keys.MAIN)
+        await _drive(buckets, ledger, budget_id, MAIN, sub, 300, 4)
+    source, target = (MAIN, sub) if direction == "main->sub" else (sub, MAIN)
     before = await _balances(buckets, budget_id)
 
     await _drive(buckets, ledger, budget_id, source, target, 120, steps)
@@ -111,10 +111,10 @@ async def test_a_late_ledger_write_loses_to_the_sweepers_abort(
     buckets, ledger = stores
     await create(client, budget_id, 1_000, sub_buckets=2)
     gen = (await ledger.get_budget(budget_id)).redis_gen  # type: ignore[union-attr]
-    tid = await _drive(buckets, ledger, budget_id, keys.MAIN, keys.sub_holder(1), 200, 1)
+    tid = await _drive(buckets, ledger, budget_id, MAIN, sub_holder(1), 200, 1)
     assert _sweep(center, budget_id) == {"aborted": 1, "completed": 0}
-    late = LedgerEntry(budget_id, tid, "refill", keys.MAIN, keys.sub_holder(1), 200, "test", "", gen)
+    late = LedgerEntry(budget_id, tid, "refill", MAIN, sub_holder(1), 200, "test", "", gen)
     assert await ledger.record(late) is RecordOutcome.ABORTED
-    assert (await buckets.restore(budget_id, keys.MAIN, tid)).status == "GONE"  # already put back, not twice
-    assert (await _balances(buckets, budget_id))[keys.MAIN] == 1_000
+    assert (await buckets.restore(budget_id, MAIN, tid)).status == "GONE"  # already put back, not twice
+    assert (await _balances(buckets, budget_id))[MAIN] == 1_000
     await assert_balanced(client, budget_id)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from quota.v1 import admin_pb2 as apb
-from quota_center.buckets import keys
+from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.models import LedgerRow
 from quota_center.spending.placement import sub_bucket_for
 from tests.helpers.calls import OK, assert_balanced, audit, create, deduct, get
@@ -130,7 +130,7 @@ async def test_idle_sub_buckets_release_their_surplus_to_main(
     b = await get(client, budget_id)
     assert b.main == total - b.consumed - b.held
     balances = await _balances(client, budget_id)
-    assert all(balances[keys.sub_holder(i)] <= min_slice for i in range(SUBS)), balances
+    assert all(balances[sub_holder(i)] <= min_slice for i in range(SUBS)), balances
     assert any(row.entry.kind == "release" for row in await _ledger(filled, budget_id))
     await asyncio.sleep(1.0)  # idle sub-buckets are not filled again
     assert await _balances(client, budget_id) == balances
@@ -170,10 +170,8 @@ async def test_a_hot_sub_bucket_does_not_take_all_of_main_while_others_draw(
     for row in await _ledger(filled, budget_id):
         e = row.entry
         before = main
-        main += (e.amount if e.to_holder == keys.MAIN else 0) - (
-            e.amount if e.from_holder == keys.MAIN else 0
-        )
-        if row.seq > mark and e.kind == "fill" and e.to_holder == keys.sub_holder(0) and before >= 200:
+        main += (e.amount if e.to_holder == MAIN else 0) - (e.amount if e.from_holder == MAIN else 0)
+        if row.seq > mark and e.kind == "fill" and e.to_holder == sub_holder(0) and before >= 200:
             checked += 1
             assert main >= 0.1 * before, f"sub:0 took {e.amount} of main's {before}"
     assert checked, "sub:0 was never filled while it ran hot"
