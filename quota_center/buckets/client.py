@@ -1,61 +1,6 @@
 """The Redis client the center talks through, made from ``QUOTA_CENTER_REDIS_URL``.
 
-The URL's scheme alone says whether Redis is one server or a Redis Cluster:
-
-``redis://[[user]:password@]host[:port][/db][?option=value&...]``
-    one Redis server (``rediss://`` over TLS, ``unix:///path/to/socket?db=N`` over a Unix
-    socket): redis-py's own URL, handed to ``redis.asyncio.Redis.from_url`` as it is.
-
-``redis+cluster://[[user]:password@]host[:port][,host[:port]...][/][?option=value&...]``
-    a Redis Cluster (``rediss+cluster://`` over TLS). The hosts are seed nodes (the port
-    defaults to 6379; IPv6 addresses go in brackets, ``[::1]:7000``): the client asks the
-    first one that answers for the slot map and finds every other node from it, so one seed
-    is enough and several survive one being down. The path may only be empty, ``/`` or
-    ``/0`` (a cluster has database 0 only). Options are redis-py's URL options
-    (``socket_timeout``, ``socket_connect_timeout``, ``max_connections``, ...), parsed the
-    way redis-py parses them.
-
-Why a scheme: redis-py has no URL form for a cluster (``RedisCluster.from_url`` takes a plain
-``redis://host:port`` with one host, the caller picks the class), so the choice has to be
-written somewhere. A ``+cluster`` suffix follows the ``redis+sentinel://`` / ``redis+socket://``
-convention of other Redis tools, keeps the seed list in the authority, where hosts belong, and
-makes a tool that does not know the convention fail on the scheme instead of silently talking
-to one node. ``?cluster=true`` on a ``redis://`` URL is refused with a pointer to the scheme.
-
-Why not auto-detection (``CLUSTER INFO`` or ``INFO cluster`` on connect): it needs a round trip
-before the client exists, so a Redis that is down or still loading at start-up would leave the
-center without a client instead of starting NOT_SERVING and recovering; the same URL would
-silently change meaning when someone enables cluster mode on a node; and proxies in front of
-a cluster answer such probes inconsistently. The explicit scheme costs one word in the URL
-and is decided without I/O. The common mistake, a ``redis://`` URL pointing at a cluster
-node, is still caught: the node's ``MOVED`` reply becomes an error naming the scheme to use.
-
-Both clients decode replies as text (``decode_responses`` cannot be set from the URL).
-
-The cluster client differs from redis-py's ``RedisCluster`` in four ways, all so that the
-rest of the center sees a cluster exactly as it sees one server:
-
-* its failures are ``RedisError`` s: redis-py raises ``RedisClusterException`` (not a
-  ``RedisError``) when no node can be reached or a slot has no owner, which the gRPC error
-  mapping and the health check would take for a bug; here it is :class:`ClusterUnavailable`,
-  a ``redis.exceptions.ConnectionError``, so callers get ``UNAVAILABLE`` and health turns
-  NOT_SERVING;
-* ``PING`` (the health check) goes to every primary and is true only when all answer (redis-py
-  sends it to one node), since every shard holds part of every budget;
-* ``max_connections`` per node defaults to effectively unlimited, as for one server (see
-  ``DEFAULT_MAX_CONNECTIONS``): redis-py's cluster default of 100 per node fails a command at once, without
-  waiting, when 100 are already under way on that node, which a burst reaches as soon as one
-  shard stalls for a moment (set ``?max_connections=N`` to cap it, knowing that);
-* a command that meets a connection closed under it by another task (redis-py's cluster
-  client closes all its connections when a node answers CLUSTERDOWN, as a restarting master
-  does) fails with AttributeError/TypeError from redis-py's transport code, an internal error
-  to callers (see :func:`torn_connection`). If nothing was sent yet, it is tried once more;
-  otherwise, or if it happens again, it is :class:`ClusterUnavailable`.
-
-Everything else is redis-py's: commands are routed by key slot, EVALSHA by its keys (the
-center's scripts touch one hash tag each, hence one slot), ``MOVED``/``ASK`` are followed,
-and connection errors are retried after refreshing the slot map. ``SCRIPT LOAD`` goes to every
-primary (see ``scripts.py``).
+See docs/center.md#redis-client.
 """
 
 from __future__ import annotations

@@ -1,17 +1,6 @@
 """The write-behind spend log, the registry of center instances, and the rows that settle in doubt.
 
-Lost sub-buckets are settled from the log (see quota_center/recovery/settlement.py). In the ledger, the
-generation bump moves what each lost sub-bucket held to a holder of its own, 'doubt:sub:3@1'
-(sub-bucket 3, generation 1; budgets.bump_generation). Settlement rows then move it on:
-
-* 'settle': doubt → 'consumed' for what the log says the sub-bucket consumed (consumed → doubt
-  when the log shows more returns than deductions);
-* 'settle_manual': doubt → 'consumed' for what an operator said it consumed (Settle RPC);
-* 'release': doubt → main for the rest, once; the holder is then settled for good.
-
-Each is written in a transaction that locks the budget row FOR NO KEY UPDATE, like every budget
-change, and checks the holder's state first: two settlers (two centers, or the sweeper and an
-operator) cannot book or release the same amount twice, whatever their transfer ids.
+See docs/center.md#spend-log-rows.
 """
 
 from __future__ import annotations

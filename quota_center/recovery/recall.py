@@ -1,24 +1,6 @@
 """Exactly once across a Redis loss (promise 4): what a request did before it, from the spend log.
 
-Request records live in Redis next to the sub-bucket that served the request, and are lost with
-it. For a retention window after a rebuild, spending therefore looks the request id up in the
-spend log before serving it (a primary-key read; budgets never rebuilt never pay it):
-
-* a Deduct or Return already in the log gets its original answer (EXISTS), or CONFLICT if the
-  id was used for something else;
-* a Return of a deduction made before the loss recreates the deduction's record from the log
-  (its amount, and what the log says was returned of it), so it never refunds more than is left.
-
-Claims (``{q:<id>}``) are not enough to skip the lookup: on a Redis Cluster they sit on other
-shards than the lost sub-bucket and survive it, while the record of what was done does not.
-
-A lookup is trusted once the log has caught up: the first one per budget and generation in this
-process waits until every live center has written its log past that moment (``gate_ms`` at
-most: a center that cannot write its log must not block the budget, and what it has not written
-has not reached the log). Recreating a deduction's record asks more: the log of every generation
-in which the deduction's returns could have been served must be complete, silent centers
-included, or a return missing from the log could be refunded twice; until then the Return is
-answered UNAVAILABLE (retry later, or settle the lost holders by hand).
+See docs/center.md#recall.
 """
 
 from __future__ import annotations

@@ -1,24 +1,6 @@
 """Settling what lost sub-buckets held, from the write-behind spend log (promises 1, 2 and 5).
 
-After a Redis loss the generation bump moves each lost sub-bucket's ledger balance to an in-doubt
-holder of its own, e.g. 'doubt:sub:3@1' (budgets.bump_generation). For each such holder:
-
-* what the spend log says the sub-bucket consumed in that generation (deductions − returns) is
-  booked as consumed, as far as the log reaches (``plan``);
-* once the log of that generation is complete, the rest goes back to main with the transfer
-  protocol (pending record on main, ledger row, credit, clear), like a top-up: it was balance or
-  transfers in flight, never spent;
-* until then the rest stays in doubt: counted as spent, never re-issued (bounded stranding). A
-  center that died without writing its log keeps it there until an operator settles the holder
-  (``settle_by_hand``, the Settle RPC).
-
-The log of generation g is complete once no bucket of g or older can serve any more (checked in
-Redis, which gives the *cutoff*, a database instant after it) and every center that might have
-served g has written its log past the cutoff (``blocking``).
-
-Every step recomputes from the ledger and the log, and its ledger row is written under the
-budget's lock after checking that the holder is still as planned (spend_log.book/release), so a
-crash or a concurrent settler (another center, an operator) at any point doubles nothing.
+See docs/center.md#settlement.
 """
 
 from __future__ import annotations

@@ -1,23 +1,6 @@
 """The write-behind spend log: what each sub-bucket served, written to PostgreSQL soon after.
 
-Every deduction and return a sub-bucket serves is queued here when Redis answers, and a flusher
-task writes the queue in batches every ``interval_ms`` (or as soon as ``batch`` entries wait).
-The caller's answer never waits for it. After a Redis loss the log tells what the lost
-sub-buckets consumed (quota_center/recovery/settlement.py) and which requests were already served
-(quota_center/recovery/recall.py).
-
-Completeness. Each center registers in ``center_instances`` at start. After every flush (and at
-least every ``heartbeat_ms`` when idle) it sets ``flushed_until``: an instant (database clock)
-before which every operation it started has finished and had its entry written. The instant is
-taken conservatively: the flush notes the start of its oldest operation still in flight (local
-monotonic clock), and subtracts that age from a ``now()`` the database returned, measured on
-arrival. A clean stop writes everything, then sets ``stopped_at``. So once every center has
-passed an instant, the log holds every operation started before it.
-
-Lease. A center whose log cannot reach PostgreSQL keeps its entries (retrying with backoff) but
-stops taking new operations once its last heartbeat is older than ``lease_ms``: a center cut off
-from PostgreSQL cannot spend unlogged for long, so the settlement can tell a center that is gone
-(silent for longer than lease plus a margin) from one that is only slow.
+See docs/center.md#spend-log.
 """
 
 from __future__ import annotations

@@ -1,19 +1,6 @@
 """Tops up sub-buckets from main before they run dry, and takes back what idle ones hold.
 
-Every pass reads each active budget's buckets once, updates the observed demand of
-each sub-bucket from its ``consumed`` counter (which counts every center process's
-deductions, so no hook on the request path is needed), and then, per sub-bucket:
-
-* **fill**: below its low watermark (``allocation.fill_amount``), it gets a slice
-  (``allocation.slice_size``) from main, so that a deduction rarely finds it short
-  and waits for ``Replenisher.cover``;
-* **release**: after ``idle_s`` without consumption, what it holds above a small
-  floor (``allocation.release_amount``) goes back to main, where any sub-bucket
-  can be refilled from it.
-
-Every movement is a transfer (``Transfers.move``), made under the budget's lock that
-``Replenisher.cover`` holds, so fills never race an on-demand refill or a merge.
-Paused and closed budgets, and budgets outside their validity window, are left alone.
+See docs/center.md#background-fill.
 """
 
 from __future__ import annotations

@@ -1,36 +1,6 @@
 """Reserve, Confirm and Cancel at the center (promise 6): reservations end exactly once.
 
-A reservation is served like a deduction, by the sub-bucket ``sub_bucket_for(request_id, n)``,
-but its amount moves from the bucket's balance to its ``reserved`` field instead of to
-``consumed``: it counts against the budget from that moment, and no refill, reclaim or
-merge can take it. It then ends exactly once, by whichever comes first:
-
-* a confirm takes part or all of it (consumed) and releases the rest; its record becomes a
-  deduction that ``Return`` refunds by the reservation id;
-* a cancel releases all of it;
-* its TTL passes: the expiry sweep (``quota_center.spending.expiry``), or a late confirm or cancel,
-  releases all of it, and a confirm gets ``EXPIRED`` even before the sweep ran.
-
-Each ending is one Lua script that checks the reservation's state first, so a duplicate or
-a race between two endings finds it ended and answers from the record.
-
-Time is the center's clock, passed to the scripts as ``now``, never Redis ``TIME``: the
-caller was told ``expires_at_ms`` from this clock, so "has it expired?" must be decided on
-the same one, and the sub-buckets of one budget sit on different Redis shards whose clocks
-need not agree with each other (a confirm on one shard and the sweep's view must not
-disagree about the same instant). It also keeps the scripts deterministic and lets a test
-decide what time it is.
-
-A confirm is logged in the write-behind spend log as a deduction under the reservation id (a
-Return of it is logged by Spending), so that the settlement of a sub-bucket lost with Redis
-books it as consumed. Reserve, cancel and expiry consume nothing and are not logged: what a
-lost sub-bucket held reserved is settled like its balance.
-
-Codes (besides those Deduct gives): a confirm of more than was reserved is
-``EXCEEDS_DEDUCTED`` (nothing changes; the message says how much is reserved); a
-reservation that a rebuild after a Redis loss swept away (its amount is in doubt, not held)
-is ``UNKNOWN_REQUEST``, as it is when Redis lost its record too. Confirm and cancel are
-served whatever the budget's state and window: the amount was set aside while it was open.
+See docs/center.md#reservations.
 """
 
 from __future__ import annotations
