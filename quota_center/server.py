@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 from dataclasses import dataclass, field
 
@@ -54,6 +53,7 @@ from quota_center.spending.reservations import Reservations
 from quota_center.transfers.protocol import Transfers
 from quota_center.transfers.sweeper import Sweeper
 from quota_rules.decoding import add_servicer
+from quota_rules.loops import until_stopped
 from quota_rules.rates import Demand
 
 log = logging.getLogger(__name__)
@@ -293,11 +293,7 @@ async def serve(settings: Settings) -> None:
         center.port,
         center.metrics_port,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_stopped()
     log.info("draining (grace %.1fs)", settings.drain_grace_s)
     await center.stop()
     log.info("stopped")

@@ -1,4 +1,5 @@
-"""Which asyncio event loop a process runs on: the standard one or uvloop (an optional install).
+"""How a service process runs: on which asyncio event loop (the standard one or uvloop, an optional
+install), and until which signal.
 
 grpc.aio runs on either. uvloop replaces the loop's Python scheduling and I/O with libuv; the
 benchmark (`python -m loadtest.bench --event-loop uvloop`) measures what it changes here.
@@ -7,6 +8,7 @@ benchmark (`python -m loadtest.bench --event-loop uvloop`) measures what it chan
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -32,3 +34,12 @@ def run(main: Coroutine[Any, Any, T], name: str = "asyncio") -> T:
     """``asyncio.run(main)`` on the event loop ``name``."""
     with asyncio.Runner(loop_factory=loop_factory(name)) as runner:
         return runner.run(main)
+
+
+async def until_stopped() -> None:
+    """Return on SIGTERM (a Kubernetes stop) or SIGINT (Ctrl-C); the caller then drains."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

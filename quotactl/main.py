@@ -4,7 +4,17 @@ Usage: ``quotactl [--target HOST:PORT] [--json] [--timeout SECONDS] [--actor NAM
 (the global options may also follow the command). ``--target`` defaults to
 ``$QUOTACTL_TARGET``, else ``localhost:50051``; ``--actor`` to ``$USER``, else ``quotactl``.
 
-Exit codes are listed once, in ``quotactl.exit_codes`` (and in ``quotactl --help``).
+Exit codes:
+
+- 0: success (result OK or EXISTS)
+- 1: business refusal (any other result code, e.g. INSUFFICIENT, CONFLICT, BUDGET_PAUSED)
+- 2: usage or bad input (argument errors, bad amounts, gRPC INVALID_ARGUMENT)
+- 3: not found (gRPC NOT_FOUND)
+- 4: unavailable or timed out (gRPC UNAVAILABLE, DEADLINE_EXCEEDED, connection refused)
+- 5: audit mismatch (``audit`` found the books unbalanced)
+- 6: any other gRPC error
+- 130: interrupted
+
 Responses (refusals included) go to stdout, as text or, with ``--json``, as one JSON
 object; errors go to stderr as one line ``quotactl: error: <details>``.
 """

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import time
 from dataclasses import dataclass
 from http.server import HTTPServer
@@ -16,6 +14,7 @@ from prometheus_client import start_http_server
 
 from quota.v1 import common_pb2, quota_pb2, quota_pb2_grpc
 from quota_rules.decoding import add_servicer
+from quota_rules.loops import until_stopped
 from region_agent.api import QuotaServicer
 from region_agent.core.agent import Agent, Config
 from region_agent.core.refill import RefillRules
@@ -165,11 +164,7 @@ async def serve(settings: Settings) -> None:
         running.metrics_port,
         settings.center_target,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_stopped()
     log.info("draining (grace %.1fs)", settings.drain_grace_s)
     await running.stop()
     log.info("stopped")

@@ -8,6 +8,8 @@ from collections.abc import Callable
 import grpc
 from google.protobuf.message import Message
 
+from quota.v1 import admin_pb2, common_pb2
+
 Handler = Callable[[Message, grpc.ServicerContext], Message]
 
 
@@ -50,3 +52,39 @@ class Servicer:
 
 # The ``run`` / ``ctl`` fixtures: ``run(*argv)`` -> (exit code, stdout, stderr).
 Run = Callable[..., tuple[int, str, str]]
+
+
+# Every quotactl subcommand, for tests that go through all of them.
+SUBCOMMANDS = [
+    "create",
+    "top-up",
+    "pause",
+    "resume",
+    "close",
+    "get",
+    "list",
+    "audit",
+    "settle",
+    "deduct",
+    "return",
+    "reserve",
+    "confirm",
+    "cancel",
+    "balance",
+]
+
+
+def budget(**overrides: object) -> admin_pb2.Budget:
+    fields: dict[str, object] = {
+        "budget_id": "b1",
+        "unit": "cent",
+        "total": 10_000,
+        "state": common_pb2.BUDGET_STATE_ACTIVE,
+        "mode": common_pb2.MODE_NORMAL,
+        "main": 6_000,
+        "held": 1_500,
+        "consumed": 2_500,
+        "available": 7_500,
+    }
+    fields.update(overrides)
+    return admin_pb2.Budget(**fields)  # type: ignore[arg-type]

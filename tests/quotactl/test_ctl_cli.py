@@ -11,25 +11,8 @@ import pytest
 from quota.v1 import common_pb2
 from quotactl import exit_codes, main
 from quotactl.exit_codes import ExitCode
-from tests.helpers.fake_center import Run
+from tests.helpers.fake_center import SUBCOMMANDS, Run
 
-SUBCOMMANDS = [
-    "create",
-    "top-up",
-    "pause",
-    "resume",
-    "close",
-    "get",
-    "list",
-    "audit",
-    "settle",
-    "deduct",
-    "return",
-    "reserve",
-    "confirm",
-    "cancel",
-    "balance",
-]
 UNREACHABLE = "127.0.0.1:1"
 
 

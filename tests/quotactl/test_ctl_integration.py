@@ -17,26 +17,11 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.fake_center import SUBCOMMANDS
+
 pytestmark = pytest.mark.integration
 
 UNREACHABLE = "127.0.0.1:1"
-SUBCOMMANDS = [
-    "create",
-    "top-up",
-    "pause",
-    "resume",
-    "close",
-    "get",
-    "list",
-    "audit",
-    "settle",
-    "deduct",
-    "return",
-    "reserve",
-    "confirm",
-    "cancel",
-    "balance",
-]
 
 
 @dataclass(frozen=True)

@@ -9,22 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from quota.v1 import admin_pb2, common_pb2
 from quotactl import render
-
-
-def budget(**overrides: object) -> admin_pb2.Budget:
-    fields: dict[str, object] = {
-        "budget_id": "b1",
-        "unit": "cent",
-        "total": 10_000,
-        "state": common_pb2.BUDGET_STATE_ACTIVE,
-        "mode": common_pb2.MODE_NORMAL,
-        "main": 6_000,
-        "held": 1_500,
-        "consumed": 2_500,
-        "available": 7_500,
-    }
-    fields.update(overrides)
-    return admin_pb2.Budget(**fields)  # type: ignore[arg-type]
+from tests.helpers.fake_center import budget
 
 
 def budget_audit(**overrides: object) -> admin_pb2.BudgetAudit:
