@@ -1,4 +1,5 @@
-"""Malformed requests get INVALID_ARGUMENT, not grpcio's UNKNOWN.
+"""What a caller gets when a request fails: INVALID_ARGUMENT for a malformed one (not grpcio's
+UNKNOWN), the service's status for a known error, INTERNAL (logged) for anything else.
 
 grpcio decodes a request before the handler runs and answers UNKNOWN when the bytes
 are not a valid message. Each handler's decoder is wrapped so that a decode error
@@ -8,6 +9,7 @@ with the decoder's message.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,22 @@ from google.protobuf.message import DecodeError
 @dataclass(frozen=True, slots=True)
 class Malformed:
     error: str
+
+
+# A service's mapping of its errors to a status and message; None for an unexpected error.
+StatusFor = Callable[[BaseException], tuple[grpc.StatusCode, str] | None]
+
+
+def failure_status(
+    exc: BaseException, method: str, status_for: StatusFor, log: logging.Logger
+) -> tuple[grpc.StatusCode, str]:
+    """The status a failed call answers with; an unexpected error is logged and INTERNAL, its
+    type named but not its text (which may carry internals)."""
+    mapped = status_for(exc)
+    if mapped is None:
+        log.error("%s failed", method, exc_info=exc)
+        mapped = (grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+    return mapped
 
 
 def _tolerant(decode: Callable[[bytes], Any]) -> Callable[[bytes], Any]:

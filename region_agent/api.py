@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 
 from quota.v1 import common_pb2 as pb
 from quota.v1 import quota_pb2_grpc
-from quota_rules.decoding import Malformed
+from quota_rules.decoding import Malformed, failure_status
 from quota_rules.limits import InvalidInput, check_batch_size, check_budget_id
 from region_agent.convert import MODE_PB, STATE_PB, answer_of, code_name, code_value, wire_code
 from region_agent.core.agent import Agent
@@ -56,10 +56,7 @@ async def fail(
     servicer: QuotaServicer, method: str, exc: Exception, start: float, context: Context
 ) -> NoReturn:
     """Answer a call that raised: its status (INTERNAL, logged, for an unexpected error), counted."""
-    mapped = status_for(exc)
-    if mapped is None:
-        log.error("%s failed", method, exc_info=exc)
-        mapped = (grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+    mapped = failure_status(exc, method, status_for, log)
     servicer.metrics.observe(method, mapped[0].name, start)
     await context.abort(*mapped)
     raise AssertionError("context.abort returned")  # it raises; this keeps the type checker honest

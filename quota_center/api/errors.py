@@ -22,7 +22,7 @@ from quota_center.ledger.errors import (
     StoreClosed,
 )
 from quota_center.metrics import LATENCY, REQUESTS
-from quota_rules.decoding import Malformed
+from quota_rules.decoding import Malformed, failure_status
 from quota_rules.limits import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,7 @@ def rpc(method: str) -> Callable[[Handler[S, Req, Resp]], Handler[S, Req, Resp]]
                     raise InvalidInput(f"malformed {method} request: {request.error}")
                 response = await handler(self, request, context)
             except Exception as exc:
-                mapped = status_for(exc)
-                if mapped is None:
-                    log.exception("%s failed", method)
-                    mapped = (grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+                mapped = failure_status(exc, method, status_for, log)
                 _observe(method, mapped[0].name, start)
                 await context.abort(*mapped)
             _observe(method, _code_of(response), start)
