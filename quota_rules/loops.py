@@ -43,3 +43,15 @@ async def until_stopped() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+def stop_if_cancelled() -> None:
+    """Raise CancelledError if this task was asked to stop.
+
+    On Python 3.11 ``asyncio.wait_for`` (under redis-py's and asyncpg's calls) drops a
+    cancellation that arrives as the call completes; a background loop making one call after
+    another would then never stop. The request stays counted on the task.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -21,6 +21,7 @@ from quota_center.recovery.rebuild import Recovery
 from quota_center.refill.locks import BudgetLocks
 from quota_center.transfers.protocol import Movement, Transfers
 from quota_rules.allocation import fill_amount, release_amount
+from quota_rules.loops import stop_if_cancelled
 from quota_rules.rates import Demand
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class Filler:
                 self._listing_failed = True
             else:
                 self._listing_failed = False
-            _stop_if_cancelled()
+            stop_if_cancelled()
             # At least a quarter interval between passes, however long a pass took: the
             # requests being served share this event loop.
             elapsed = self.clock() - started
@@ -104,7 +105,7 @@ class Filler:
         """One pass: every budget that consumed lately, and each quiet one once a ``QUIET_S``."""
         now = self.clock()
         for budget_id in await self._budget_ids():
-            _stop_if_cancelled()
+            stop_if_cancelled()
             if self._next.get(budget_id, 0.0) > now:
                 continue
             try:
@@ -231,15 +232,3 @@ class Filler:
             self._ids = await self.admin.all_ids()
             self._ids_at = now
         return self._ids
-
-
-def _stop_if_cancelled() -> None:
-    """Raise CancelledError if this task was asked to stop.
-
-    On Python 3.11 ``asyncio.wait_for`` (under redis-py's and asyncpg's calls) drops a
-    cancellation that arrives as the call completes; a loop making one call after
-    another would then never stop. The request stays counted on the task.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError

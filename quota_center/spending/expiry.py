@@ -19,6 +19,7 @@ from quota_center.buckets.reservations import ReservationStore
 from quota_center.budgets.registry import Registry
 from quota_center.metrics import RESERVATIONS
 from quota_center.transfers.protocol import now_ms
+from quota_rules.loops import stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class Expiry:
     async def expire_all(self) -> int:
         released = 0
         for budget_id in await self.budget_ids():
-            _stop_if_cancelled()
+            stop_if_cancelled()
             released += await self.expire_budget(budget_id)
         return released
 
@@ -74,17 +75,5 @@ class Expiry:
                     log.info("released %d expired reservations", released)
             except Exception:
                 log.exception("expiry sweep failed; retrying in %.1fs", interval_s)
-            _stop_if_cancelled()
+            stop_if_cancelled()
             await asyncio.sleep(interval_s)
-
-
-def _stop_if_cancelled() -> None:
-    """Raise CancelledError if this task was asked to stop.
-
-    On Python 3.11 ``asyncio.wait_for`` (which redis-py wraps every command in) drops a
-    cancellation that arrives as the command completes; a loop making one Redis call
-    after another would then never stop. The request stays counted on the task.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
