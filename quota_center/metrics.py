@@ -62,6 +62,22 @@ AGENT_GRANTS = Counter("quota_agent_grants_total", "Slices granted from main to 
 AGENT_LEASES_LOST = Counter(
     "quota_agent_leases_lost_total", "Agent holdings whose lease ran out: their balance went in doubt."
 )
+AGENT_UNBACKED_RETURNS = Counter(
+    "quota_agent_unbacked_returns_total",
+    "Units agents reported as refunded beyond what their holding consumed: kept consumed, not credited.",
+)
+AGENT_REPORTS_REFUSED = Counter(
+    "quota_agent_reports_refused_total",
+    "Agent usage reports refused before they changed anything, by reason.",
+    ["reason"],
+)
+AGENT_SESSION_ENDS = Counter(
+    "quota_agent_session_ends_total",
+    "Agent session streams ended, by reason: ended (by the agent or the network), unread (closed:"
+    " too many answers unread), replaced (silent, taken over by a new stream of its agent id),"
+    " refused (never began: no Hello, a bad agent id, or its agent id live in another stream).",
+    ["reason"],
+)
 AGENT_SESSIONS = Gauge("quota_agent_sessions", "Agent session streams open on this center.")
 AGENT_RECLAIMS = Counter(
     "quota_agent_reclaims_total",

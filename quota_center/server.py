@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
+from redis.exceptions import RedisError
 
 from quota.v1 import (
     admin_pb2,
@@ -28,6 +29,7 @@ from quota_center.agents.sessions import Sessions
 from quota_center.api.admin import AdminServicer
 from quota_center.api.quota import QuotaServicer
 from quota_center.api.session import AgentSessionServicer
+from quota_center.buckets import layout
 from quota_center.buckets.agents import AgentStore
 from quota_center.buckets.client import connect
 from quota_center.buckets.reservations import ReservationStore
@@ -133,6 +135,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         batch_wait_ms=settings.ledger_batch_wait_ms,
     )
     redis = connect(settings.redis_url)
+    migrating = await _key_layout(redis)
     buckets = BucketStore(redis, settings.retention_s)
     registry = Registry(ledger)
     transfers = Transfers(buckets, ledger)
@@ -163,7 +166,13 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     demand = Demand(settings.rate_half_life_ms / 1000) if settings.fill_interval_ms > 0 else None
     locks = BudgetLocks()
     agent_store = AgentStore(buckets)
-    sessions = Sessions(agent_store, settings.agent_reclaim_timeout_ms / 1000)
+    # A live agent speaks every heartbeat: three silent ones and its stream may be replaced.
+    sessions = Sessions(
+        agent_store,
+        settings.agent_reclaim_timeout_ms / 1000,
+        stale_after_s=3 * settings.agent_heartbeat_ms / 1000,
+        max_unread=settings.agent_session_max_unread,
+    )
     replenisher = Replenisher(buckets, transfers, ledger, locks, demand=demand, reclaim=sessions.reclaim)
     spending = Spending(registry, buckets, replenisher, recovery, spend_log, recall)
     sweeper = Sweeper(
@@ -202,8 +211,10 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     add_servicer(
         admin_pb2_grpc.add_AdminServicer_to_server, AdminServicer(admin, auditor, settlement), server
     )
-    session_pb2_grpc.add_AgentSessionServicer_to_server(
-        AgentSessionServicer(holdings, sessions, heartbeat_ms=settings.agent_heartbeat_ms), server
+    add_servicer(
+        session_pb2_grpc.add_AgentSessionServicer_to_server,
+        AgentSessionServicer(holdings, sessions, heartbeat_ms=settings.agent_heartbeat_ms),
+        server,
     )
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection(
@@ -237,6 +248,8 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     if metrics:
         http, _ = start_http_server(settings.metrics_port, addr=settings.grpc_host)
         center.metrics_port = http.server_port
+    if migrating is not None:
+        center.tasks.append(migrating)
     if background:
         center.tasks.append(asyncio.create_task(health.run(settings.health_interval_ms / 1000)))
         center.tasks.append(asyncio.create_task(sweeper.run(settings.sweep_interval_ms / 1000)))
@@ -260,6 +273,17 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
             center.tasks.append(asyncio.create_task(filler.run()))
     _ = common_pb2  # the shared messages are part of the reflected file set
     return center
+
+
+async def _key_layout(redis: RedisClient) -> asyncio.Task[None] | None:
+    """Bring Redis to the current key layout before anything reads it; if Redis is down, as soon
+    as it answers (a task). A tag two budgets shared stops the start (layout.SharedTag)."""
+    try:
+        await layout.migrate(redis)
+    except RedisError as exc:
+        log.warning("Redis not reachable at start (%s): its key layout is checked once it is", exc)
+        return asyncio.create_task(layout.migrate_when_reachable(redis))
+    return None
 
 
 async def _expire_leases(admin: Admin, holdings: AgentHoldings, interval_s: float) -> None:

@@ -72,6 +72,8 @@ class Settings:
     # How long a request that needs budget held by agents waits for their reclaim answers.
     agent_reclaim_timeout_ms: int = 1_000
     agent_expiry_interval_ms: int = 1_000
+    # Answers an agent session may leave unread before it is closed (RESOURCE_EXHAUSTED).
+    agent_session_max_unread: int = 1_024
     # asyncio or uvloop (installed separately: pip install uvloop).
     event_loop: str = "asyncio"
     log_level: str = "INFO"
@@ -111,6 +113,7 @@ HELP: dict[str, str] = {
     "agent_lease_skew_ms": "clock-skew margin after a lease before the agent's balance goes in doubt",
     "agent_reclaim_timeout_ms": "longest wait for agents to give back budget a request needs",
     "agent_expiry_interval_ms": "how often agent leases are checked",
+    "agent_session_max_unread": "answers an agent session may leave unread before it is closed",
     "event_loop": "asyncio, or uvloop if installed (pip install uvloop)",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }

@@ -4,7 +4,8 @@ UNKNOWN), the service's status for a known error, INTERNAL (logged) for anything
 grpcio decodes a request before the handler runs and answers UNKNOWN when the bytes
 are not a valid message. Each handler's decoder is wrapped so that a decode error
 becomes a ``Malformed`` value, which the ``rpc`` wrapper turns into INVALID_ARGUMENT
-with the decoder's message.
+with the decoder's message; in a request stream, each message is decoded so, and the
+handler answers a ``Malformed`` one as it sees fit.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def add_servicer(add: Callable[[Any, Any], None], servicer: object, server: grpc
     add(servicer, capture)
     handlers = {
         name: h._replace(request_deserializer=_tolerant(h.request_deserializer))  # type: ignore[attr-defined]
-        if h.request_deserializer is not None and not h.request_streaming
+        if h.request_deserializer is not None
         else h
         for name, h in capture.handlers.items()
     }

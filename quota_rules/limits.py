@@ -12,7 +12,7 @@ MAX_AMOUNT = 2**53 - 1
 MAX_ID_BYTES = 128
 MAX_BATCH = 10_000  # items of one DeductBatch, at the center and at an agent
 
-# Budget ids become part of Redis hash tags ({b:<id>}), so braces, spaces and
+# Budget ids become part of Redis hash tags (quota_center/buckets/keys.py), so braces, spaces and
 # control characters are excluded.
 _BUDGET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

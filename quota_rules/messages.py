@@ -12,6 +12,9 @@ PAUSED = "budget {b} is paused"
 CLOSED = "budget {b} is closed"
 INSUFFICIENT = "budget {b} has less than {n} left"
 
+# A batch item not started before the call's deadline.
+UNSETTLED = "request {r} was not started before the call's deadline: send it again with the same request_id"
+
 # Exactly once: a request id seen before.
 CONFLICT = "request_id {r} was already used for a different request"
 APPLIED = "request {r} was already applied"

@@ -32,13 +32,15 @@ class Policy:
     low_watermark_pct: int = 25
     scarcity_threshold: int = 0  # 0: sub_buckets * max_slice
     central_threshold: int = 0  # 0: max_slice
-    lease_ms: int = 300_000
+    lease_ms: int = 0  # 0: the center's agent lease (QUOTA_CENTER_AGENT_LEASE_MS)
 
     def to_json(self) -> dict[str, int | str]:
         return dict(asdict(self))
 
 
 DEFAULT = Policy()
+# An agent's lease longer than a week would keep a vanished agent's balance out of reach as long.
+MAX_LEASE_MS = 7 * 24 * 3600 * 1000
 
 
 def resolve(requested: Policy, total: int) -> Policy:
@@ -54,8 +56,10 @@ def resolve(requested: Policy, total: int) -> Policy:
             raise InvalidInput(f"{name} must be 0..{MAX_AMOUNT}, got {value}")
     if not 0 <= p.low_watermark_pct <= 100:
         raise InvalidInput(f"low_watermark_pct must be 0..100, got {p.low_watermark_pct}")
-    if p.lease_ms < 0:
-        raise InvalidInput(f"lease_ms must not be negative, got {p.lease_ms}")
+    if not 0 <= p.lease_ms <= MAX_LEASE_MS:
+        raise InvalidInput(
+            f"lease_ms must be 0..{MAX_LEASE_MS} (0: the center's agent lease), got {p.lease_ms}"
+        )
     min_slice = max(1, p.min_slice)
     max_slice = p.max_slice or max(min_slice, total // (4 * p.sub_buckets))
     if max_slice < min_slice:
@@ -66,9 +70,10 @@ def resolve(requested: Policy, total: int) -> Policy:
         max_slice=max_slice,
         refill_horizon_ms=p.refill_horizon_ms or DEFAULT.refill_horizon_ms,
         low_watermark_pct=p.low_watermark_pct or DEFAULT.low_watermark_pct,
-        scarcity_threshold=p.scarcity_threshold or p.sub_buckets * max_slice,
+        # Derived thresholds stay within the amounts a budget can have, however large the slices.
+        scarcity_threshold=p.scarcity_threshold or min(MAX_AMOUNT, p.sub_buckets * max_slice),
         central_threshold=p.central_threshold or max_slice,
-        lease_ms=p.lease_ms or DEFAULT.lease_ms,
+        lease_ms=p.lease_ms,
     )
 
 

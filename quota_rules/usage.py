@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from quota.v1 import session_pb2 as spb
+from quota_rules.limits import MAX_AMOUNT, InvalidInput
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +54,26 @@ def usage_pb(budget_id: str, u: Usage) -> spb.Usage:
 
 def usage_from_pb(u: spb.Usage) -> Usage:
     return Usage(u.seq, u.consumed, u.returned, u.reserved, u.released)
+
+
+def check_usage(budget_id: str, u: Usage) -> Usage:
+    """A report the center may apply: InvalidInput (saying which rule it breaks) otherwise.
+
+    Every counter is an integer in 0..2^53-1 and so is what it takes from a holding at most
+    (consumed + reserved + released), so agent_report.lua's arithmetic on doubles stays exact.
+    A refund is of a deduction counted in ``consumed`` first, so ``returned`` never exceeds it.
+    Whether the counters went backwards, or spend more than the holding was granted, only the
+    holding knows: agent_report.lua refuses those.
+    """
+    for name in ("seq", "consumed", "returned", "reserved", "released"):
+        value = getattr(u, name)
+        if not 0 <= value <= MAX_AMOUNT:
+            raise InvalidInput(f"usage of {budget_id!r}: {name} {value} is outside 0..{MAX_AMOUNT}")
+    if u.returned > u.consumed:
+        raise InvalidInput(
+            f"usage of {budget_id!r}: returned {u.returned} exceeds consumed {u.consumed} (a refund is of a"
+            " deduction counted before)"
+        )
+    if u.consumed + u.reserved + u.released > MAX_AMOUNT:
+        raise InvalidInput(f"usage of {budget_id!r}: consumed + reserved + released exceeds {MAX_AMOUNT}")
+    return u

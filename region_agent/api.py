@@ -84,6 +84,10 @@ def rpc(method: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
     return wrap
 
 
+# Budget ids kept as known to exist; the set starts afresh beyond this.
+_MAX_KNOWN = 100_000
+
+
 class QuotaServicer(quota_pb2_grpc.QuotaServicer):
     def __init__(
         self,
@@ -101,6 +105,8 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
         self.center = center
         self.metrics = metrics
         self.clock = clock
+        # Budgets the center said exist (a budget is closed, never deleted), for DeductBatch.
+        self._exist: set[str] = set()
         self.ask = ask  # sends a SliceRequest for (budget, needed); the session's request_slice
         # Asks for a slice unless one is in flight or the center lately had nothing to grant.
         self.ask_soon = ask_soon
@@ -199,6 +205,7 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
         check_batch_size(len(request.items))
         items = [(item.budget_id, item.request_id, item.amount) for item in request.items]
         self.agent.check_items(items)  # a bad batch is refused before any wait, and changes nothing
+        await self._check_budgets_exist(items)  # as the center does: NOT_FOUND, and nothing done
         now = self.clock()
         decided = self.agent.deduct_many(items, now, checked=True, wait=self.wait is not None)
         answers = decided.answers
@@ -346,6 +353,26 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
             )
         response.held_here = held
         return response
+
+    async def _check_budgets_exist(self, items: list[tuple[str, str, int]]) -> None:
+        """NOT_FOUND (CenterRefused) before anything is served if a budget of ``items`` does not
+        exist: the center refuses such a batch whole, so the items served here must not be
+        applied either. A budget this agent holds exists; another is asked about once."""
+        asked: set[str] = set()
+        for i, (budget_id, _, _) in enumerate(items):
+            if budget_id in asked or budget_id in self._exist:
+                continue
+            s = self.agent.get(budget_id)
+            if s is not None and s.holding is not None:
+                continue
+            asked.add(budget_id)
+            try:
+                await self.center.balance(pb.GetBalanceRequest(budget_id=budget_id))
+            except CenterRefused as exc:
+                raise CenterRefused(exc.code, f"items[{i}]: {exc.details}") from None
+            if len(self._exist) >= _MAX_KNOWN:
+                self._exist.clear()
+            self._exist.add(budget_id)
 
     async def _forward(
         self, method: str, why: Forward, budget_id: str, amount: int, call: Callable[[], Awaitable[T]]

@@ -22,7 +22,12 @@ from quota_center.errors import StaleGeneration
 from quota_center.holders import MAIN, agent_holder, sub_holder
 from quota_center.ledger.models import LedgerEntry, RecordOutcome
 from quota_center.ledger.store import LedgerStore
-from quota_center.metrics import AGENT_GRANTS, AGENT_LEASES_LOST
+from quota_center.metrics import (
+    AGENT_GRANTS,
+    AGENT_LEASES_LOST,
+    AGENT_REPORTS_REFUSED,
+    AGENT_UNBACKED_RETURNS,
+)
 from quota_center.refill.cover import Replenisher
 from quota_center.refill.locks import BudgetLocks
 from quota_center.transfers.protocol import Movement, Transfers, now_ms
@@ -118,6 +123,15 @@ class AgentHoldings:
             if r.status in ("OK", "OPENED"):
                 if r.status == "OPENED":
                     await self.store.register(budget_id, agent_id)
+                if r.unbacked > 0:
+                    AGENT_UNBACKED_RETURNS.inc(r.unbacked)
+                    log.warning(
+                        "agent %s: %d units of returns on budget %s exceed what its holding consumed:"
+                        " applied to its counters, not credited (kept consumed)",
+                        agent_id,
+                        r.unbacked,
+                        budget_id,
+                    )
                 if r.released > 0:
                     await self._release(meta, agent_id, tid, r.released)
                 return await self._view(meta, r, lease_ms)
@@ -133,6 +147,7 @@ class AgentHoldings:
                     self.registry.forget(budget_id)
                     meta = await self.registry.get(budget_id)
                 continue
+            AGENT_REPORTS_REFUSED.labels(r.status.lower()).inc()
             raise AgentReportRefused(_refusal(budget_id, agent_id, usage, r))
         raise StaleGeneration(budget_id)
 
@@ -193,7 +208,7 @@ class AgentHoldings:
             "OK",
             moved,
             tid if moved else "",
-            _with_lease(after, self.lease_ms),
+            _with_lease(after, lease_for(meta, self.clock(), self.lease_ms)),
             "" if moved else "nothing to grant",
         )
 
@@ -318,11 +333,13 @@ class AgentHoldings:
 
 
 def lease_for(meta: BudgetMeta, now_ms: int, lease_ms: int) -> int:
-    """The lease to give now: ``lease_ms``, cut at the end of the budget's validity window.
+    """The lease to give now: the budget's ``policy.lease_ms`` if it set one, else ``lease_ms``
+    (the center's QUOTA_CENTER_AGENT_LEASE_MS), cut at the end of the budget's validity window.
 
     The agent spends only within its lease, so a lease that ends with the window keeps it from
     serving after the window closed (past it, the center refuses what is forwarded). 0: none.
     """
+    lease_ms = meta.policy.lease_ms or lease_ms
     if meta.valid_until is None:
         return lease_ms
     left = int(meta.valid_until.timestamp() * 1000) - now_ms

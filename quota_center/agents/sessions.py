@@ -1,37 +1,77 @@
 """The agents connected to this center process, and reclaim orders sent over their streams.
 
-One session per agent id: a reconnecting agent replaces its older stream. Reclaim orders go only
-to agents connected here; an agent holding the budget that is connected elsewhere, or not at
-all, counts as not answering, and the refusal says what it holds.
+One session per agent id. A second claim of a live id is refused: a stream that has been silent
+for ``stale_after_s`` (several heartbeats: the agent behind it is gone, or cut off) is the only
+one a new stream replaces. Reclaim orders go only to agents connected here; an agent holding the
+budget that is connected elsewhere, or not at all, counts as not answering, and the refusal says
+what it holds.
+
+What a session sends waits in its outbox until the stream takes it. An agent that stops reading
+while it goes on sending would grow that without bound, so at ``max_unread`` messages the session
+is closed with a reason (``overflowed``) instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from quota.v1 import session_pb2 as spb
 from quota_center.buckets.agents import AgentStore
 from quota_center.budgets.registry import BudgetMeta
 from quota_center.holders import agent_of
-from quota_center.metrics import AGENT_RECLAIMS, AGENT_SESSIONS
+from quota_center.metrics import AGENT_RECLAIMS, AGENT_SESSION_ENDS, AGENT_SESSIONS
 from quota_center.transfers.protocol import now_ms
 
 log = logging.getLogger(__name__)
 
 
+# Messages a session may have waiting for its stream before it is closed.
+MAX_UNREAD = 1024
+
+
+class AlreadyConnected(Exception):
+    """A second session for an agent id whose first session is live."""
+
+
 @dataclass(eq=False)
 class Session:
     agent_id: str
+    max_unread: int = MAX_UNREAD
     outbox: asyncio.Queue[spb.CenterMessage | None] = field(default_factory=asyncio.Queue)
     orders: dict[str, asyncio.Future[int]] = field(default_factory=dict)
+    last_seen: float = field(default_factory=time.monotonic)
+    overflowed: bool = False
+    replaced: bool = False
+    closed: bool = False
+    # Called once the session closes for too many unread answers: the stream's writer may be
+    # stuck behind flow control, so the stream has to be ended from outside it.
+    on_overflow: Callable[[], None] | None = None
 
     def send(self, message: spb.CenterMessage) -> None:
+        if self.closed:
+            return
+        if self.outbox.qsize() >= self.max_unread:
+            log.warning("agent %s: %d messages unread: session closed", self.agent_id, self.max_unread)
+            self.overflowed = True
+            AGENT_SESSION_ENDS.labels("unread").inc()  # now: its stream may take a while to end
+            self.close()
+            if self.on_overflow is not None:
+                self.on_overflow()
+            return
         self.outbox.put_nowait(message)
 
+    def seen(self) -> None:
+        self.last_seen = time.monotonic()
+
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.outbox.put_nowait(None)
         for order in self.orders.values():
             if not order.done():
@@ -39,16 +79,34 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, store: AgentStore, reclaim_timeout_s: float) -> None:
+    def __init__(
+        self,
+        store: AgentStore,
+        reclaim_timeout_s: float,
+        *,
+        stale_after_s: float,
+        max_unread: int = MAX_UNREAD,
+    ) -> None:
         self.store = store
         self.reclaim_timeout_s = reclaim_timeout_s
+        self.stale_after_s = stale_after_s
+        self.max_unread = max_unread
         self._live: dict[str, Session] = {}
 
     def attach(self, agent_id: str) -> Session:
+        """A session for ``agent_id``; AlreadyConnected while another one of it is live."""
         old = self._live.get(agent_id)
         if old is not None:
+            silent = time.monotonic() - old.last_seen
+            if silent < self.stale_after_s:
+                raise AlreadyConnected(
+                    f"agent {agent_id} is connected already (its session spoke {silent:.1f} s ago); a"
+                    f" second session is taken only once the first has been silent for {self.stale_after_s:g} s"
+                )
+            log.warning("agent %s: replacing its session, silent for %.1f s", agent_id, silent)
+            old.replaced = True
             old.close()
-        session = self._live[agent_id] = Session(agent_id)
+        session = self._live[agent_id] = Session(agent_id, self.max_unread)
         AGENT_SESSIONS.set(len(self._live))
         return session
 
@@ -56,6 +114,8 @@ class Sessions:
         if self._live.get(session.agent_id) is session:
             del self._live[session.agent_id]
         session.close()
+        if not session.overflowed:
+            AGENT_SESSION_ENDS.labels("replaced" if session.replaced else "ended").inc()
         AGENT_SESSIONS.set(len(self._live))
 
     def answered(self, session: Session, order_id: str, released: int) -> None:

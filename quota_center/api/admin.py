@@ -37,8 +37,8 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             unit=request.unit,
             total=request.total,
             policy=policy_from_pb(request.policy),
-            valid_from=time_from_pb(request.valid_from, request.HasField("valid_from")),
-            valid_until=time_from_pb(request.valid_until, request.HasField("valid_until")),
+            valid_from=time_from_pb(request.valid_from, request.HasField("valid_from"), "valid_from"),
+            valid_until=time_from_pb(request.valid_until, request.HasField("valid_until"), "valid_until"),
             actor=request.actor,
             reason=request.reason,
         )

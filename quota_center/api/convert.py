@@ -68,8 +68,16 @@ def policy_to_pb(p: Policy) -> apb.SlicePolicy:
     )
 
 
-def time_from_pb(ts: Timestamp, present: bool) -> datetime | None:
-    return ts.ToDatetime(tzinfo=UTC) if present else None
+def time_from_pb(ts: Timestamp, present: bool, field: str) -> datetime | None:
+    """A Timestamp field as a datetime; InvalidInput for one outside 0001-01-01..9999-12-31."""
+    if not present:
+        return None
+    try:
+        return ts.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidInput(
+            f"{field} {ts.seconds} s {ts.nanos} ns is not a time between 0001-01-01 and 9999-12-31: {exc}"
+        ) from None
 
 
 def _ts(value: datetime | None) -> Timestamp | None:

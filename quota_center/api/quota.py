@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from quota.v1 import common_pb2 as pb
 from quota.v1 import quota_pb2_grpc
 from quota_center.api.convert import balance_response
@@ -11,6 +13,15 @@ from quota_center.spending.deductions import Answer, Spending, check_deduct
 from quota_center.spending.reservations import Reservations
 from quota_rules.limits import InvalidInput, check_batch_size
 from quota_rules.results import result_code
+
+
+def answer_by(context: Context) -> float | None:
+    """When a batch stops starting items (the event loop's clock): the caller's deadline less a
+    fifth of the time left (at most half a second) for the items under way and the answer."""
+    left = context.time_remaining()
+    if left is None or left > 1e6:  # no deadline
+        return None
+    return asyncio.get_running_loop().time() + left - min(0.5, left / 5)
 
 
 class QuotaServicer(quota_pb2_grpc.QuotaServicer):
@@ -34,7 +45,7 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
             except InvalidInput as exc:
                 raise InvalidInput(f"items[{i}]: {exc}") from None
         answers = await self.spending.deduct_many(
-            [(i.budget_id, i.request_id, i.amount) for i in request.items]
+            [(i.budget_id, i.request_id, i.amount) for i in request.items], answer_by(context)
         )
         return pb.DeductBatchResponse(
             results=[_deduct_response(i, a) for i, a in zip(request.items, answers, strict=True)]

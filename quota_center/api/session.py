@@ -3,32 +3,45 @@
 The first message must be a Hello. Every later message is handled in a task of its own: reports
 are cumulative, so their order does not matter, and a reclaim answer must not wait behind a
 grant that waits for the budget lock held by the request that ordered the reclaim.
-A message that cannot be handled (unknown budget, bad input, Redis or PostgreSQL down) is
-answered with a SessionError naming it; the stream stays open.
+A message that cannot be handled (unknown budget, bad input, a report that breaks a rule of
+``quota_rules.usage.check_usage`` or of the holding, bytes that are not a message, Redis or
+PostgreSQL down) is answered with a SessionError naming it and changes nothing; the stream stays
+open and its other messages (the other reports of a heartbeat or Hello too) get their answers.
+
+A stream ends with a status that says why: ALREADY_EXISTS for a second session of a live agent
+id, RESOURCE_EXHAUSTED for one that left too many answers unread (``agents.sessions``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
+import grpc
+
 from quota.v1 import common_pb2 as pb
 from quota.v1 import session_pb2 as spb
 from quota.v1 import session_pb2_grpc
 from quota_center.agents.holdings import AgentHoldings, HoldingView
+from quota_center.agents.sessions import AlreadyConnected, Sessions
 from quota_center.agents.sessions import Session as Stream
-from quota_center.agents.sessions import Sessions
 from quota_center.api.convert import _MODES, _STATES
 from quota_center.api.errors import Context, status_for
+from quota_center.metrics import AGENT_REPORTS_REFUSED, AGENT_SESSION_ENDS
+from quota_rules.decoding import Malformed
 from quota_rules.limits import InvalidInput, check_agent_id, check_budget_id
 from quota_rules.results import result_code
-from quota_rules.usage import Usage, usage_from_pb, usage_pb
+from quota_rules.usage import Usage, check_usage, usage_from_pb, usage_pb
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+_ENDINGS: set[asyncio.Task[None]] = set()  # streams being ended from outside (kept referenced)
 
 # Messages of one stream handled at once; more wait (the stream's flow control pushes back).
 MAX_IN_FLIGHT = 64
@@ -41,34 +54,47 @@ class AgentSessionServicer(session_pb2_grpc.AgentSessionServicer):
         self.heartbeat_ms = heartbeat_ms
 
     async def Session(  # grpc.aio serves a stream from an async generator function only
-        self, request_iterator: AsyncIterator[spb.AgentMessage], context: Context
+        self, request_iterator: AsyncIterator[spb.AgentMessage | Malformed], context: Context
     ) -> AsyncIterator[spb.CenterMessage]:
-        async for message in self._serve(request_iterator):
+        async for message in self._serve(request_iterator, context):
             yield message
 
-    async def _serve(self, requests: AsyncIterator[spb.AgentMessage]) -> AsyncIterator[spb.CenterMessage]:
+    async def _serve(
+        self, requests: AsyncIterator[spb.AgentMessage | Malformed], context: Context
+    ) -> AsyncIterator[spb.CenterMessage]:
         try:
             first = await anext(requests)
         except StopAsyncIteration:
             return
-        if first.WhichOneof("body") != "hello":
-            yield _error("the first message of a session must be a Hello")
+        if isinstance(first, Malformed) or first.WhichOneof("body") != "hello":
+            async for refused in _refuse(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "the first message of a session must be a Hello"
+            ):
+                yield refused
             return
+        hello = first.hello
         try:
-            agent_id = check_agent_id(first.hello.agent_id)
-        except InvalidInput as exc:
-            yield _error(str(exc))
+            agent_id = check_agent_id(hello.agent_id)
+            session = self.sessions.attach(agent_id)
+        except (InvalidInput, AlreadyConnected) as exc:
+            code = (
+                grpc.StatusCode.INVALID_ARGUMENT
+                if isinstance(exc, InvalidInput)
+                else grpc.StatusCode.ALREADY_EXISTS
+            )
+            async for refused in _refuse(context, code, str(exc)):
+                yield refused
             return
-        session = self.sessions.attach(agent_id)
-        log.info("agent %s (%s) connected", agent_id, first.hello.region)
+        log.info("agent %s (%s) connected", agent_id, hello.region)
+        session.on_overflow = functools.partial(
+            _end_stuck, context, asyncio.current_task(), session.max_unread
+        )
         try:
             welcome = spb.Welcome(
                 session_id=uuid.uuid4().hex, lease_ms=self.holdings.lease_ms, heartbeat_ms=self.heartbeat_ms
             )
-            for u in first.hello.usage:
-                view = await self._guard(
-                    session, self.holdings.report(u.budget_id, agent_id, _usage(u), renew=True)
-                )
+            for u in hello.usage:
+                view = await self._guard(session, self._report(u, session, renew=True))
                 if view is not None:
                     welcome.holdings.append(holding_pb(view))
             yield spb.CenterMessage(welcome=welcome)
@@ -82,11 +108,15 @@ class AgentSessionServicer(session_pb2_grpc.AgentSessionServicer):
             self.sessions.detach(session)
             log.info("agent %s disconnected", agent_id)
 
-    async def _read(self, requests: AsyncIterator[spb.AgentMessage], session: Stream) -> None:
+    async def _read(self, requests: AsyncIterator[spb.AgentMessage | Malformed], session: Stream) -> None:
         slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         tasks: set[asyncio.Task[None]] = set()
         try:
             async for message in requests:
+                session.seen()
+                if isinstance(message, Malformed):
+                    session.send(_error(f"INVALID_ARGUMENT: not a session message: {message.error}"))
+                    continue
                 await slots.acquire()
                 task = asyncio.create_task(self._handle(message, session))
                 tasks.add(task)
@@ -98,37 +128,38 @@ class AgentSessionServicer(session_pb2_grpc.AgentSessionServicer):
             session.close()
 
     async def _handle(self, message: spb.AgentMessage, session: Stream) -> None:
-        agent_id = session.agent_id
         kind = message.WhichOneof("body")
         if kind == "heartbeat":
             renewal = spb.LeaseRenewal(sent_at_ms=message.heartbeat.sent_at_ms)
             for u in message.heartbeat.usage:
-                view = await self._guard(
-                    session, self.holdings.report(u.budget_id, agent_id, _usage(u), renew=True)
-                )
+                view = await self._guard(session, self._report(u, session, renew=True))
                 if view is not None:
                     renewal.holdings.append(holding_pb(view))
             session.send(spb.CenterMessage(lease=renewal))
         elif kind == "slice_request":
             await self._guard(session, self._grant(message.slice_request, session))
         elif kind == "usage":
-            u = message.usage
-            view = await self._guard(
-                session, self.holdings.report(u.budget_id, agent_id, _usage(u), renew=False)
-            )
+            view = await self._guard(session, self._report(message.usage, session, renew=False))
             if view is not None:
                 session.send(spb.CenterMessage(holding=holding_pb(view)))
         elif kind == "reclaim_answer":
             a = message.reclaim_answer
             view = await self._guard(
-                session,
-                self.holdings.report(a.budget_id, agent_id, _usage(a.usage, a.budget_id), renew=False),
+                session, self._report(a.usage, session, renew=False, budget_id=a.budget_id)
             )
             self.sessions.answered(session, a.order_id, a.released)
             if view is not None:
                 session.send(spb.CenterMessage(holding=holding_pb(view)))
         else:
             session.send(_error(f"unexpected message {kind!r} in a session"))
+
+    async def _report(
+        self, u: spb.Usage, session: Stream, *, renew: bool, budget_id: str | None = None
+    ) -> HoldingView:
+        """Apply one usage report, checked first (nothing changes for a refused one)."""
+        budget_id = budget_id or u.budget_id
+        check_budget_id(budget_id)
+        return await self.holdings.report(budget_id, session.agent_id, _usage(u, budget_id), renew=renew)
 
     async def _grant(self, r: spb.SliceRequest, session: Stream) -> None:
         check_budget_id(r.budget_id)
@@ -180,13 +211,37 @@ def holding_pb(view: HoldingView) -> spb.AgentHolding:
     )
 
 
-def _usage(u: spb.Usage, budget_id: str | None = None) -> Usage:
-    if budget_id is not None and u.budget_id and u.budget_id != budget_id:
-        raise InvalidInput(f"usage of budget {u.budget_id!r} in a message about {budget_id!r}")
-    for name in ("seq", "consumed", "returned", "reserved", "released"):
-        if getattr(u, name) < 0:
-            raise InvalidInput(f"usage.{name} must not be negative")
-    return usage_from_pb(u)
+def _usage(u: spb.Usage, budget_id: str) -> Usage:
+    """The report ``u`` about ``budget_id``, checked alone (InvalidInput, counted, if it breaks a rule)."""
+    try:
+        if u.budget_id and u.budget_id != budget_id:
+            raise InvalidInput(f"usage of budget {u.budget_id!r} in a message about {budget_id!r}")
+        return check_usage(budget_id, usage_from_pb(u))
+    except InvalidInput:
+        AGENT_REPORTS_REFUSED.labels("invalid").inc()
+        raise
+
+
+def _end_stuck(context: Context, rpc: asyncio.Task[object] | None, max_unread: int) -> None:
+    """End a stream whose answers are not read: its status says why, sent from a task of its own
+    (the stream's writer waits on a write that flow control holds back)."""
+
+    async def abort() -> None:
+        with contextlib.suppress(Exception):
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, f"session closed: {max_unread} answers were left unread"
+            )
+
+    _ENDINGS.add(task := asyncio.get_running_loop().create_task(abort()))
+    task.add_done_callback(_ENDINGS.discard)
+
+
+async def _refuse(context: Context, code: grpc.StatusCode, message: str) -> AsyncIterator[spb.CenterMessage]:
+    """End a stream before it began: said twice, as a SessionError (which an agent reads like any
+    other) and as the status."""
+    AGENT_SESSION_ENDS.labels("refused").inc()
+    yield _error(message)
+    await context.abort(code, message)
 
 
 def _error(message: str) -> spb.CenterMessage:

@@ -19,6 +19,7 @@ class Reported:
     balance: int
     applied: Usage
     released: int
+    unbacked: int = 0  # returns applied to the counters but not the balance (agent_report.lua)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ class AgentStore:
             ],
         )
         v = [_int(x) for x in reply[1:]]
-        return Reported(str(reply[0]), v[0], v[1], Usage(v[2], v[3], v[4], v[5], v[6]), v[7])
+        return Reported(str(reply[0]), v[0], v[1], Usage(v[2], v[3], v[4], v[5], v[6]), v[7], v[8])
 
     async def expire(self, budget_id: str, agent_id: str, gen: int, *, now_ms: int, skew_ms: int) -> Expired:
         k = keys.agent_keys(budget_id, agent_id)

@@ -12,7 +12,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from redis import _parsers as redis_parsers
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio import connection as redis_async_connection
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import SSLConnection, parse_url
@@ -26,11 +26,13 @@ log = logging.getLogger(__name__)
 
 CLUSTER_SCHEMES: Final = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 DEFAULT_PORT: Final = 6379
-# Connections per server (per node on a cluster) unless the URL sets ``max_connections``.
-# redis-py's own pools (100 in redis-py 8) fail a command at once, without waiting, when that
-# many are in use, which a burst of concurrent requests reaches; each in-flight command holds
-# one connection, so the cap is on Redis's side (``maxclients``, 10000 by default).
-DEFAULT_MAX_CONNECTIONS: Final = 2**31
+# Connections per server (per node on a cluster) unless the URL sets ``max_connections``. Each
+# command under way holds one, so this caps the commands in flight; more wait for a free one
+# (at most ``POOL_WAIT_S`` on one server, then a ConnectionError: UNAVAILABLE) rather than fail
+# at once, as redis-py's own pools do. A burst (a DeductBatch of 10,000 items) then queues here
+# instead of opening thousands of connections up to Redis's ``maxclients``.
+DEFAULT_MAX_CONNECTIONS: Final = 256
+POOL_WAIT_S: Final = 10.0
 
 
 class ClusterUnavailable(RedisConnectionError):
@@ -61,7 +63,10 @@ def connect(url: str) -> RedisClient:
             " (or rediss+cluster://), not with ?cluster="
         )
     # Options in the URL win over these keyword arguments (redis-py's ``from_url``).
-    return CenterRedis.from_url(url, decode_responses=True, max_connections=DEFAULT_MAX_CONNECTIONS)
+    pool = BlockingConnectionPool.from_url(
+        url, decode_responses=True, max_connections=DEFAULT_MAX_CONNECTIONS, timeout=POOL_WAIT_S
+    )
+    return CenterRedis.from_pool(pool)
 
 
 def is_cluster_url(url: str) -> bool:
@@ -137,7 +142,15 @@ class CenterRedis(Redis):
 
 
 class CenterRedisCluster(RedisCluster):
-    """redis-py's RedisCluster, failing with RedisErrors and pinging every primary (see the module doc)."""
+    """redis-py's RedisCluster, failing with RedisErrors and pinging every primary (see the module doc).
+
+    Commands in flight are capped at ``max_connections`` for the whole client, so no node's pool
+    (capped at as many) ever runs out and fails a command at once: the rest wait their turn.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight = asyncio.Semaphore(int(kwargs.get("max_connections", DEFAULT_MAX_CONNECTIONS)))
 
     async def initialize(
         self,
@@ -154,7 +167,8 @@ class CenterRedisCluster(RedisCluster):
             kwargs["target_nodes"] = RedisCluster.PRIMARIES
         for attempt in range(2):
             try:
-                return await super().execute_command(*args, **kwargs)
+                async with self._in_flight:
+                    return await super().execute_command(*args, **kwargs)
             except SlotNotCoveredError as exc:
                 # Other RedisClusterExceptions here are programming errors (keys of several
                 # slots in one command, ...) and stay as they are: loud.

@@ -1,9 +1,9 @@
 """Typed calls on the reservation scripts (reserve, confirm, cancel, expire).
 
 A reservation lives next to the sub-bucket that serves it: its amount in the
-bucket's ``reserved`` field, its record at ``{b:<budget>:<k>}:req:<id>`` (the key
+bucket's ``reserved`` field, its record under the sub-bucket's tag (``request``, the key
 of request records, so a confirmed reservation is a deduction ``Return`` can
-refund), and its id in the sub-bucket's expiry set ``{b:<budget>:<k>}:resv``,
+refund), and its id in the sub-bucket's expiry set (``expiries``),
 scored by when it expires. Every ``now`` is the center's clock: see
 ``quota_center.spending.reservations``.
 """
@@ -18,7 +18,7 @@ from quota_center.buckets.store import BucketStore, Outcome
 
 def expiry_key(budget_id: str, index: int) -> str:
     """The expiry set of sub-bucket ``index``: reservation id -> expires_at_ms."""
-    return f"{keys.sub_keys(budget_id, index).tag}:resv"
+    return keys.sub_keys(budget_id, index).expiries
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from quota_center.buckets.store import BucketStore, BucketView
 from quota_center.budgets.registry import Registry
-from quota_center.holders import MAIN, sub_holder
+from quota_center.holders import MAIN, ledger_only, sub_holder
 from quota_center.ledger.store import LedgerStore
 from quota_center.metrics import observe_budget
 
@@ -193,10 +193,13 @@ class Auditor:
         pending = [p for v in views.values() if v is not None for p in v.pending]
         kinds = await self.ledger.statuses([p.transfer_id for p in pending])
         committed = {tid for tid, kind in kinds.items() if kind != "abort"}
+        # A committed transfer to an in-doubt holder (ledger only, no bucket) is at its target once
+        # ledgered: only its source's pending record is left to clear.
         credited = [
             p.transfer_id
             for p in pending
-            if p.transfer_id in committed and await self.buckets.credited(budget_id, p.target, p.transfer_id)
+            if p.transfer_id in committed
+            and (ledger_only(p.target) or await self.buckets.credited(budget_id, p.target, p.transfer_id))
         ]
         row = await self.ledger.get_budget(budget_id)
         total = row.total if row is not None else 0

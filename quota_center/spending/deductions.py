@@ -56,6 +56,10 @@ class Answer:
     refundable: int = 0
 
 
+# Items of one DeductBatch that go through ``deduct`` one by one, at once.
+BATCH_CONCURRENCY = 32
+
+
 def check_deduct(budget_id: str, request_id: str, amount: int) -> None:
     """Raise InvalidInput unless the fields of a deduction are well formed."""
     check_budget_id(budget_id)
@@ -130,7 +134,9 @@ class Spending:
                 meta = await self.registry.get(budget_id)
         raise Unavailable(f"budget {budget_id}: deduction not settled after {MAX_ATTEMPTS} attempts")
 
-    async def deduct_many(self, items: Sequence[tuple[str, str, int]]) -> list[Answer]:
+    async def deduct_many(
+        self, items: Sequence[tuple[str, str, int]], answer_by: float | None = None
+    ) -> list[Answer]:
         """``deduct`` of each (budget, request id, amount), answered in order (items checked by the caller).
 
         On one Redis server the items go to the sub-buckets in one pipeline of deduct.lua calls,
@@ -138,6 +144,11 @@ class Spending:
         that pipeline does not settle (a sub-bucket short of it, a budget rebuilt or to be
         recalled from the spend log, a failed call) goes through ``deduct`` on its own, which
         refills, merges, rebuilds or refuses. On a Redis Cluster every item goes through ``deduct``.
+
+        Those run ``BATCH_CONCURRENCY`` at a time, so a batch of 10,000 holds as many Redis
+        connections at most. An item not started by ``answer_by`` (the event loop's clock: the
+        caller's deadline less a margin) is not started at all and answered UNSETTLED, so the
+        batch answers in time with a result for every item.
         """
         answers: list[Answer | None] = [None] * len(items)
         if self.buckets.one_server and len(items) > 1:
@@ -165,9 +176,16 @@ class Spending:
             if answer is None:
                 rest.setdefault(items[i][1], []).append(i)
 
+        loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(BATCH_CONCURRENCY)
+
         async def in_order(indexes: list[int]) -> None:
             for i in indexes:
-                answers[i] = await self.deduct(*items[i])
+                async with slots:
+                    if answer_by is not None and loop.time() >= answer_by:
+                        answers[i] = Answer("UNSETTLED", message=messages.UNSETTLED.format(r=items[i][1]))
+                    else:
+                        answers[i] = await self.deduct(*items[i])
 
         await asyncio.gather(*(in_order(indexes) for indexes in rest.values()))
         return [answer for answer in answers if answer is not None]

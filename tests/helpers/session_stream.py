@@ -25,8 +25,10 @@ def usage(
 
 
 class Stream:
-    def __init__(self, target: str, agent_id: str, region: str = "test") -> None:
-        self.channel = grpc.aio.insecure_channel(target)
+    def __init__(
+        self, target: str, agent_id: str, region: str = "test", options: list[tuple[str, Any]] | None = None
+    ) -> None:
+        self.channel = grpc.aio.insecure_channel(target, options=options)
         self.call: Any = session_pb2_grpc.AgentSessionStub(self.channel).Session()
         self.agent_id = agent_id
         self.region = region

@@ -22,6 +22,7 @@ class ResultCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESULT_CODE_UNKNOWN_REQUEST: _ClassVar[ResultCode]
     RESULT_CODE_CANCELLED: _ClassVar[ResultCode]
     RESULT_CODE_CONFIRMED: _ClassVar[ResultCode]
+    RESULT_CODE_UNSETTLED: _ClassVar[ResultCode]
 
 class BudgetState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,6 +57,7 @@ RESULT_CODE_EXCEEDS_DEDUCTED: ResultCode
 RESULT_CODE_UNKNOWN_REQUEST: ResultCode
 RESULT_CODE_CANCELLED: ResultCode
 RESULT_CODE_CONFIRMED: ResultCode
+RESULT_CODE_UNSETTLED: ResultCode
 BUDGET_STATE_UNSPECIFIED: BudgetState
 BUDGET_STATE_ACTIVE: BudgetState
 BUDGET_STATE_PAUSED: BudgetState
