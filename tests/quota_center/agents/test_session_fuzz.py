@@ -67,12 +67,27 @@ def hostile(rng: random.Random, c: Counters, budget_id: str) -> spb.Usage:
     seq = c.seq + rng.randint(1, 3)
     u = usage(budget_id, seq, c.consumed, c.returned, c.reserved, c.released)
     kind = rng.choice(
-        ["negative", "huge", "refund-more", "backwards", "overspend", "old-seq", "sum-too-big", "mint-by-refund"]
+        [
+            "negative",
+            "huge",
+            "refund-more",
+            "backwards",
+            "overspend",
+            "old-seq",
+            "sum-too-big",
+            "mint-by-refund",
+        ]
     )
     if kind == "negative":
-        setattr(u, rng.choice(["consumed", "returned", "reserved", "released", "seq"]), -rng.randint(1, 10**6))
+        setattr(
+            u, rng.choice(["consumed", "returned", "reserved", "released", "seq"]), -rng.randint(1, 10**6)
+        )
     elif kind == "huge":
-        setattr(u, rng.choice(["consumed", "returned", "reserved", "released"]), rng.choice([MAX_AMOUNT + 1, 2**62]))
+        setattr(
+            u,
+            rng.choice(["consumed", "returned", "reserved", "released"]),
+            rng.choice([MAX_AMOUNT + 1, 2**62]),
+        )
     elif kind == "refund-more":
         u.returned = u.consumed + rng.randint(1, 5_000)
     elif kind == "backwards" and c.consumed > 0:
@@ -127,7 +142,9 @@ async def test_random_reports_never_mint_or_break_the_books(center: CenterThread
             action = rng.choice(["grant", "spend", "refund", "release", "hostile", "hostile", "heartbeat"])
             if action == "grant":
                 c.seq += 1
-                g = await a.stream.grant(budget_id, f"g{step}", c.usage(budget_id), needed=rng.randint(1, 300))
+                g = await a.stream.grant(
+                    budget_id, f"g{step}", c.usage(budget_id), needed=rng.randint(1, 300)
+                )
                 adopt(c, g.holding)
             elif action in ("spend", "refund", "release"):
                 if action == "spend" and c.available() > 0:
