@@ -34,6 +34,7 @@ class Book:
     deductions: dict[str, int] = field(default_factory=dict)  # rid -> still refundable
     long_held: dict[str, int] = field(default_factory=dict)
     short_held: dict[str, int] = field(default_factory=dict)
+    left_to_expire: dict[str, int] = field(default_factory=dict)
     ended: set[str] = field(default_factory=set)
     returned: int = 0
     expired: int = 0
@@ -92,7 +93,12 @@ async def _worker(client: Client, budget_id: str, w: int, ops: int, rng: random.
             r = await reserve(client, budget_id, rid, amount, ttl_ms=SHORT_TTL_MS if short else LONG_TTL_MS)
             assert r.code in (OK, INSUFFICIENT), r
             if r.code == OK:
-                (book.short_held if short else book.long_held)[rid] = amount
+                # Some short reservations are never ended by the workers, so that every run has
+                # expiries however fast its confirms and cancels come.
+                abandoned = short and rng.random() < 0.3
+                (book.left_to_expire if abandoned else book.short_held if short else book.long_held)[rid] = (
+                    amount
+                )
         else:
             short = bool(book.short_held) and (not book.long_held or rng.random() < 0.5)
             pool = book.short_held if short else book.long_held
@@ -130,6 +136,7 @@ async def run_mixed(client: Client, budget_id: str, *, total: int, sub_buckets: 
         # Phase 2: the short TTLs pass and the center's expiry loop releases them, each once;
         # a late confirm is EXPIRED, and nothing else moved.
         long_reserved = sum(book.long_held.values())
+        book.short_held.update(book.left_to_expire)
         for _ in range(100):
             b = await get(client, budget_id)
             if b.reserved == long_reserved:
