@@ -1,6 +1,7 @@
 """``python -m devstack``: start throwaway servers for a session by hand, or the kept local stack.
 
-``up`` is the load tests' stack kept until Ctrl-C (point Locust or a debugger at it);
+``up`` is the load tests' stack kept until Ctrl-C (point Locust or a debugger at it); ``certs``
+makes the files of a local stack with mutual TLS;
 ``services``, ``stop`` and ``clean`` are what scripts/run-stack.sh (``make run``) does with
 Redis and PostgreSQL. Settings come from options, their defaults from the environment mapping
 passed in (tests pass a dict).
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
+from .certs import local_tls
 from .errors import StackError
 from .local import LocalStack, clean, start_services, stop_services
 from .stack import REGIONS, Stack
@@ -60,6 +62,17 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     up.add_argument("--log-dir", type=Path, help="where the servers log (default: a new temp dir)")
 
+    certs = commands.add_parser(
+        "certs",
+        help="make (or reuse) a throwaway CA, certificates and an access file for a local stack with mutual TLS",
+        description="Write to DIR/pki a CA (ca.crt), the server's certificate for 127.0.0.1 and localhost "
+        "(server.crt), the client certificate of identity 'admin' (admin.crt) and an access file granting it "
+        "every role (access.toml); files that exist are kept. Prints the export lines of the center's TLS "
+        "settings and of quotactl's (QUOTACTL_CA, _CERT, _KEY). For development only: the keys are not "
+        "protected (README, Security).",
+    )
+    certs.add_argument("--dir", type=Path, default=Path(env.get("STACK_DIR") or ".stack"))
+
     for name, summary in (
         ("services", "start (or reuse) the kept Redis and PostgreSQL and print the export lines for them"),
         ("stop", "stop the kept Redis and PostgreSQL this directory's pid files name (data is kept)"),
@@ -86,6 +99,17 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     try:
         if args.command == "up":
             return _up(args.agents, args.log_dir)
+        if args.command == "certs":
+            made = local_tls(args.dir.resolve() / "pki")
+            exports = {
+                **made.center_env(),
+                "QUOTACTL_CA": str(made.ca),
+                "QUOTACTL_CERT": str(made.admin.cert),
+                "QUOTACTL_KEY": str(made.admin.key),
+            }
+            for name, value in exports.items():
+                print(f"export {name}={shlex.quote(value)}", flush=True)
+            return 0
         local = LocalStack(args.dir.resolve(), redis_port=args.redis_port, pg_port=args.pg_port)
         if args.command == "services":
             for name, value in start_services(local, env, _say).items():

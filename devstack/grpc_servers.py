@@ -21,9 +21,12 @@ from .process import ServerProcess
 from .servers import ProcessServer
 
 
-def serving(target: str, timeout: float = 1.0) -> bool:
-    """Whether the gRPC server at ``target`` answers its health check with SERVING."""
-    with grpc.insecure_channel(target) as channel:
+def serving(target: str, timeout: float = 1.0, credentials: grpc.ChannelCredentials | None = None) -> bool:
+    """Whether the gRPC server at ``target`` answers its health check with SERVING (over TLS with
+    ``credentials``)."""
+    with (
+        grpc.insecure_channel(target) if credentials is None else grpc.secure_channel(target, credentials)
+    ) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=timeout
@@ -36,8 +39,8 @@ def serving(target: str, timeout: float = 1.0) -> bool:
 class GrpcProcess(ProcessServer):
     """A command serving gRPC on 127.0.0.1:``port``, up once its health service says SERVING.
 
-    ``log_path`` receives its stdout and stderr; ``env`` is laid over this process's environment.
-    Stopping sends SIGTERM (the servers drain) and SIGKILLs what is still there after 15 s.
+    ``log_path`` receives its stdout and stderr; ``env`` is laid over this process's environment;
+    ``credentials`` are the health check's when the server speaks TLS. Stopping sends SIGTERM (the servers drain) and SIGKILLs what is still there after 15 s.
     """
 
     def __init__(
@@ -50,8 +53,10 @@ class GrpcProcess(ProcessServer):
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         startup_timeout: float = 60.0,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         super().__init__()
+        self.credentials = credentials
         self.name = self.program = name
         self.argv = list(argv)
         self.port = port
@@ -69,7 +74,9 @@ class GrpcProcess(ProcessServer):
         self._proc = ServerProcess(self.argv, log_path=self.log_path, cwd=self._cwd, env=self.env)
         track(self)
         self._proc.wait_until(
-            lambda: serving(self.target), what=f"{self.name} on {self.target}", timeout=self._startup_timeout
+            lambda: serving(self.target, credentials=self.credentials),
+            what=f"{self.name} on {self.target}",
+            timeout=self._startup_timeout,
         )
 
     def stop(self) -> None:
@@ -98,6 +105,7 @@ class ProjectServer(GrpcProcess):
         log_path: Path,
         port: int | None,
         metrics_port: int | None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         port = free_port() if port is None else port
         self.metrics_port = free_port() if metrics_port is None else metrics_port
@@ -113,6 +121,7 @@ class ProjectServer(GrpcProcess):
             port=port,
             log_path=log_path,
             env={f"{prefix}{key}": value for key, value in {**base, **settings}.items()},
+            credentials=credentials,
         )
 
     @property
@@ -136,6 +145,7 @@ class CenterProcess(ProjectServer):
         port: int | None = None,
         metrics_port: int | None = None,
         settings: Mapping[str, str] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         super().__init__(
             "quota-center",
@@ -146,6 +156,7 @@ class CenterProcess(ProjectServer):
             log_path=log_path,
             port=port,
             metrics_port=metrics_port,
+            credentials=credentials,
         )
 
 
@@ -154,7 +165,7 @@ class AgentProcess(ProjectServer):
 
     Its journal (and record log next to it) is ``journal``; restarted with the same id and
     journal it is the same agent. ``settings`` as for :class:`CenterProcess`, prefix
-    ``REGION_AGENT_``. ``metrics_port=0`` asks the agent for no fixed metrics port.
+    ``REGION_AGENT_``; ``credentials`` for its health check when it speaks TLS. ``metrics_port=0`` asks the agent for no fixed metrics port.
     """
 
     def __init__(
@@ -168,6 +179,7 @@ class AgentProcess(ProjectServer):
         port: int | None = None,
         metrics_port: int | None = None,
         settings: Mapping[str, str] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.agent_id = agent_id
         own = {"AGENT_ID": agent_id, "CENTER_TARGET": center_target, "JOURNAL_PATH": str(journal)}
@@ -182,4 +194,5 @@ class AgentProcess(ProjectServer):
             log_path=log_path,
             port=port,
             metrics_port=metrics_port,
+            credentials=credentials,
         )

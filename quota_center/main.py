@@ -27,11 +27,22 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub.add_parser("migrate", help="apply PostgreSQL migrations and exit")
+    token = sub.add_parser(
+        "token",
+        help="make a bearer token for an identity, and the access file line that grants it",
+        description="Print a new random bearer token on stdout and, on stderr, the line of the access "
+        "file's [tokens] section that maps its SHA-256 to IDENTITY (the file never holds the token). "
+        "Give the token to its holder (quotactl --token-file); callers present it on the center's token "
+        "port (README, Security).",
+    )
+    token.add_argument("identity", help="the identity the token stands for, as named in [identities]")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "token":
+        return _token(args.identity)
     try:
         settings = settings_mod.load()
     except settings_mod.SettingsError as exc:
@@ -52,9 +63,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         loops.run(serve(settings), settings.event_loop)
+    except settings_mod.SettingsError as exc:
+        print(f"quota-center: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"quota-center: cannot start: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _token(identity: str) -> int:
+    import secrets
+
+    from quota_rules.access import token_digest
+
+    token = secrets.token_urlsafe(32)
+    print(token, flush=True)
+    print(
+        f'add to the access file\'s [tokens] section:\n"{token_digest(token)}" = "{identity}"',
+        file=sys.stderr,
+    )
     return 0
 
 

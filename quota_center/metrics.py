@@ -78,6 +78,12 @@ AGENT_SESSION_ENDS = Counter(
     " refused (never began: no Hello, a bad agent id, or its agent id live in another stream).",
     ["reason"],
 )
+ACCESS_DENIED = Counter(
+    "quota_access_denied_total",
+    "Calls refused by access control before they reached a handler, by method and status"
+    " (UNAUTHENTICATED: no or an unknown identity; PERMISSION_DENIED: a role or budget not granted).",
+    ["method", "code"],
+)
 AGENT_SESSIONS = Gauge("quota_agent_sessions", "Agent session streams open on this center.")
 AGENT_RECLAIMS = Counter(
     "quota_agent_reclaims_total",

@@ -40,7 +40,7 @@ from quota_center.budgets.audit import Auditor
 from quota_center.budgets.registry import Registry
 from quota_center.health import Health
 from quota_center.ledger.store import LedgerStore
-from quota_center.metrics import LEDGER
+from quota_center.metrics import ACCESS_DENIED, LEDGER
 from quota_center.recovery.rebuild import Recovery
 from quota_center.recovery.recall import Recall
 from quota_center.recovery.settlement import Settlement
@@ -48,13 +48,15 @@ from quota_center.recovery.writebehind import WriteBehind
 from quota_center.refill.background import Filler
 from quota_center.refill.cover import Replenisher
 from quota_center.refill.locks import BudgetLocks
-from quota_center.settings import Settings
+from quota_center.settings import PREFIX, Settings, SettingsError
 from quota_center.spending.deductions import Spending
 from quota_center.spending.expiry import Expiry
 from quota_center.spending.reservations import Reservations
 from quota_center.transfers.protocol import Transfers
 from quota_center.transfers.sweeper import Sweeper
 from quota_rules.decoding import add_servicer
+from quota_rules.guard import Guard
+from quota_rules.listeners import Security, listen, load_security, warnings
 from quota_rules.loops import until_stopped
 from quota_rules.rates import Demand
 
@@ -88,6 +90,7 @@ class Center:
     reservations: Reservations
     expiry: Expiry
     metrics_port: int | None = None
+    token_port: int | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     spend_log: WriteBehind | None = None
     settlement: Settlement | None = None
@@ -128,6 +131,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     if settings.instance_dead_after_ms <= settings.writebehind_lease_ms:
         # A silent center is taken for gone only once its lease has stopped it from spending.
         raise ValueError("QUOTA_CENTER_INSTANCE_DEAD_AFTER_MS must exceed QUOTA_CENTER_WRITEBEHIND_LEASE_MS")
+    security = _security(settings)  # before anything connects: a bad file stops the start at once
     ledger = await LedgerStore.open(
         settings.database_url,
         max_size=settings.ledger_pool_size,
@@ -205,23 +209,40 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     LEDGER.sources.append(ledger)
 
     server = grpc.aio.server()
-    add_servicer(
-        quota_pb2_grpc.add_QuotaServicer_to_server, QuotaServicer(spending, admin, reservations), server
+    # Plaintext identifies nobody: no guard, and no cost on the request path.
+    guard = (
+        Guard(security.policy, on_denied=lambda method, code: ACCESS_DENIED.labels(method, code).inc())
+        if security.tls
+        else None
     )
     add_servicer(
-        admin_pb2_grpc.add_AdminServicer_to_server, AdminServicer(admin, auditor, settlement), server
+        quota_pb2_grpc.add_QuotaServicer_to_server,
+        QuotaServicer(spending, admin, reservations),
+        server,
+        guard,
+    )
+    add_servicer(
+        admin_pb2_grpc.add_AdminServicer_to_server, AdminServicer(admin, auditor, settlement), server, guard
     )
     add_servicer(
         session_pb2_grpc.add_AgentSessionServicer_to_server,
         AgentSessionServicer(holdings, sessions, heartbeat_ms=settings.agent_heartbeat_ms),
         server,
+        guard,
     )
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection(
         [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
-    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    port = listen(server, f"{settings.grpc_host}:{settings.grpc_port}", security)
+    token_port = None
+    if settings.token_port >= 0:
+        token_port = listen(
+            server, f"{settings.grpc_host}:{settings.token_port}", security, client_certificates=False
+        )
+    for warning in warnings(security, f"{settings.grpc_host}:{port}", token_port is not None):
+        log.warning(warning)
     await health.check()
     await spend_log.start()  # registered before the first request can spend
     await server.start()
@@ -244,6 +265,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         expiry,
         spend_log=spend_log,
         settlement=settlement,
+        token_port=token_port,
     )
     if metrics:
         http, _ = start_http_server(settings.metrics_port, addr=settings.grpc_host)
@@ -273,6 +295,13 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
             center.tasks.append(asyncio.create_task(filler.run()))
     _ = common_pb2  # the shared messages are part of the reflected file set
     return center
+
+
+def _security(settings: Settings) -> Security:
+    security = load_security(PREFIX, settings)
+    if settings.token_port >= 0 and not security.tls:
+        raise SettingsError(f"{PREFIX}TOKEN_PORT needs TLS: set {PREFIX}TLS_CERT_FILE and _KEY_FILE")
+    return security
 
 
 async def _key_layout(redis: RedisClient) -> asyncio.Task[None] | None:
@@ -308,14 +337,23 @@ async def _refresh_gauges(admin: Admin, auditor: Auditor, interval_s: float) -> 
         await asyncio.sleep(interval_s)
 
 
+def _transport(settings: Settings) -> str:
+    if not settings.tls_cert_file:
+        return "plaintext"
+    tls = "mutual TLS" if settings.tls_client_ca_file else "TLS"
+    return f"{tls}, {'access file ' + settings.access_file if settings.access_file else 'no access control'}"
+
+
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then drain."""
     center = await start(settings)
     log.info(
-        "quota center listening: gRPC %s:%d, metrics :%s",
+        "quota center listening: gRPC %s:%d (%s), metrics :%s%s",
         settings.grpc_host,
         center.port,
+        _transport(settings),
         center.metrics_port,
+        "" if center.token_port is None else f", bearer tokens on :{center.token_port}",
     )
     await until_stopped()
     log.info("draining (grace %.1fs)", settings.drain_grace_s)

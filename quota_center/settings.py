@@ -16,6 +16,17 @@ class Settings:
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 50051
     metrics_port: int = 9464
+    # TLS and access control (README, "Security"). No certificate: plaintext, for local
+    # development only (a warning at start). A client CA: every caller presents a certificate it
+    # signed (mutual TLS). The access file grants roles to identities; without one, any caller that
+    # reaches the port may do everything.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    access_file: str = ""
+    # A second TLS listener without client certificates, for callers with a bearer token only
+    # (quotactl on a laptop); -1: none.
+    token_port: int = -1
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     # How long request ids, their records and credit markers are kept: a retry after
@@ -83,6 +94,11 @@ HELP: dict[str, str] = {
     "grpc_host": "address the gRPC server binds",
     "grpc_port": "gRPC port (0 picks a free port)",
     "metrics_port": "Prometheus /metrics port (0 picks a free port)",
+    "tls_cert_file": "PEM certificate (chain) of the gRPC listeners; empty: plaintext (development only)",
+    "tls_key_file": "PEM private key of that certificate",
+    "tls_client_ca_file": "PEM CA bundle that signs client certificates: mutual TLS, a certificate required",
+    "access_file": "TOML file granting roles to identities (README, Security); empty: no access control",
+    "token_port": "port of a TLS listener for bearer-token callers, without client certificates (-1: none)",
     "redis_url": "Redis URL: redis://host:port/db for one server, redis+cluster://host:port[,host:port...] for a Redis Cluster",
     "database_url": "PostgreSQL DSN of the ledger",
     "retention_s": "seconds request ids and their answers are remembered",

@@ -13,10 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.message import DecodeError
+
+if TYPE_CHECKING:
+    from quota_rules.guard import Guard
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +70,11 @@ class _Capture:
         self.handlers = handlers
 
 
-def add_servicer(add: Callable[[Any, Any], None], servicer: object, server: grpc.aio.Server) -> None:
-    """Register ``servicer`` like ``add(servicer, server)`` would, with tolerant request decoding."""
+def add_servicer(
+    add: Callable[[Any, Any], None], servicer: object, server: grpc.aio.Server, guard: Guard | None = None
+) -> None:
+    """Register ``servicer`` like ``add(servicer, server)`` would, with tolerant request decoding,
+    and with ``guard`` (quota_rules/guard.py) deciding who may call each method."""
     capture = _Capture()
     add(servicer, capture)
     handlers = {
@@ -77,5 +83,7 @@ def add_servicer(add: Callable[[Any, Any], None], servicer: object, server: grpc
         else h
         for name, h in capture.handlers.items()
     }
+    if guard is not None:
+        handlers = {name: guard.protect(f"/{capture.service}/{name}", h) for name, h in handlers.items()}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, handlers),))
     server.add_registered_method_handlers(capture.service, handlers)

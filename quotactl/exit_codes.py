@@ -13,6 +13,8 @@ code  meaning
       refused, --timeout elapsed)
 5     audit mismatch: ``audit`` found the books unbalanced
 6     any other gRPC error (or an unexpected client failure)
+7     not allowed: gRPC UNAUTHENTICATED (no identity, or one the center does not
+      know) or PERMISSION_DENIED (the identity lacks the role or the budget)
 130   interrupted (Ctrl-C)
 ====  ================================================================================
 
@@ -37,6 +39,7 @@ class ExitCode(enum.IntEnum):
     UNAVAILABLE = 4
     AUDIT_MISMATCH = 5
     ERROR = 6
+    NOT_ALLOWED = 7
     INTERRUPTED = 130
 
 
@@ -49,6 +52,7 @@ exit codes:
   4    unavailable or timed out (gRPC UNAVAILABLE, DEADLINE_EXCEEDED, connection refused)
   5    audit mismatch (audit found the books unbalanced)
   6    any other gRPC error
+  7    not allowed (gRPC UNAUTHENTICATED or PERMISSION_DENIED: see README, Security)
   130  interrupted
 
 Amounts are integers in minor units, 1..2^53-1; decimals, exponents and signs are rejected."""
@@ -60,6 +64,8 @@ _BY_STATUS = {
     grpc.StatusCode.NOT_FOUND: ExitCode.NOT_FOUND,
     grpc.StatusCode.UNAVAILABLE: ExitCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED: ExitCode.UNAVAILABLE,
+    grpc.StatusCode.UNAUTHENTICATED: ExitCode.NOT_ALLOWED,
+    grpc.StatusCode.PERMISSION_DENIED: ExitCode.NOT_ALLOWED,
 }
 
 

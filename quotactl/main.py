@@ -1,8 +1,10 @@
 """quotactl: admin command line of the quota center (argparse and dispatch only).
 
-Usage: ``quotactl [--target HOST:PORT] [--json] [--timeout SECONDS] [--actor NAME] COMMAND ...``
-(the global options may also follow the command). ``--target`` defaults to
-``$QUOTACTL_TARGET``, else ``localhost:50051``; ``--actor`` to ``$USER``, else ``quotactl``.
+Usage: ``quotactl [--target HOST:PORT] [--json] [--timeout SECONDS] [--actor NAME] [--ca FILE
+[--cert FILE --key FILE] [--token-file FILE]] COMMAND ...`` (the global options may also follow
+the command). ``--target`` defaults to ``$QUOTACTL_TARGET``, else ``localhost:50051``; ``--actor``
+to ``$USER``, else ``quotactl``; the TLS options to ``$QUOTACTL_CA``, ``$QUOTACTL_CERT``,
+``$QUOTACTL_KEY`` and ``$QUOTACTL_TOKEN_FILE`` (README, "Security").
 
 Exit codes:
 
@@ -13,6 +15,7 @@ Exit codes:
 - 4: unavailable or timed out (gRPC UNAVAILABLE, DEADLINE_EXCEEDED, connection refused)
 - 5: audit mismatch (``audit`` found the books unbalanced)
 - 6: any other gRPC error
+- 7: not allowed (gRPC UNAUTHENTICATED or PERMISSION_DENIED)
 - 130: interrupted
 
 Responses (refusals included) go to stdout, as text or, with ``--json``, as one JSON
@@ -31,7 +34,7 @@ import grpc
 
 from quota.v1 import admin_pb2_grpc, quota_pb2_grpc
 from quota_rules.limits import MAX_AMOUNT
-from quotactl import commands, parse
+from quotactl import commands, connection, parse
 from quotactl.exit_codes import EPILOG, ExitCode
 
 PROG = "quotactl"
@@ -97,7 +100,39 @@ def _global_options(parser: argparse.ArgumentParser, environ: Mapping[str, str],
         type=_arg(lambda text: parse.parse_name(text, what="actor")),
         default=default(actor),
         metavar="NAME",
-        help=f"who is recorded in the audit trail (default: $USER or {PROG}; now {actor})",
+        help=f"who the audit trail records when the center does not authenticate callers; an authenticated"
+        f" caller is recorded as its identity (default: $USER or {PROG}; now {actor})",
+    )
+    tls = parser.add_argument_group("TLS (README, Security)")
+    tls.add_argument(
+        "--ca",
+        default=default(environ.get("QUOTACTL_CA", "")),
+        metavar="FILE",
+        help="speak TLS, checking the center's certificate against this PEM CA bundle (default: $QUOTACTL_CA)",
+    )
+    tls.add_argument(
+        "--cert",
+        default=default(environ.get("QUOTACTL_CERT", "")),
+        metavar="FILE",
+        help="client certificate for mutual TLS; its common name is your identity (default: $QUOTACTL_CERT)",
+    )
+    tls.add_argument(
+        "--key",
+        default=default(environ.get("QUOTACTL_KEY", "")),
+        metavar="FILE",
+        help="private key of --cert (default: $QUOTACTL_KEY)",
+    )
+    tls.add_argument(
+        "--token-file",
+        default=default(environ.get("QUOTACTL_TOKEN_FILE", "")),
+        metavar="FILE",
+        help="file holding a bearer token, for a center's token port (default: $QUOTACTL_TOKEN_FILE)",
+    )
+    tls.add_argument(
+        "--server-name",
+        default=default(""),
+        metavar="NAME",
+        help="name the center's certificate must carry, if HOST is not it",
     )
 
 
@@ -296,8 +331,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # A local subchannel pool: closing the channel closes its connection (the process-wide
         # pool would keep it, and log the server's GOAWAY, when main() runs in-process).
-        options = [("grpc.use_local_subchannel_pool", 1)]
-        with grpc.insecure_channel(args.target, options=options) as channel:
+        options: list[tuple[str, str | int]] = [("grpc.use_local_subchannel_pool", 1)]
+        credentials = connection.credentials(args.ca, args.cert, args.key, args.token_file)
+        if args.server_name:
+            options.append(("grpc.ssl_target_name_override", args.server_name))
+        with (
+            grpc.insecure_channel(args.target, options=options)
+            if credentials is None
+            else grpc.secure_channel(args.target, credentials, options=options)
+        ) as channel:
             ctx = commands.Context(
                 admin=admin_pb2_grpc.AdminStub(channel),
                 quota=quota_pb2_grpc.QuotaStub(channel),

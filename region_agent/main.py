@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     gc.set_threshold(*GC_THRESHOLDS)
     try:
         loops.run(serve(settings), settings.event_loop)
+    except settings_mod.SettingsError as exc:
+        print(f"region-agent: {exc}", file=sys.stderr)
+        return 2
     except JournalError as exc:
         print(f"region-agent: cannot start: {exc}", file=sys.stderr)
         return 1

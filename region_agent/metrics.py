@@ -53,6 +53,12 @@ class Metrics:
             registry=r,
         )
         self.reclaims = Counter("agent_reclaim_orders_total", "Reclaim orders answered.", registry=r)
+        self.denied = Counter(
+            "agent_access_denied_total",
+            "Calls refused by access control before they reached a handler, by method and status.",
+            ["method", "code"],
+            registry=r,
+        )
         self.reconnects = Counter(
             "agent_session_reconnects_total",
             "Times the session stream to the center was (re)opened.",
@@ -63,6 +69,9 @@ class Metrics:
             "Session streams that failed, and SessionError messages.",
             registry=r,
         )
+
+    def access_denied(self, method: str, code: str) -> None:
+        self.denied.labels(method, code).inc()
 
     def watch(
         self, agent: Agent, clock: Callable[[], int], heartbeat_answered: Callable[[], int | None]

@@ -14,14 +14,17 @@ from prometheus_client import start_http_server
 
 from quota.v1 import common_pb2, quota_pb2, quota_pb2_grpc
 from quota_rules.decoding import add_servicer
+from quota_rules.guard import Guard
+from quota_rules.listeners import listen, load_security, warnings
 from quota_rules.loops import until_stopped
+from quota_rules.tls import TlsError, channel_credentials, load_certificates, load_key_pair
 from region_agent.api import QuotaServicer
 from region_agent.core.agent import Agent, Config
 from region_agent.core.refill import RefillRules
 from region_agent.forward import CenterClient
 from region_agent.metrics import Metrics
 from region_agent.session import Clock, Session, monotonic_ms
-from region_agent.settings import Settings
+from region_agent.settings import PREFIX, Settings, SettingsError
 from region_agent.storage.journal import Journal
 from region_agent.storage.record_log import RecordLog, path_for
 
@@ -84,6 +87,8 @@ def config_for(settings: Settings, clock: Clock) -> Config:
 
 async def start(settings: Settings, *, metrics: bool = True, clock: Clock = monotonic_ms) -> RunningAgent:
     """Open the journal and the record log (refusing ones in use or damaged), serve, connect to the center."""
+    security = load_security(PREFIX, settings)
+    center_tls = _center_tls(settings)
     journal = Journal(settings.journal_path)
     record_log: RecordLog | None = None
     try:
@@ -98,13 +103,17 @@ async def start(settings: Settings, *, metrics: bool = True, clock: Clock = mono
         stats = Metrics()
         # gRPC's own reconnect backoff grows to two minutes; the session's backoff (capped at
         # reconnect_max_ms) decides when to try again, so the channel must not wait longer.
-        channel = grpc.aio.insecure_channel(
-            settings.center_target,
-            options=[
-                ("grpc.initial_reconnect_backoff_ms", settings.reconnect_min_ms),
-                ("grpc.min_reconnect_backoff_ms", settings.reconnect_min_ms),
-                ("grpc.max_reconnect_backoff_ms", settings.reconnect_max_ms),
-            ],
+        options: list[tuple[str, str | int]] = [
+            ("grpc.initial_reconnect_backoff_ms", settings.reconnect_min_ms),
+            ("grpc.min_reconnect_backoff_ms", settings.reconnect_min_ms),
+            ("grpc.max_reconnect_backoff_ms", settings.reconnect_max_ms),
+        ]
+        if settings.center_server_name:
+            options.append(("grpc.ssl_target_name_override", settings.center_server_name))
+        channel = (
+            grpc.aio.insecure_channel(settings.center_target, options=options)
+            if center_tls is None
+            else grpc.aio.secure_channel(settings.center_target, center_tls, options=options)
         )
         session = Session(agent, channel, settings, stats, clock=clock)
         stats.watch(agent, clock, lambda: session.heartbeat_answered)
@@ -120,7 +129,9 @@ async def start(settings: Settings, *, metrics: bool = True, clock: Clock = mono
             wait=session.slice_arrival,
             wait_s=settings.slice_wait_ms / 1000,
         )
-        add_servicer(quota_pb2_grpc.add_QuotaServicer_to_server, servicer, server)
+        # Plaintext identifies nobody: no guard, and no cost on the request path.
+        guard = Guard(security.policy, on_denied=stats.access_denied) if security.tls else None
+        add_servicer(quota_pb2_grpc.add_QuotaServicer_to_server, servicer, server, guard)
         checks = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(checks, server)
         reflection.enable_server_reflection(
@@ -131,7 +142,11 @@ async def start(settings: Settings, *, metrics: bool = True, clock: Clock = mono
             ],
             server,
         )
-        port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+        port = listen(server, f"{settings.grpc_host}:{settings.grpc_port}", security)
+        for warning in warnings(security, f"{settings.grpc_host}:{port}", token_listener=False):
+            log.warning(warning)
+        if center_tls is None:
+            log.warning("PLAINTEXT to the center at %s: set %sCENTER_CA_FILE", settings.center_target, PREFIX)
         # Serving from slices needs no center, so the agent is SERVING while it runs.
         for name in ["", *SERVICE_NAMES]:
             await checks.set(name, SERVING)
@@ -150,6 +165,36 @@ async def start(settings: Settings, *, metrics: bool = True, clock: Clock = mono
     session.start()
     _ = common_pb2  # the shared messages are part of the reflected file set
     return running
+
+
+def _center_tls(settings: Settings) -> grpc.ChannelCredentials | None:
+    """TLS to the center, or None for plaintext; the client certificate must name this agent,
+    since the center lets it speak for no other (README, Security)."""
+    if not settings.center_ca_file:
+        if settings.center_cert_file or settings.center_key_file:
+            raise SettingsError(f"{PREFIX}CENTER_CERT_FILE needs {PREFIX}CENTER_CA_FILE (TLS to the center)")
+        return None
+    if bool(settings.center_cert_file) != bool(settings.center_key_file):
+        raise SettingsError(
+            f"{PREFIX}CENTER_CERT_FILE and {PREFIX}CENTER_KEY_FILE are set together or not at all"
+        )
+    try:
+        ca = load_certificates(settings.center_ca_file, f"{PREFIX}CENTER_CA_FILE")
+        pair = (
+            load_key_pair(
+                settings.center_cert_file, settings.center_key_file, f"{PREFIX}CENTER_CERT_FILE/_KEY_FILE"
+            )
+            if settings.center_cert_file
+            else None
+        )
+    except TlsError as exc:
+        raise SettingsError(str(exc)) from None
+    if pair is not None and pair.common_name != settings.agent_id:
+        raise SettingsError(
+            f"{PREFIX}CENTER_CERT_FILE names {pair.common_name!r}, but this agent is {settings.agent_id!r}:"
+            " the center accepts an agent's session only under the id its certificate names"
+        )
+    return channel_credentials(ca, pair)
 
 
 async def serve(settings: Settings) -> None:

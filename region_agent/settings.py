@@ -21,6 +21,18 @@ class Settings:
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 50061
     metrics_port: int = 9465
+    # TLS and access control of the agent's own listener, as at the center (README, "Security").
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    access_file: str = ""
+    # TLS to the center: the CA its certificate is checked against (empty: plaintext), and this
+    # agent's client certificate, whose common name must be the agent id.
+    center_ca_file: str = ""
+    center_cert_file: str = ""
+    center_key_file: str = ""
+    # The name the center's certificate must carry, when center_target is an address it does not name.
+    center_server_name: str = ""
     # The counters that survive a kill; one file per agent (it is locked while in use).
     journal_path: str = "region-agent.journal"
     # Entries of the request record ring next to the journal (<journal_path>.records, 256 bytes each).
@@ -59,6 +71,14 @@ HELP: dict[str, str] = {
     "grpc_host": "address the gRPC server binds",
     "grpc_port": "gRPC port (0 picks a free port)",
     "metrics_port": "Prometheus /metrics port (0 picks a free port)",
+    "tls_cert_file": "PEM certificate (chain) of the agent's gRPC listener; empty: plaintext (development only)",
+    "tls_key_file": "PEM private key of that certificate",
+    "tls_client_ca_file": "PEM CA bundle that signs callers' certificates: mutual TLS, a certificate required",
+    "access_file": "TOML file granting roles to identities (README, Security); empty: no access control",
+    "center_ca_file": "PEM CA bundle the center's certificate is checked against; empty: plaintext to the center",
+    "center_cert_file": "this agent's client certificate for the center (its common name is the agent id)",
+    "center_key_file": "PEM private key of that certificate",
+    "center_server_name": "name to check the center's certificate for, if center_target does not carry it",
     "journal_path": "memory-mapped file of the cumulative counters; keep it across restarts",
     "record_capacity": "entries (256 bytes each) of <journal_path>.records: a retry after a restart is"
     " recognised while its record is among the last this many written and within retention",

@@ -11,11 +11,19 @@ from quota_center.budgets.audit import Auditor
 from quota_center.errors import Unavailable
 from quota_center.ledger.errors import BudgetClosed, LedgerConflict
 from quota_center.recovery.settlement import Settled, Settlement
+from quota_rules.guard import current_caller
 from quota_rules.limits import InvalidInput, check_budget_id
 from quota_rules.results import result_code
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+
+
+def _actor(claimed: str) -> str:
+    """Who the ledger records: the authenticated caller; the request's free-text ``actor`` only
+    for a caller with no identity (plaintext, local development)."""
+    caller = current_caller()
+    return caller.name if caller.name else claimed
 
 
 def _response(change: Change) -> apb.BudgetResponse:
@@ -39,7 +47,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             policy=policy_from_pb(request.policy),
             valid_from=time_from_pb(request.valid_from, request.HasField("valid_from"), "valid_from"),
             valid_until=time_from_pb(request.valid_until, request.HasField("valid_until"), "valid_until"),
-            actor=request.actor,
+            actor=_actor(request.actor),
             reason=request.reason,
         )
         return _response(change)
@@ -48,7 +56,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     async def TopUp(self, request: apb.TopUpRequest, context: Context) -> apb.BudgetResponse:
         try:
             change = await self.admin.top_up(
-                request.budget_id, request.request_id, request.amount, request.actor, request.reason
+                request.budget_id, request.request_id, request.amount, _actor(request.actor), request.reason
             )
         except LedgerConflict as exc:
             view = await self.admin.view(request.budget_id)
@@ -61,19 +69,19 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     @rpc("PauseBudget")
     async def PauseBudget(self, request: apb.ChangeStateRequest, context: Context) -> apb.BudgetResponse:
         return _response(
-            await self.admin.set_state(request.budget_id, "paused", request.actor, request.reason)
+            await self.admin.set_state(request.budget_id, "paused", _actor(request.actor), request.reason)
         )
 
     @rpc("ResumeBudget")
     async def ResumeBudget(self, request: apb.ChangeStateRequest, context: Context) -> apb.BudgetResponse:
         return _response(
-            await self.admin.set_state(request.budget_id, "active", request.actor, request.reason)
+            await self.admin.set_state(request.budget_id, "active", _actor(request.actor), request.reason)
         )
 
     @rpc("CloseBudget")
     async def CloseBudget(self, request: apb.ChangeStateRequest, context: Context) -> apb.BudgetResponse:
         return _response(
-            await self.admin.set_state(request.budget_id, "closed", request.actor, request.reason)
+            await self.admin.set_state(request.budget_id, "closed", _actor(request.actor), request.reason)
         )
 
     @rpc("GetBudget")
@@ -98,7 +106,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             raise Unavailable("settlement is not configured on this center")
         try:
             done = await self.settlement.settle_by_hand(
-                request.budget_id, request.holder, request.consumed, request.actor, request.reason
+                request.budget_id, request.holder, request.consumed, _actor(request.actor), request.reason
             )
         except LedgerConflict as exc:
             done = Settled("CONFLICT", 0, 0, 0, str(exc))

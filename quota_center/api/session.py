@@ -33,7 +33,9 @@ from quota_center.agents.sessions import Session as Stream
 from quota_center.api.convert import _MODES, _STATES
 from quota_center.api.errors import Context, status_for
 from quota_center.metrics import AGENT_REPORTS_REFUSED, AGENT_SESSION_ENDS
+from quota_rules.access import may_be_agent
 from quota_rules.decoding import Malformed
+from quota_rules.guard import current_caller
 from quota_rules.limits import InvalidInput, check_agent_id, check_budget_id
 from quota_rules.results import result_code
 from quota_rules.usage import Usage, check_usage, usage_from_pb, usage_pb
@@ -73,6 +75,11 @@ class AgentSessionServicer(session_pb2_grpc.AgentSessionServicer):
                 yield refused
             return
         hello = first.hello
+        refusal = may_be_agent(current_caller(), hello.agent_id)
+        if refusal is not None:  # before attach: a refused claim never disturbs the live session
+            async for refused in _refuse(context, grpc.StatusCode.PERMISSION_DENIED, refusal):
+                yield refused
+            return
         try:
             agent_id = check_agent_id(hello.agent_id)
             session = self.sessions.attach(agent_id)

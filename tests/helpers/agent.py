@@ -6,16 +6,16 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import grpc
-
 from quota.v1 import quota_pb2_grpc
 from region_agent.server import RunningAgent, start
 from region_agent.settings import Settings
+from tests.helpers import tls
 from tests.helpers.threads import ServerThread
 
 
 def agent_settings(journal_path: str | Path, center_target: str, **overrides: object) -> Settings:
-    """Settings for a test agent: ports 0, a short drain, the journal where the test says."""
+    """Settings for a test agent: ports 0, a short drain, the journal where the test says; mutual
+    TLS with a certificate for its agent id while tls.secured."""
     base = Settings(
         agent_id="agent-test",
         region="test",
@@ -29,6 +29,9 @@ def agent_settings(journal_path: str | Path, center_target: str, **overrides: ob
         reconnect_max_ms=500,
         drain_grace_s=0.5,
     )
+    secured = tls.active()
+    if secured is not None:
+        overrides = {**secured.agent(str(overrides.get("agent_id", base.agent_id))), **overrides}
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 
@@ -54,7 +57,7 @@ class AgentClient:
     """Async Quota stub on one channel to an agent."""
 
     def __init__(self, target: str) -> None:
-        self.channel = grpc.aio.insecure_channel(target)
+        self.channel = tls.channel(target)
         self.quota = quota_pb2_grpc.QuotaStub(self.channel)
 
     async def close(self) -> None:

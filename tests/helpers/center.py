@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import grpc
-
 from quota.v1 import admin_pb2_grpc, quota_pb2_grpc
 from quota_center.server import Center, start
 from quota_center.settings import Settings
+from tests.helpers import tls
 from tests.helpers.threads import ServerThread
 
 
 def center_settings(redis_url: str, database_url: str, **overrides: object) -> Settings:
+    """A test center's settings: ports 0, no background movers; mutual TLS while tls.secured."""
+    secured = tls.active()
+    if secured is not None:
+        overrides = {**secured.listener(), **overrides}
     base = Settings(
         grpc_host="127.0.0.1",
         grpc_port=0,
@@ -44,12 +47,12 @@ class CenterThread(ServerThread[Center]):
 
 
 class Client:
-    """Async stubs on one channel."""
+    """Async stubs on one channel (mutual TLS as the tester while tls.secured)."""
 
     def __init__(self, target: str) -> None:
         # A channel of its own connections: gRPC shares subchannels between the channels of a
         # process, so a new client would inherit another's reconnect backoff after a restart.
-        self.channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        self.channel = tls.channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
         self.quota = quota_pb2_grpc.QuotaStub(self.channel)
         self.admin = admin_pb2_grpc.AdminStub(self.channel)
 

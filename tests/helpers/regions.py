@@ -10,6 +10,7 @@ from pathlib import Path
 from devstack import AgentProcess
 from loadtest.verdict import SurelyLeft
 from quota.v1 import common_pb2 as pb
+from tests.helpers import tls
 from tests.helpers.center import Client
 
 OK = pb.RESULT_CODE_OK
@@ -68,6 +69,9 @@ async def agent_process(
 
     Its log is next to the journal; a restart with the same id and journal appends to it.
     """
+    secured = tls.active()
+    if secured is not None:
+        settings = {**{k.upper(): v for k, v in secured.agent(agent_id).items()}, **settings}
     agent = AgentProcess(
         center,
         agent_id=agent_id,
@@ -77,5 +81,6 @@ async def agent_process(
         port=port,
         metrics_port=metrics_port,
         settings={"RECONNECT_MIN_MS": "50", "RECONNECT_MAX_MS": "300", **settings},
+        credentials=None if secured is None else secured.credentials(),
     )
     return await asyncio.to_thread(agent.start)

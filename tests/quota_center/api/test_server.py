@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from devstack import RedisServer
+from quota_rules.access import parse_policy
 from tests.helpers.calls import OK, assert_balanced, create, deduct, get
 from tests.helpers.center import CenterThread, Client, center_settings
 
@@ -106,6 +107,36 @@ def test_a_bad_setting_is_refused_clearly() -> None:
     )
     assert done.returncode == 2
     assert "QUOTA_CENTER_GRPC_PORT='lots' is not a valid int" in done.stderr
+
+
+def test_a_missing_tls_file_stops_the_start_naming_it() -> None:
+    env = {
+        **os.environ,
+        "QUOTA_CENTER_TLS_CERT_FILE": "/nonexistent/server.crt",
+        "QUOTA_CENTER_TLS_KEY_FILE": "/nonexistent/server.key",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "quota_center.main", "serve"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2, done.stderr
+    assert (
+        "QUOTA_CENTER_TLS_CERT_FILE/_KEY_FILE certificate /nonexistent/server.crt: No such file"
+        in done.stderr
+    )
+
+
+def test_token_prints_a_token_and_the_access_file_line_that_grants_it() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "quota_center.main", "token", "ops"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    token = done.stdout.strip()
+    line = done.stderr.splitlines()[-1]
+    policy = parse_policy(f'[identities.ops]\nroles = ["admin"]\n[tokens]\n{line}\n')
+    assert policy.token_identity(token) == "ops"
+    assert token not in done.stderr  # the file keeps the digest only
 
 
 async def test_sigterm_drains_and_loses_nothing_acknowledged(
