@@ -53,11 +53,18 @@ def agent_doubt_prefix(agent_id: str, gen: int) -> str:
     return f"{doubt_holder(agent_holder(agent_id), gen)}#"
 
 
+def agent_loss_doubt(agent_id: str, gen: int) -> str:
+    """Where an agent's holding of generation ``gen`` waits once Redis lost it:
+    ``doubt:agent:eu-1@1#0`` (its lost leases are ``#1``, ``#2``, ...)."""
+    return f"{agent_doubt_prefix(agent_id, gen)}0"
+
+
 def lost_holder(doubt: str) -> str:
     """The holder an in-doubt holder stands for: ``sub:3`` for ``doubt:sub:3@1``."""
     return doubt.removeprefix(DOUBT_PREFIX).rpartition("@")[0]
 
 
 def lost_gen(doubt: str) -> int:
-    """The generation a lost sub-bucket was lost in: 1 for ``doubt:sub:3@1``."""
-    return int(doubt.rpartition("@")[2])
+    """The generation a lost holder was lost in: 1 for ``doubt:sub:3@1`` and ``doubt:agent:eu-1@1#2``
+    (agent ids hold neither ``@`` nor ``#``)."""
+    return int(doubt.rpartition("@")[2].partition("#")[0])

@@ -78,6 +78,12 @@ AGENT_SESSION_ENDS = Counter(
     " refused (never began: no Hello, a bad agent id, or its agent id live in another stream).",
     ["reason"],
 )
+LOOP_FAILURES = Counter(
+    "quota_loop_failures_total",
+    "Failures of a background loop's pass or of its work on one budget, by loop (sweeper, settlement,"
+    " expiry, leases, gauges, filler); the loop goes on with the other budgets and retries next pass.",
+    ["loop"],
+)
 ACCESS_DENIED = Counter(
     "quota_access_denied_total",
     "Calls refused by access control before they reached a handler, by method and status"

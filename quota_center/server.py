@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -40,6 +42,7 @@ from quota_center.budgets.audit import Auditor
 from quota_center.budgets.registry import Registry
 from quota_center.health import Health
 from quota_center.ledger.store import LedgerStore
+from quota_center.loop_failures import LoopFailures
 from quota_center.metrics import ACCESS_DENIED, LEDGER
 from quota_center.recovery.rebuild import Recovery
 from quota_center.recovery.recall import Recall
@@ -204,6 +207,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         lease_ms=settings.agent_lease_ms,
         skew_ms=settings.agent_lease_skew_ms,
         demand=demand,
+        recovery=recovery,
     )
     health = Health(SERVICE_NAMES, redis, ledger)
     LEDGER.sources.append(ledger)
@@ -315,26 +319,35 @@ async def _key_layout(redis: RedisClient) -> asyncio.Task[None] | None:
     return None
 
 
-async def _expire_leases(admin: Admin, holdings: AgentHoldings, interval_s: float) -> None:
-    """Move the balance of agents whose lease ran out into doubt (docs/agents.md, Leases)."""
+async def _every_budget(
+    name: str, admin: Admin, work: Callable[[str], Awaitable[object]], interval_s: float
+) -> None:
+    """Run ``work`` on every budget each interval; a budget that fails does not stop the others."""
+    failures = LoopFailures(name)
     while True:
         try:
             for budget_id in await admin.all_ids():
-                await holdings.expire_due(budget_id)
-        except Exception:
-            log.exception("checking agent leases failed; retrying in %.1fs", interval_s)
+                try:
+                    await work(budget_id)
+                except Exception as exc:
+                    failures.failed(exc, budget_id)
+                else:
+                    failures.succeeded(budget_id)
+        except Exception as exc:
+            failures.failed(exc)
+        else:
+            failures.succeeded()
         await asyncio.sleep(interval_s)
+
+
+async def _expire_leases(admin: Admin, holdings: AgentHoldings, interval_s: float) -> None:
+    """Move the balance of agents whose lease ran out into doubt (docs/agents.md, Leases)."""
+    await _every_budget("leases", admin, holdings.expire_due, interval_s)
 
 
 async def _refresh_gauges(admin: Admin, auditor: Auditor, interval_s: float) -> None:
     """Keep the per-budget gauges current between audits (each audit also sets them)."""
-    while True:
-        try:
-            for budget_id in await admin.all_ids():
-                await auditor.audit(budget_id, attempts=1)
-        except Exception:
-            log.exception("refreshing budget gauges failed; retrying in %.0fs", interval_s)
-        await asyncio.sleep(interval_s)
+    await _every_budget("gauges", admin, functools.partial(auditor.audit, attempts=1), interval_s)
 
 
 def _transport(settings: Settings) -> str:

@@ -41,7 +41,8 @@ class Usage:
         )
 
 
-def usage_pb(budget_id: str, u: Usage) -> spb.Usage:
+def usage_pb(budget_id: str, u: Usage, available: int | None = None) -> spb.Usage:
+    """A report; an agent adds what it may still spend by its own account (``available``)."""
     return spb.Usage(
         budget_id=budget_id,
         seq=u.seq,
@@ -49,6 +50,7 @@ def usage_pb(budget_id: str, u: Usage) -> spb.Usage:
         returned=u.returned,
         reserved=u.reserved,
         released=u.released,
+        available=available,
     )
 
 

@@ -99,7 +99,7 @@ class Session:
         if self._out is not None and self.connected.is_set() and self.agent.budgets():
             sent = self.clock()
             self._heartbeats.append(sent)
-            usage = [usage_pb(b, self.agent.usage(b)) for b in self.agent.budgets()]
+            usage = [self._usage(b) for b in self.agent.budgets()]
             self._send(spb.AgentMessage(heartbeat=spb.Heartbeat(sent_at_ms=sent, usage=usage)))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(flush_s):
@@ -173,7 +173,7 @@ class Session:
                     request_id=request_id,
                     needed=needed,
                     observed_rate=self.agent.observed_rate(budget_id, now),
-                    usage=usage_pb(budget_id, self.agent.usage(budget_id)),
+                    usage=self._usage(budget_id),
                 )
             )
         )
@@ -210,7 +210,7 @@ class Session:
         if self._out is None:
             return
         self._sent_report(budget_id)
-        self._send(spb.AgentMessage(usage=usage_pb(budget_id, self.agent.usage(budget_id))))
+        self._send(spb.AgentMessage(usage=self._usage(budget_id)))
 
     async def maintain(self) -> None:
         """Every refill interval: sweep reservations, refill low slices, give back idle surplus."""
@@ -245,7 +245,7 @@ class Session:
         """One stream: yields once welcomed, then handles messages until it ends."""
         out: asyncio.Queue[spb.AgentMessage | None] = asyncio.Queue()
         sent = self.clock()
-        usage = [usage_pb(b, self.agent.usage(b)) for b in self.agent.budgets()]
+        usage = [self._usage(b) for b in self.agent.budgets()]
         out.put_nowait(
             spb.AgentMessage(
                 hello=spb.Hello(agent_id=self.settings.agent_id, region=self.settings.region, usage=usage)
@@ -298,7 +298,7 @@ class Session:
             await asyncio.sleep(self.heartbeat_ms / 1000)
             sent = self.clock()
             self._heartbeats.append(sent)
-            usage = [usage_pb(b, self.agent.usage(b)) for b in self.agent.budgets()]
+            usage = [self._usage(b) for b in self.agent.budgets()]
             self._send(spb.AgentMessage(heartbeat=spb.Heartbeat(sent_at_ms=sent, usage=usage)))
 
     def _handle(self, message: spb.CenterMessage) -> None:
@@ -352,6 +352,10 @@ class Session:
         for h in renewal.holdings:
             self._adopt(h, sent)
 
+    def _usage(self, budget_id: str) -> spb.Usage:
+        """This agent's report of a budget, with what it may still spend of its holding."""
+        return usage_pb(budget_id, self.agent.usage(budget_id), self.agent.available(budget_id))
+
     def _reclaim(self, order: spb.ReclaimOrder) -> None:
         released, usage = self.agent.answer_reclaim(order.budget_id, order.amount)
         self.metrics.reclaims.inc()
@@ -364,7 +368,7 @@ class Session:
                     order_id=order.order_id,
                     budget_id=order.budget_id,
                     released=released,
-                    usage=usage_pb(order.budget_id, usage),
+                    usage=usage_pb(order.budget_id, usage, self.agent.available(order.budget_id)),
                 )
             )
         )

@@ -19,7 +19,7 @@ from quota_center.buckets.agents import AgentStore, Reported
 from quota_center.buckets.store import BucketStore, parse_pending
 from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.errors import StaleGeneration
-from quota_center.holders import MAIN, agent_holder, sub_holder
+from quota_center.holders import MAIN, agent_doubt_prefix, agent_holder, lost_gen, sub_holder
 from quota_center.ledger.models import LedgerEntry, RecordOutcome
 from quota_center.ledger.store import LedgerStore
 from quota_center.metrics import (
@@ -27,7 +27,9 @@ from quota_center.metrics import (
     AGENT_LEASES_LOST,
     AGENT_REPORTS_REFUSED,
     AGENT_UNBACKED_RETURNS,
+    IN_DOUBT_SETTLED,
 )
+from quota_center.recovery.rebuild import Recovery
 from quota_center.refill.cover import Replenisher
 from quota_center.refill.locks import BudgetLocks
 from quota_center.transfers.protocol import Movement, Transfers, now_ms
@@ -88,6 +90,7 @@ class AgentHoldings:
         skew_ms: int,
         demand: Demand | None = None,
         clock: Callable[[], int] = now_ms,
+        recovery: Recovery | None = None,
     ) -> None:
         self.registry = registry
         self.buckets = buckets
@@ -98,14 +101,22 @@ class AgentHoldings:
         self.ledger = ledger
         self.lease_ms = lease_ms
         self.skew_ms = skew_ms
+        # A holding missing from Redis may mean Redis lost the budget: rebuilt before it is opened.
+        self.recovery = recovery
         self.demand = demand
         self.clock = clock
         self._rates: dict[tuple[str, str], tuple[float, float]] = {}  # (budget, agent) -> (rate, when)
         self._last_slice: dict[tuple[str, str], int] = {}
         self._modes: dict[str, tuple[Mode, str, float]] = {}
 
-    async def report(self, budget_id: str, agent_id: str, usage: Usage, *, renew: bool) -> HoldingView:
-        """Apply a usage report (and renew the lease if ``renew``); return the holding after it."""
+    async def report(
+        self, budget_id: str, agent_id: str, usage: Usage, *, renew: bool, available: int | None = None
+    ) -> HoldingView:
+        """Apply a usage report (and renew the lease if ``renew``); return the holding after it.
+
+        ``available`` is what the agent may still spend by its own account: a holding that a Redis
+        loss took is carried over with it when the report opens the new one (``_carry_over``).
+        """
         meta = await self.registry.get(budget_id)
         for _ in range(4):
             now = self.clock()
@@ -122,7 +133,15 @@ class AgentHoldings:
             )
             if r.status in ("OK", "OPENED"):
                 if r.status == "OPENED":
+                    if self.recovery is not None and await self.recovery.rebuild(budget_id):
+                        # Redis lost the budget (this holding too): open it in the new generation.
+                        await self.store.drop(budget_id, agent_id)
+                        self.registry.forget(budget_id)
+                        meta = await self.registry.get(budget_id)
+                        continue
                     await self.store.register(budget_id, agent_id)
+                    if available is not None:
+                        r = await self._carry_over(meta, agent_id, usage, available, r)
                 if r.unbacked > 0:
                     AGENT_UNBACKED_RETURNS.inc(r.unbacked)
                     log.warning(
@@ -152,12 +171,19 @@ class AgentHoldings:
         raise StaleGeneration(budget_id)
 
     async def grant(
-        self, budget_id: str, agent_id: str, usage: Usage, *, need: int, rate: float
+        self,
+        budget_id: str,
+        agent_id: str,
+        usage: Usage,
+        *,
+        need: int,
+        rate: float,
+        available: int | None = None,
     ) -> GrantResult:
         """Report, renew, and move a slice from main to the agent (a background refill: no merge)."""
         if need < 0 or rate < 0:
             raise InvalidInput("needed and observed_rate must not be negative")
-        view = await self.report(budget_id, agent_id, usage, renew=True)
+        view = await self.report(budget_id, agent_id, usage, renew=True, available=available)
         meta = await self.registry.get(budget_id)
         now_s = time.monotonic()
         self._rates[(budget_id, agent_id)] = (float(rate), now_s)
@@ -257,6 +283,77 @@ class AgentHoldings:
         )
         await self.transfers.complete(m, tid, amount)
 
+    async def _carry_over(
+        self, meta: BudgetMeta, agent_id: str, usage: Usage, available: int, opened: Reported
+    ) -> Reported:
+        """Carry the holdings a Redis loss took (``doubt:agent:<id>@<gen>#0``) into the one the
+        report just opened: what the agent still has, by its own account, stays its balance and
+        reservations; the rest of what it held was spent, and is booked as consumed.
+
+        Only at the opening: then the holding's baseline is this very report, which ``available``
+        and ``usage.reserved`` describe. Never more than was in doubt is carried, so an agent that
+        claims too much gets no more than it held (docs/agents.md, "A Redis loss").
+        """
+        prefix = agent_doubt_prefix(agent_id, 0).rpartition("@")[0] + "@"
+        rows = [
+            row
+            for row in await self.ledger.doubt_holders(meta.budget_id)
+            if row.holder.startswith(prefix)
+            and row.holder.endswith("#0")
+            and row.balance > 0
+            and row.released is None
+            and lost_gen(row.holder) < meta.gen
+        ]
+        if not rows:
+            return opened
+        holder = agent_holder(agent_id)
+        free_left, reserved_left = max(available, 0), max(usage.reserved, 0)
+        carried = opened
+        for row in sorted(rows, key=lambda r: lost_gen(r.holder), reverse=True):  # newest first
+            reserved = min(reserved_left, row.balance)
+            free = min(free_left, row.balance - reserved)
+            consumed = row.balance - reserved - free
+            outcome = await self.ledger.record(
+                LedgerEntry(
+                    meta.budget_id,
+                    f"t:{meta.budget_id}:carry:{row.holder}",
+                    "lease_settle",
+                    row.holder,
+                    holder,
+                    row.balance,
+                    ACTOR,
+                    f"carried over after a Redis loss: {free + reserved} still held, {consumed} consumed",
+                    meta.gen,
+                )
+            )
+            if outcome is RecordOutcome.STALE:
+                raise StaleGeneration(meta.budget_id)
+            status, version, balance = await self.store.carry(
+                meta.budget_id,
+                agent_id,
+                meta.gen,
+                row.holder,
+                free=free,
+                reserved=reserved,
+                consumed=consumed,
+            )
+            if status == "STALE":
+                raise StaleGeneration(meta.budget_id)
+            if status == "OK":
+                free_left -= free
+                reserved_left -= reserved
+                IN_DOUBT_SETTLED.labels("agent_report", "consumed").inc(consumed)
+                log.info(
+                    "agent %s: carried %s of budget %s over a Redis loss: %d kept, %d consumed",
+                    agent_id,
+                    row.holder,
+                    meta.budget_id,
+                    free + reserved,
+                    consumed,
+                )
+            carried = Reported("OK", version, balance, opened.applied, 0, 0)
+        return carried
+
     async def _settle_lost(self, meta: BudgetMeta, agent_id: str) -> None:
         """The agent reported after its lease ran out: give the holding back its in-doubt amount.
 
@@ -296,7 +393,9 @@ class AgentHoldings:
 
     async def _view(self, meta: BudgetMeta, r: Reported, lease_ms: int) -> HoldingView:
         mode, state = await self._mode_and_state(meta)
-        return HoldingView(meta.budget_id, r.version, r.balance, r.applied, lease_ms, mode, state)
+        # Versions restart with a holding a rebuild replaced: the generation keeps them growing.
+        version = (meta.gen << 32) + r.version
+        return HoldingView(meta.budget_id, version, r.balance, r.applied, lease_ms, mode, state)
 
     async def _mode_and_state(self, meta: BudgetMeta) -> tuple[Mode, str]:
         """The budget's mode and state, read at most every MODE_FRESH_S per budget.

@@ -115,4 +115,5 @@ def _deduct_response(request: pb.DeductRequest, answer: Answer) -> pb.DeductResp
         budget_id=request.budget_id,
         request_id=request.request_id,
         amount=answer.amount,
+        unreachable=[pb.Holding(holder=h, amount=n, reachable=False) for h, n in answer.unreachable],
     )

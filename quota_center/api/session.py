@@ -36,7 +36,7 @@ from quota_center.metrics import AGENT_REPORTS_REFUSED, AGENT_SESSION_ENDS
 from quota_rules.access import may_be_agent
 from quota_rules.decoding import Malformed
 from quota_rules.guard import current_caller
-from quota_rules.limits import InvalidInput, check_agent_id, check_budget_id
+from quota_rules.limits import MAX_AMOUNT, InvalidInput, check_agent_id, check_budget_id
 from quota_rules.results import result_code
 from quota_rules.usage import Usage, check_usage, usage_from_pb, usage_pb
 
@@ -166,7 +166,9 @@ class AgentSessionServicer(session_pb2_grpc.AgentSessionServicer):
         """Apply one usage report, checked first (nothing changes for a refused one)."""
         budget_id = budget_id or u.budget_id
         check_budget_id(budget_id)
-        return await self.holdings.report(budget_id, session.agent_id, _usage(u, budget_id), renew=renew)
+        return await self.holdings.report(
+            budget_id, session.agent_id, _usage(u, budget_id), renew=renew, available=_available(u)
+        )
 
     async def _grant(self, r: spb.SliceRequest, session: Stream) -> None:
         check_budget_id(r.budget_id)
@@ -176,6 +178,7 @@ class AgentSessionServicer(session_pb2_grpc.AgentSessionServicer):
             _usage(r.usage, r.budget_id),
             need=r.needed,
             rate=float(r.observed_rate),
+            available=_available(r.usage),
         )
         session.send(
             spb.CenterMessage(
@@ -216,6 +219,16 @@ def holding_pb(view: HoldingView) -> spb.AgentHolding:
         state=_STATES.get(view.state, pb.BUDGET_STATE_UNSPECIFIED),
         lost=view.lost,
     )
+
+
+def _available(u: spb.Usage) -> int | None:
+    """What the agent says it may still spend (None from an agent that does not say)."""
+    if not u.HasField("available"):
+        return None
+    if not 0 <= u.available <= MAX_AMOUNT:
+        AGENT_REPORTS_REFUSED.labels("invalid").inc()
+        raise InvalidInput(f"available must be within 0..{MAX_AMOUNT}, got {u.available}")
+    return u.available
 
 
 def _usage(u: spb.Usage, budget_id: str) -> Usage:

@@ -88,6 +88,14 @@ class AgentStore:
         )
         return str(reply[0])
 
+    async def carry(
+        self, budget_id: str, agent_id: str, gen: int, doubt: str, *, free: int, reserved: int, consumed: int
+    ) -> tuple[str, int, int]:
+        """agent_carry.lua: (status, ver, bal) after carrying ``doubt`` into the holding."""
+        k = keys.agent_keys(budget_id, agent_id)
+        reply = await self.scripts.run("agent_carry", [k.state], [gen, doubt, free, reserved, consumed])
+        return str(reply[0]), _int(reply[1]), _int(reply[2])
+
     async def fields(self, budget_id: str, agent_id: str) -> dict[str, str]:
         raw = await self.redis.hgetall(keys.agent_keys(budget_id, agent_id).state)
         return {str(f): str(v) for f, v in raw.items()}

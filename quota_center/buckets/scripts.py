@@ -26,6 +26,7 @@ SCRIPT_NAMES = (
     "agent_report",
     "agent_expire",
     "agent_restore",
+    "agent_carry",
 )
 
 

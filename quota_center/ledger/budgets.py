@@ -16,7 +16,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Final
 
-from quota_center.holders import doubt_holder, sub_holder
+from quota_center.holders import agent_loss_doubt, agent_of, doubt_holder, sub_holder
 from quota_rules.limits import MAX_AMOUNT
 
 from . import validate
@@ -62,6 +62,9 @@ GROUP BY holder, gen
 HAVING sum(delta) <> 0
 ORDER BY holder, gen
 """
+
+# What each agent's holding of an older generation still holds, by the ledger (see _move_to_doubt).
+_AGENT_BALANCES: Final = _SUB_BALANCES.replace("'sub:%'", "'agent:%'")
 
 # Which state changes the life cycle allows; staying put is always allowed (idempotent retries).
 _TRANSITIONS: Final = {
@@ -276,6 +279,26 @@ async def _move_to_doubt(conn: Any, budget_id: str, gen: int, sub_buckets: int, 
             abs(balance),
             actor,
             "Redis lost the sub-bucket",
+            old,
+        )
+    # An agent's holding likewise, under 'doubt:agent:eu-1@1#0': the agent's next report carries
+    # what it still has into its new holding and books the rest as consumed (agents/holdings.py).
+    for rec in await conn.fetch(_AGENT_BALANCES, budget_id, gen, sorted(MARKER_KINDS)):
+        holder, old, balance = str(rec["holder"]), int(rec["gen"]), int(rec["balance"])
+        if balance <= 0:
+            continue
+        agent_id = agent_of(holder)
+        assert agent_id is not None
+        await _ledger_row(
+            conn,
+            budget_id,
+            f"in_doubt:{budget_id}:{holder}:{old}",
+            "in_doubt",
+            holder,
+            agent_loss_doubt(agent_id, old),
+            balance,
+            actor,
+            "Redis lost the agent's holding",
             old,
         )
 

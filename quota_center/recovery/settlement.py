@@ -18,10 +18,11 @@ from datetime import UTC, datetime, timedelta
 from quota_center.buckets.store import BucketStore, Pending
 from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.errors import BucketLost, Unavailable
-from quota_center.holders import MAIN, sub_holder
+from quota_center.holders import MAIN, SUB_PREFIX, sub_holder
 from quota_center.ledger.models import RecordOutcome
 from quota_center.ledger.spend_log import DoubtRow, InstanceRow
 from quota_center.ledger.store import LedgerStore
+from quota_center.loop_failures import LoopFailures
 from quota_center.metrics import IN_DOUBT_SETTLED
 from quota_center.recovery.writebehind import WriteBehind
 from quota_center.transfers.protocol import Transfers, now_ms
@@ -114,6 +115,7 @@ class Settlement:
         self.retry_s = retry_s
         self._cutoffs: dict[tuple[str, int], datetime] = {}
         self._starts: dict[tuple[str, int], datetime] = {}
+        self.failures = LoopFailures("settlement")
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -151,9 +153,17 @@ class Settlement:
     # -- automatic settlement ----------------------------------------------------------------
 
     async def settle_budget(self, budget_id: str) -> int:
-        """One pass over the budget's in-doubt holders; return how many are not settled yet."""
+        """One pass over the budget's lost sub-buckets in doubt; return how many are not settled yet.
+
+        An agent's lost lease (``doubt:agent:...``) is not the spend log's to settle: the agent's
+        own reports settle it (docs/agents.md, Leases).
+        """
         async with self._locks[budget_id]:
-            rows = [r for r in await self.ledger.doubt_holders(budget_id) if r.released is None]
+            rows = [
+                r
+                for r in await self.ledger.doubt_holders(budget_id)
+                if r.released is None and r.sub.startswith(SUB_PREFIX)
+            ]
             if not rows:
                 return 0
             self.registry.forget(budget_id)
@@ -168,7 +178,13 @@ class Settlement:
         """Settle every budget that has unsettled in-doubt holders (the sweeper's pass)."""
         left = 0
         for budget_id in await self.ledger.budgets_in_doubt():
-            left += await self.settle_budget(budget_id)
+            try:
+                left += await self.settle_budget(budget_id)
+            except Exception as exc:
+                self.failures.failed(exc, budget_id)
+                left += 1
+            else:
+                self.failures.succeeded(budget_id)
         return left
 
     def after_rebuild(self, budget_id: str) -> None:

@@ -16,6 +16,7 @@ from quota_center.budgets.admin import Admin
 from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.errors import BucketLost, StaleGeneration, UnknownBudget
 from quota_center.holders import MAIN, sub_holder
+from quota_center.loop_failures import LoopFailures
 from quota_center.metrics import FILL_SECONDS
 from quota_center.recovery.rebuild import Recovery
 from quota_center.refill.locks import BudgetLocks
@@ -70,8 +71,7 @@ class Filler:
         self.period_s = interval_s
         self._ids: list[str] = []
         self._ids_at: float | None = None
-        self._failing: set[str] = set()  # budgets whose last pass failed (logged once)
-        self._listing_failed = False
+        self.failures = LoopFailures("filler")
         self._next: dict[str, float] = {}  # when a quiet budget is tended next
 
     @property
@@ -89,12 +89,10 @@ class Filler:
             last = started
             try:
                 await self.tend_all()
-            except Exception:
-                if not self._listing_failed:
-                    log.exception("filler could not list budgets; retrying every %.2fs", self.interval_s)
-                self._listing_failed = True
+            except Exception as exc:
+                self.failures.failed(exc)
             else:
-                self._listing_failed = False
+                self.failures.succeeded()
             stop_if_cancelled()
             # At least a quarter interval between passes, however long a pass took: the
             # requests being served share this event loop.
@@ -110,16 +108,12 @@ class Filler:
                 continue
             try:
                 busy = await self._tend_or_repair(budget_id)
-            except Exception:
-                # Redis or PostgreSQL down, most likely: logged once per budget until it works again.
-                if budget_id not in self._failing:
-                    log.warning("filler: budget %s skipped; retrying each pass", budget_id, exc_info=True)
-                    self._failing.add(budget_id)
+            except Exception as exc:
+                # Redis or PostgreSQL down, most likely: retried each pass.
+                self.failures.failed(exc, budget_id)
                 continue
             self._next[budget_id] = now if busy else now + QUIET_S
-            if budget_id in self._failing:
-                self._failing.discard(budget_id)
-                log.info("filler: budget %s tended again", budget_id)
+            self.failures.succeeded(budget_id)
 
     async def _tend_or_repair(self, budget_id: str) -> bool:
         try:

@@ -54,6 +54,8 @@ class Answer:
     amount: int = 0
     message: str = ""
     refundable: int = 0
+    # A refusal's holders that did not answer a reclaim, with what they hold (DeductResponse.unreachable).
+    unreachable: tuple[tuple[str, int], ...] = ()
 
 
 # Items of one DeductBatch that go through ``deduct`` one by one, at once.
@@ -125,7 +127,13 @@ class Spending:
                 # SHORT: this sub-bucket cannot cover it; refill it or refuse honestly.
                 DEDUCT_WAITS.inc()
                 if not await self.replenisher.cover(meta, index, amount):
-                    return Answer("INSUFFICIENT", 0, insufficient(meta, amount, self.replenisher))
+                    unanswered = tuple(sorted(self.replenisher.unanswered(budget_id).items()))
+                    return Answer(
+                        "INSUFFICIENT",
+                        0,
+                        insufficient(meta, amount, self.replenisher),
+                        unreachable=unanswered,
+                    )
             except BucketLost:
                 await self.recovery.rebuild(budget_id)
                 meta = await self.registry.get(budget_id)

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from quota_center.buckets.reservations import ReservationStore
 from quota_center.budgets.registry import Registry
+from quota_center.loop_failures import LoopFailures
 from quota_center.metrics import RESERVATIONS
 from quota_center.transfers.protocol import now_ms
 from quota_rules.loops import stop_if_cancelled
@@ -43,6 +44,7 @@ class Expiry:
         self.store = store
         self.budget_ids = budget_ids
         self.clock = clock
+        self.failures = LoopFailures("expiry")
         self.batch = batch
 
     async def expire_budget(self, budget_id: str) -> int:
@@ -60,10 +62,16 @@ class Expiry:
         return released
 
     async def expire_all(self) -> int:
+        """Release what is due in every budget; one that fails is counted and the others go on."""
         released = 0
         for budget_id in await self.budget_ids():
             stop_if_cancelled()
-            released += await self.expire_budget(budget_id)
+            try:
+                released += await self.expire_budget(budget_id)
+            except Exception as exc:
+                self.failures.failed(exc, budget_id)
+            else:
+                self.failures.succeeded(budget_id)
         return released
 
     async def run(self, interval_s: float) -> None:
@@ -73,7 +81,9 @@ class Expiry:
                 released = await self.expire_all()
                 if released:
                     log.info("released %d expired reservations", released)
-            except Exception:
-                log.exception("expiry sweep failed; retrying in %.1fs", interval_s)
+            except Exception as exc:
+                self.failures.failed(exc)
+            else:
+                self.failures.succeeded()
             stop_if_cancelled()
             await asyncio.sleep(interval_s)

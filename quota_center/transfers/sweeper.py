@@ -10,6 +10,7 @@ from quota_center.budgets.admin import Admin
 from quota_center.budgets.registry import Registry
 from quota_center.errors import BucketLost
 from quota_center.holders import MAIN, sub_holder
+from quota_center.loop_failures import LoopFailures
 from quota_center.recovery.rebuild import Recovery
 from quota_center.recovery.settlement import Settlement
 from quota_center.transfers.protocol import Transfers, now_ms
@@ -37,6 +38,7 @@ class Sweeper:
         self.admin = admin
         self.stale_ms = stale_ms
         self.settlement = settlement
+        self.failures = LoopFailures("sweeper")
 
     async def sweep_budget(self, budget_id: str, stale_ms: int | None = None) -> dict[str, int]:
         """Resolve this budget's pending transfers older than ``stale_ms``; count what was done."""
@@ -59,9 +61,16 @@ class Sweeper:
         return done
 
     async def sweep_all(self) -> dict[str, int]:
+        """Sweep every budget; one that fails is counted and the others are still swept."""
         totals = {"aborted": 0, "completed": 0}
         for budget_id in await self.admin.all_ids():
-            for what, n in (await self.sweep_budget(budget_id)).items():
+            try:
+                done = await self.sweep_budget(budget_id)
+            except Exception as exc:
+                self.failures.failed(exc, budget_id)
+                continue
+            self.failures.succeeded(budget_id)
+            for what, n in done.items():
                 totals[what] += n
         return totals
 
@@ -75,6 +84,8 @@ class Sweeper:
                 if self.settlement is not None:
                     # Lost sub-buckets whose spend log was not complete at the rebuild.
                     await self.settlement.settle_open()
-            except Exception:
-                log.exception("sweep failed; retrying in %.1fs", interval_s)
+            except Exception as exc:
+                self.failures.failed(exc)
+            else:
+                self.failures.succeeded()
             await asyncio.sleep(interval_s)

@@ -38,20 +38,22 @@ class CenterMessage(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., grant: _Optional[_Union[Grant, _Mapping]] = ..., lease: _Optional[_Union[LeaseRenewal, _Mapping]] = ..., reclaim: _Optional[_Union[ReclaimOrder, _Mapping]] = ..., error: _Optional[_Union[SessionError, _Mapping]] = ..., holding: _Optional[_Union[AgentHolding, _Mapping]] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("budget_id", "seq", "consumed", "returned", "reserved", "released")
+    __slots__ = ("budget_id", "seq", "consumed", "returned", "reserved", "released", "available")
     BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     CONSUMED_FIELD_NUMBER: _ClassVar[int]
     RETURNED_FIELD_NUMBER: _ClassVar[int]
     RESERVED_FIELD_NUMBER: _ClassVar[int]
     RELEASED_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     budget_id: str
     seq: int
     consumed: int
     returned: int
     reserved: int
     released: int
-    def __init__(self, budget_id: _Optional[str] = ..., seq: _Optional[int] = ..., consumed: _Optional[int] = ..., returned: _Optional[int] = ..., reserved: _Optional[int] = ..., released: _Optional[int] = ...) -> None: ...
+    available: int
+    def __init__(self, budget_id: _Optional[str] = ..., seq: _Optional[int] = ..., consumed: _Optional[int] = ..., returned: _Optional[int] = ..., reserved: _Optional[int] = ..., released: _Optional[int] = ..., available: _Optional[int] = ...) -> None: ...
 
 class AgentHolding(_message.Message):
     __slots__ = ("budget_id", "version", "balance", "applied", "lease_ms", "mode", "state", "lost")

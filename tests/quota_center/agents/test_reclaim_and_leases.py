@@ -85,6 +85,10 @@ async def test_an_agent_that_does_not_answer_is_named_in_the_refusal(
         answer = await pending
         assert answer.code == INSUFFICIENT
         assert f"agent:{s.agent_id} holds {g.amount}" in answer.message, answer.message
+        # And in the field clients read, not only in the text.
+        assert [(h.holder, h.amount, h.reachable) for h in answer.unreachable] == [
+            (f"agent:{s.agent_id}", g.amount, False)
+        ]
         b = await get(client, budget_id)
         assert (b.consumed, b.available) == (0, 1_000)  # held by the agent, still the budget's
         await assert_balanced(client, budget_id)
