@@ -194,6 +194,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         default_ttl_ms=settings.reservation_ttl_ms,
         max_ttl_ms=settings.reservation_max_ttl_ms,
         log=spending.log,
+        recall=recall,
     )
     expiry = Expiry(registry, reservation_store, admin.all_ids)
     holdings = AgentHoldings(

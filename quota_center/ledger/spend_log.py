@@ -18,7 +18,7 @@ from .errors import BudgetNotFound, InvalidArgument, LedgerConflict, LedgerError
 from .models import RecordOutcome
 
 CONSUMED: Final = "consumed"
-KINDS: Final = ("deduct", "return")
+KINDS: Final = ("deduct", "return", "cancel")
 
 
 class HolderNotFound(BudgetNotFound):
@@ -167,7 +167,7 @@ async def consumption(pool: Any, budget_id: str, gen: int, holder: str) -> int:
     value = await pool.fetchval(
         """
         SELECT coalesce(sum(CASE kind WHEN 'deduct' THEN amount ELSE -amount END), 0)
-        FROM spend_log WHERE budget_id = $1 AND gen = $2 AND holder = $3
+        FROM spend_log WHERE budget_id = $1 AND gen = $2 AND holder = $3 AND kind IN ('deduct', 'return')
         """,
         budget_id,
         gen,

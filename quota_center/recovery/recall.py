@@ -89,6 +89,14 @@ class Recall:
         left = 0 if deduction is None else deduction.amount - await self.ledger.logged_returns(deduction_id)
         return Prior("EXISTS", amount, messages.RETURN_APPLIED.format(r=request_id), prior, max(left, 0))
 
+    async def ending(self, meta: BudgetMeta, reservation_id: str) -> SpendEntry | None:
+        """How a reservation of this budget ended before a Redis loss, by the log: its confirm
+        (kind ``deduct``) or its cancel (kind ``cancel``); None if the log has neither."""
+        prior = await self._lookup(meta, reservation_id)
+        if prior is None or prior.budget_id != meta.budget_id or prior.kind not in ("deduct", "cancel"):
+            return None
+        return prior
+
     async def restore(self, meta: BudgetMeta, deduction_id: str) -> tuple[int, int] | None:
         """(amount, returned) to recreate the record of a deduction made before a Redis loss;
         None if the log has no such deduction of this budget from an older generation."""

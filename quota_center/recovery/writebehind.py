@@ -91,6 +91,18 @@ def refund_entry(budget_id: str, index: int, request_id: str, deduction_id: str)
     return entry
 
 
+def cancel_entry(budget_id: str, index: int, reservation_id: str, gen: int) -> EntryFor:
+    """The entry of a reservation cancelled (or found cancelled) by sub-bucket ``index``: it
+    consumes nothing, but its retry after a Redis loss is answered from it."""
+
+    def entry(r: Outcome) -> SpendEntry | None:
+        if r.status not in ("OK", "EXISTS") or r.value <= 0:
+            return None
+        return SpendEntry(reservation_id, budget_id, gen, sub_holder(index), "cancel", r.value)
+
+    return entry
+
+
 class Op:
     """One operation in flight; ``record`` queues its entry once Redis has answered."""
 

@@ -11,12 +11,14 @@ from datetime import UTC, datetime
 
 from quota_center.buckets.reservations import ReservationStore
 from quota_center.buckets.store import Outcome
-from quota_center.budgets.registry import Registry
+from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.errors import BucketLost, StaleGeneration, Unavailable
 from quota_center.holders import sub_holder
+from quota_center.ledger.spend_log import SpendEntry
 from quota_center.metrics import RESERVATIONS
 from quota_center.recovery.rebuild import Recovery
-from quota_center.recovery.writebehind import SpendLog, Unlogged, deduct_entry
+from quota_center.recovery.recall import Recall
+from quota_center.recovery.writebehind import SpendLog, Unlogged, cancel_entry, deduct_entry
 from quota_center.refill.cover import Replenisher
 from quota_center.spending.placement import sub_bucket_for
 from quota_center.transfers.protocol import now_ms
@@ -124,6 +126,7 @@ class Reservations:
         max_ttl_ms: int,
         clock: Callable[[], int] = now_ms,
         log: SpendLog | None = None,
+        recall: Recall | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -133,6 +136,8 @@ class Reservations:
         self.max_ttl_ms = max_ttl_ms
         self.clock = clock
         self.log: SpendLog = log or Unlogged()
+        # After a Redis loss, how a reservation ended before it is known from the spend log only.
+        self.recall = recall
 
     async def reserve(self, budget_id: str, request_id: str, amount: int, ttl_ms: int) -> ReservationAnswer:
         check_budget_id(budget_id)
@@ -191,9 +196,12 @@ class Reservations:
             answer = confirm_answer(r, budget_id, reservation_id)
             if answer is not None:
                 _count(r.status, "confirmed", released_now=r.extra)
+                if answer.code == "UNKNOWN_REQUEST":
+                    return await self._confirmed_before_loss(meta, reservation_id, amount) or answer
                 return answer
             # LOST: after the rebuild a surviving record is of an older generation: dropped.
             await self.recovery.rebuild(budget_id)
+            meta = await self.registry.get(budget_id)
         raise Unavailable(f"budget {budget_id}: sub-bucket {index} could not be rebuilt")
 
     async def cancel(self, budget_id: str, reservation_id: str) -> ReservationAnswer:
@@ -202,13 +210,62 @@ class Reservations:
         meta = await self.registry.get(budget_id)
         index = sub_bucket_for(reservation_id, meta.sub_buckets)
         for _ in range(2):
-            r = await self.store.cancel(budget_id, index, reservation_id, self.clock())
+            r = await self.log.call(
+                self.store.cancel(budget_id, index, reservation_id, self.clock()),
+                cancel_entry(budget_id, index, reservation_id, meta.gen),
+            )
             answer = cancel_answer(r, budget_id, reservation_id)
             if answer is not None:
                 _count(r.status, "cancelled", released_now=r.value)
+                if answer.code == "UNKNOWN_REQUEST":
+                    return await self._cancelled_before_loss(meta, reservation_id) or answer
                 return answer
             await self.recovery.rebuild(budget_id)
+            meta = await self.registry.get(budget_id)
         raise Unavailable(f"budget {budget_id}: sub-bucket {index} could not be rebuilt")
+
+    async def _ended_before_loss(self, meta: BudgetMeta, reservation_id: str) -> SpendEntry | None:
+        """How a reservation Redis does not know ended before a loss, if the log knows. Its record
+        is checked before its bucket, so the loss may not have been seen yet: rebuild first (a
+        few reads when nothing was lost)."""
+        if self.recall is None:
+            return None
+        await self.recovery.rebuild(meta.budget_id)
+        meta = await self.registry.get(meta.budget_id)
+        if not self.recall.active(meta):
+            return None
+        return await self.recall.ending(meta, reservation_id)
+
+    async def _confirmed_before_loss(
+        self, meta: BudgetMeta, reservation_id: str, amount: int
+    ) -> ReservationAnswer | None:
+        """A retried confirm that Redis forgot: answered from the log, as before the loss."""
+        prior = await self._ended_before_loss(meta, reservation_id)
+        if prior is None:
+            return None
+        rid = reservation_id
+        if prior.kind == "cancel":
+            return ReservationAnswer("CANCELLED", message=messages.CANCELLED.format(r=rid))
+        if prior.amount != amount:
+            return ReservationAnswer("CONFLICT", message=messages.CONFIRMED_FOR.format(r=rid, n=prior.amount))
+        # What the confirm released then is not logged: 0 here, the message says why.
+        return ReservationAnswer(
+            "EXISTS",
+            amount,
+            message=f"{messages.CONFIRMED_ALREADY.format(r=rid)} (before a Redis loss: what it released is not known)",
+        )
+
+    async def _cancelled_before_loss(self, meta: BudgetMeta, reservation_id: str) -> ReservationAnswer | None:
+        """A retried cancel that Redis forgot: answered from the log, as before the loss."""
+        prior = await self._ended_before_loss(meta, reservation_id)
+        if prior is None:
+            return None
+        rid = reservation_id
+        if prior.kind == "deduct":
+            return ReservationAnswer("CONFIRMED", message=messages.CONFIRMED.format(r=rid))
+        return ReservationAnswer(
+            "EXISTS", released=prior.amount, message=messages.CANCELLED_ALREADY.format(r=rid)
+        )
 
 
 def _count(status: str, ending: str, released_now: int) -> None:

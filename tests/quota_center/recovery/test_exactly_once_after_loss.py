@@ -7,6 +7,7 @@ from quota.v1 import common_pb2 as pb
 from tests.helpers.calls import CONFLICT, EXISTS, OK, create, deduct, refund
 from tests.helpers.center import CenterThread, Client, center_settings
 from tests.helpers.recovery import settled
+from tests.helpers.reservations import cancel, confirm, reserve
 
 EXCEEDS = pb.RESULT_CODE_EXCEEDS_DEDUCTED
 UNKNOWN = pb.RESULT_CODE_UNKNOWN_REQUEST
@@ -72,3 +73,31 @@ async def test_a_center_with_a_stale_view_does_not_serve_a_retry_twice(
         await cb.close()
         a.stop()
         b.stop()
+
+
+async def test_retried_confirms_and_cancels_after_a_loss_get_their_original_answers(
+    lone_center: CenterThread, fresh_redis: RedisServer, client: Client, budget_id: str
+) -> None:
+    await create(client, budget_id, 100_000, sub_buckets=4, min_slice=100, max_slice=1_000)
+    confirmed, cancelled, held = f"{budget_id}-c", f"{budget_id}-x", f"{budget_id}-h"
+    for rid in (confirmed, cancelled, held):
+        assert (await reserve(client, budget_id, rid, 50)).code == OK
+    first = await confirm(client, budget_id, confirmed, 30)
+    assert (first.code, first.amount, first.released) == (OK, 30, 20)
+    gone = await cancel(client, budget_id, cancelled)
+    assert (gone.code, gone.released) == (OK, 50)
+
+    fresh_redis.command("FLUSHALL")  # the reservations' records go with the buckets
+    again = await confirm(client, budget_id, confirmed, 30)
+    assert (again.code, again.amount) == (EXISTS, 30), again
+    assert (await confirm(client, budget_id, confirmed, 31)).code == CONFLICT
+    assert (await cancel(client, budget_id, confirmed)).code == pb.RESULT_CODE_CONFIRMED
+    again_x = await cancel(client, budget_id, cancelled)
+    assert (again_x.code, again_x.released) == (EXISTS, 50), again_x
+    assert (await confirm(client, budget_id, cancelled, 1)).code == pb.RESULT_CODE_CANCELLED
+    # Never made, or held at the loss (its share is in doubt): nothing to answer from.
+    assert (await confirm(client, budget_id, f"{budget_id}-never", 1)).code == UNKNOWN
+    assert (await confirm(client, budget_id, held, 1)).code == UNKNOWN
+
+    report = await settled(lone_center, client, budget_id)
+    assert report.consumed == 30
