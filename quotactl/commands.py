@@ -195,7 +195,12 @@ def list_budgets(ctx: Context, args: argparse.Namespace) -> Outcome:
 
 def audit(ctx: Context, args: argparse.Namespace) -> Outcome:
     response = _invoke(ctx, ctx.admin.Audit, admin_pb2.AuditRequest(budget_id=args.budget_id or ""))
-    exit_code = ExitCode.OK if render.audit_balanced(response) else ExitCode.AUDIT_MISMATCH
+    if render.audit_balanced(response):
+        exit_code = ExitCode.OK
+    elif all(b.unsettled or render.budget_audit_balanced(b) for b in response.budgets):
+        exit_code = ExitCode.UNAVAILABLE  # no mismatch found, but a busy budget: try again
+    else:
+        exit_code = ExitCode.AUDIT_MISMATCH
     return _outcome(response, render.audit_text(response), exit_code)
 
 

@@ -10,7 +10,8 @@ code  meaning
       that is not a whole number in 1..2^53-1), gRPC INVALID_ARGUMENT
 3     not found: gRPC NOT_FOUND (e.g. an unknown budget)
 4     unavailable: gRPC UNAVAILABLE or DEADLINE_EXCEEDED (center down, connection
-      refused, --timeout elapsed)
+      refused, --timeout elapsed), or ``audit`` found no mismatch but a budget too busy
+      to read at one instant (try again)
 5     audit mismatch: ``audit`` found the books unbalanced
 6     any other gRPC error (or an unexpected client failure)
 7     not allowed: gRPC UNAUTHENTICATED (no identity, or one the center does not

@@ -252,7 +252,7 @@ def audit_balanced(response: admin_pb2.AuditResponse) -> bool:
 
 def audit_identity(audit: admin_pb2.BudgetAudit) -> str:
     """``total 10000 = main 6000 + held 1500 + ... + consumed 2500  BALANCED``."""
-    verdict = "BALANCED" if budget_audit_balanced(audit) else "MISMATCH"
+    verdict = "BALANCED" if budget_audit_balanced(audit) else "UNSETTLED" if audit.unsettled else "MISMATCH"
     return (
         f"total {audit.total} = main {audit.main} + held {audit.held} + in flight {audit.in_flight}"
         f" + reserved {audit.reserved} + in doubt {audit.in_doubt} + consumed {audit.consumed}  {verdict}"
@@ -262,7 +262,12 @@ def audit_identity(audit: admin_pb2.BudgetAudit) -> str:
 def budget_audit_text(audit: admin_pb2.BudgetAudit) -> str:
     lines = [f"budget {audit.budget_id}", "  " + audit_identity(audit)]
     parts = identity_sum(audit)
-    if parts != audit.total:
+    if audit.unsettled:
+        lines.append(
+            f"  unsettled: {', '.join(audit.unsettled)} kept moving budget while read; the numbers are not"
+            " of one instant (try again)"
+        )
+    elif parts != audit.total:
         lines.append(f"  mismatch: the parts sum to {parts}, not the total {audit.total}")
     lines.extend(f"  mismatch: {text}" for text in audit.mismatches)
     if audit.holders:

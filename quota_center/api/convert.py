@@ -104,7 +104,7 @@ def budget_to_pb(view: BudgetView) -> apb.Budget:
     return apb.Budget(
         budget_id=row.budget_id,
         unit=row.unit,
-        total=row.total,
+        total=r.total,  # of the snapshot the other numbers are from, not of the row read before it
         state=_STATES[row.state],
         valid_from=_ts(row.valid_from),
         valid_until=_ts(row.valid_until),
@@ -118,6 +118,7 @@ def budget_to_pb(view: BudgetView) -> apb.Budget:
         in_doubt=r.in_doubt,
         consumed=r.consumed,
         available=r.available,
+        unsettled=list(r.unsettled),
     )
 
 
@@ -161,4 +162,5 @@ def audit_to_pb(r: AuditReport) -> apb.BudgetAudit:
             for h in r.holders
         ],
         mismatches=list(r.mismatches),
+        unsettled=list(r.unsettled),
     )

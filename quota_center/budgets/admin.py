@@ -159,14 +159,14 @@ class Admin:
         if row is None:
             raise UnknownBudget(budget_id)
         try:
-            report = await self.auditor.audit(budget_id, attempts=1)
+            report = await self.auditor.audit(budget_id)
         except BudgetNotFound:
             raise UnknownBudget(budget_id) from None
         return BudgetView(row, report)
 
     async def list_views(self, *, state: str | None, after: str | None, limit: int) -> list[BudgetView]:
         rows = await self.ledger.list_budgets(state=state, after=after, limit=limit)
-        return [BudgetView(row, await self.auditor.audit(row.budget_id, attempts=1)) for row in rows]
+        return [BudgetView(row, await self.auditor.audit(row.budget_id)) for row in rows]
 
     async def all_ids(self) -> list[str]:
         ids: list[str] = []

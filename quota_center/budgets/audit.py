@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from quota_center.buckets.store import BucketStore, BucketView
-from quota_center.budgets.registry import Registry
+from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.holders import MAIN, ledger_only, sub_holder
 from quota_center.ledger.store import LedgerStore
 from quota_center.metrics import observe_budget
 
 EXTERNAL = "external"
+# Snapshots tried before a budget whose holders keep moving budget is reported as unsettled.
+SNAPSHOT_TRIES = 8
 CONSUMED = "consumed"
 
 
@@ -47,10 +49,13 @@ class AuditReport:
     consumed: int
     holders: tuple[HolderAudit, ...]
     mismatches: tuple[str, ...] = field(default=())
+    # Holders that kept moving budget to or from others while read (every try of Auditor.audit):
+    # the numbers are from different instants, and mismatches are not looked for.
+    unsettled: tuple[str, ...] = field(default=())
 
     @property
     def balanced(self) -> bool:
-        return not self.mismatches
+        return not self.mismatches and not self.unsettled
 
     @property
     def available(self) -> int:
@@ -168,20 +173,19 @@ class Auditor:
         self.buckets = buckets
         self.ledger = ledger
 
-    async def audit(self, budget_id: str, attempts: int = 3) -> AuditReport:
-        """Audit one budget; a mismatch is re-checked, since reads of a busy budget are not atomic."""
+    async def audit(self, budget_id: str, attempts: int = SNAPSHOT_TRIES) -> AuditReport:
+        """Audit one budget from a consistent snapshot (``_once``), trying up to ``attempts``
+        times while its holders keep moving budget among them; the last try says which did."""
         report = await self._once(budget_id)
-        for _ in range(attempts - 1):
-            if report.balanced:
+        for _ in range(max(attempts, 1) - 1):
+            if not report.unsettled:
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.002)
             report = await self._once(budget_id)
         observe_budget(budget_id, report.available, report.consumed, report.in_doubt)
         return report
 
-    async def _once(self, budget_id: str) -> AuditReport:
-        self.registry.forget(budget_id)
-        meta = await self.registry.get(budget_id)
+    async def _views(self, budget_id: str, meta: BudgetMeta) -> dict[str, BucketView | None]:
         holders = [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]
         views = {h: await self.buckets.read(budget_id, h) for h in holders}
         for holder in await self.buckets.agent_holders(budget_id):
@@ -190,8 +194,23 @@ class Auditor:
             view = await self.buckets.read(budget_id, holder)
             if view is not None and view.gen == meta.gen:
                 views[holder] = view
+        return views
+
+    async def _once(self, budget_id: str) -> AuditReport:
+        """One snapshot: Redis, the ledger in one transaction, then Redis again.
+
+        Within a bucket a deduction, return, reservation or its end only moves units among
+        balance, consumed and reserved, which one script does atomically; budget leaves a bucket
+        for another only through a transfer, which changes the bucket's pending records or its
+        sum. So if every bucket shows the same sum and pending records before and after the
+        ledger is read, Redis held those values all along, and the ledger was read at one instant
+        in between: the numbers are one instant's. A bucket that changed is ``unsettled``.
+        """
+        self.registry.forget(budget_id)
+        meta = await self.registry.get(budget_id)
+        views = await self._views(budget_id, meta)
         pending = [p for v in views.values() if v is not None for p in v.pending]
-        kinds = await self.ledger.statuses([p.transfer_id for p in pending])
+        row, kinds, balances = await self.ledger.audit_snapshot(budget_id, [p.transfer_id for p in pending])
         committed = {tid for tid, kind in kinds.items() if kind != "abort"}
         # A committed transfer to an in-doubt holder (ledger only, no bucket) is at its target once
         # ledgered: only its source's pending record is left to clear.
@@ -201,10 +220,9 @@ class Auditor:
             if p.transfer_id in committed
             and (ledger_only(p.target) or await self.buckets.credited(budget_id, p.target, p.transfer_id))
         ]
-        row = await self.ledger.get_budget(budget_id)
+        after = await self._views(budget_id, meta)
         total = row.total if row is not None else 0
-        balances = await self.ledger.holder_balances(budget_id)
-        return reconcile(
+        report = reconcile(
             budget_id=budget_id,
             total=total,
             gen=meta.gen,
@@ -213,3 +231,16 @@ class Auditor:
             committed=committed,
             credited=credited,
         )
+        moved = tuple(
+            sorted(h for h in set(views) | set(after) if _moves(views.get(h)) != _moves(after.get(h)))
+        )
+        if moved:
+            return replace(report, mismatches=(), unsettled=moved)
+        return report
+
+
+def _moves(view: BucketView | None) -> tuple[int, frozenset[str]] | None:
+    """What changes only when budget moves between buckets: the sum and the pending transfers."""
+    if view is None:
+        return None
+    return view.balance + view.consumed + view.reserved, frozenset(p.transfer_id for p in view.pending)

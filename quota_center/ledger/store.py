@@ -217,6 +217,29 @@ class LedgerStore:
 
     # -- reading the ledger --------------------------------------------------------------------
 
+    async def audit_snapshot(
+        self, budget_id: str, transfer_ids: Sequence[str]
+    ) -> tuple[BudgetRow | None, dict[str, str], dict[tuple[str, int], int]]:
+        """The budget, the kinds of these transfers and the holder balances, read in one
+        REPEATABLE READ transaction: one instant of the ledger (quota_center/budgets/audit.py)."""
+        validate.text("budget_id", budget_id, max_len=validate.MAX_BUDGET_ID)
+        ids = [validate.text("transfer_id", t, max_len=validate.MAX_TRANSFER_ID) for t in transfer_ids]
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            row = await budgets.get(conn, budget_id)
+            recs = (
+                await conn.fetch(
+                    "SELECT transfer_id, kind FROM ledger WHERE transfer_id = ANY($1::text[])", ids
+                )
+                if ids
+                else []
+            )
+            balances = await conn.fetch(_BALANCES, budget_id, sorted(MARKER_KINDS))
+        return (
+            row,
+            {str(r["transfer_id"]): str(r["kind"]) for r in recs},
+            {(str(r["holder"]), int(r["gen"])): int(r["balance"]) for r in balances},
+        )
+
     async def holder_balances(self, budget_id: str) -> dict[tuple[str, int], int]:
         """Net amount (Σ in − Σ out) per (holder, generation). The values always sum to 0.
 

@@ -90,6 +90,14 @@ class Replenisher:
                         if unanswered:
                             self._unanswered[meta.budget_id] = unanswered
                         continue
+                    moving = await self._in_flight(meta)
+                    if moving and free + moving >= amount:
+                        # Not an honest refusal: units are between holders (a transfer not finished,
+                        # perhaps of a center that died); they land or go back within the sweep.
+                        raise Unavailable(
+                            f"budget {meta.budget_id}: {moving} units are moving between holders and"
+                            f" {free} are free; retry shortly"
+                        )
                     return False
                 need = amount - sub
                 others = free - balances[MAIN] - sub
@@ -160,6 +168,15 @@ class Replenisher:
         MERGES.inc()
         MERGE_SECONDS.observe(time.perf_counter() - started)
         return total
+
+    async def _in_flight(self, meta: BudgetMeta) -> int:
+        """Units taken from main or a sub-bucket by a transfer of this generation not cleared yet."""
+        moving = 0
+        for holder in [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]:
+            view = await self.buckets.read(meta.budget_id, holder)
+            if view is not None:
+                moving += sum(p.amount for p in view.pending if p.gen == meta.gen and not p.incoming)
+        return moving
 
     async def _balances(self, meta: BudgetMeta) -> dict[str, int]:
         holders = [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from quota.v1 import common_pb2 as quota_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14quota/v1/admin.proto\x12\x08quota.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15quota/v1/common.proto\"\xed\x01\n\x0bSlicePolicy\x12$\n\x08strategy\x18\x01 \x01(\x0e\x32\x12.quota.v1.Strategy\x12\x13\n\x0bsub_buckets\x18\x02 \x01(\r\x12\x11\n\tmin_slice\x18\x03 \x01(\x03\x12\x11\n\tmax_slice\x18\x04 \x01(\x03\x12\x19\n\x11refill_horizon_ms\x18\x05 \x01(\x03\x12\x19\n\x11low_watermark_pct\x18\x06 \x01(\r\x12\x1a\n\x12scarcity_threshold\x18\x07 \x01(\x03\x12\x19\n\x11\x63\x65ntral_threshold\x18\x08 \x01(\x03\x12\x10\n\x08lease_ms\x18\t \x01(\x03\"\xac\x03\n\x06\x42udget\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x03\x12$\n\x05state\x18\x04 \x01(\x0e\x32\x15.quota.v1.BudgetState\x12.\n\nvalid_from\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06policy\x18\x07 \x01(\x0b\x32\x15.quota.v1.SlicePolicy\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x04mode\x18\t \x01(\x0e\x32\x0e.quota.v1.Mode\x12\x0c\n\x04main\x18\n \x01(\x03\x12\x0c\n\x04held\x18\x0b \x01(\x03\x12\x11\n\tin_flight\x18\x0c \x01(\x03\x12\x10\n\x08reserved\x18\r \x01(\x03\x12\x10\n\x08in_doubt\x18\x0e \x01(\x03\x12\x10\n\x08\x63onsumed\x18\x0f \x01(\x03\x12\x11\n\tavailable\x18\x10 \x01(\x03\"\xec\x01\n\x13\x43reateBudgetRequest\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x03\x12.\n\nvalid_from\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06policy\x18\x06 \x01(\x0b\x32\x15.quota.v1.SlicePolicy\x12\r\n\x05\x61\x63tor\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\"d\n\x0cTopUpRequest\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"F\n\x12\x43hangeStateRequest\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"%\n\x10GetBudgetRequest\x12\x11\n\tbudget_id\x18\x01 \x01(\t\"g\n\x0e\x42udgetResponse\x12\"\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x14.quota.v1.ResultCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12 \n\x06\x62udget\x18\x03 \x01(\x0b\x32\x10.quota.v1.Budget\"a\n\x12ListBudgetsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.quota.v1.BudgetState\"Q\n\x13ListBudgetsResponse\x12!\n\x07\x62udgets\x18\x01 \x03(\x0b\x32\x10.quota.v1.Budget\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0c\x41uditRequest\x12\x11\n\tbudget_id\x18\x01 \x01(\t\"\x88\x01\n\x0bHolderAudit\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12\x10\n\x08observed\x18\x02 \x01(\x03\x12\x10\n\x08ledgered\x18\x03 \x01(\x03\x12\x0f\n\x07\x62\x61lance\x18\x04 \x01(\x03\x12\x10\n\x08\x63onsumed\x18\x05 \x01(\x03\x12\x10\n\x08reserved\x18\x06 \x01(\x03\x12\x10\n\x08in_doubt\x18\x07 \x01(\x03\"\xe2\x01\n\x0b\x42udgetAudit\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04main\x18\x03 \x01(\x03\x12\x0c\n\x04held\x18\x04 \x01(\x03\x12\x11\n\tin_flight\x18\x05 \x01(\x03\x12\x10\n\x08reserved\x18\x06 \x01(\x03\x12\x10\n\x08in_doubt\x18\x07 \x01(\x03\x12\x10\n\x08\x63onsumed\x18\x08 \x01(\x03\x12\x10\n\x08\x62\x61lanced\x18\t \x01(\x08\x12&\n\x07holders\x18\n \x03(\x0b\x32\x15.quota.v1.HolderAudit\x12\x12\n\nmismatches\x18\x0b \x03(\t\"I\n\rAuditResponse\x12&\n\x07\x62udgets\x18\x01 \x03(\x0b\x32\x15.quota.v1.BudgetAudit\x12\x10\n\x08\x62\x61lanced\x18\x02 \x01(\x08\"c\n\rSettleRequest\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x10\n\x08\x63onsumed\x18\x03 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\xa5\x01\n\x0eSettleResponse\x12\"\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x14.quota.v1.ResultCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tbudget_id\x18\x03 \x01(\t\x12\x0e\n\x06holder\x18\x04 \x01(\t\x12\x0f\n\x07settled\x18\x05 \x01(\x03\x12\x10\n\x08\x63onsumed\x18\x06 \x01(\x03\x12\x18\n\x10returned_to_main\x18\x07 \x01(\x03\x32\xe7\x04\n\x05\x41\x64min\x12G\n\x0c\x43reateBudget\x12\x1d.quota.v1.CreateBudgetRequest\x1a\x18.quota.v1.BudgetResponse\x12\x39\n\x05TopUp\x12\x16.quota.v1.TopUpRequest\x1a\x18.quota.v1.BudgetResponse\x12\x45\n\x0bPauseBudget\x12\x1c.quota.v1.ChangeStateRequest\x1a\x18.quota.v1.BudgetResponse\x12\x46\n\x0cResumeBudget\x12\x1c.quota.v1.ChangeStateRequest\x1a\x18.quota.v1.BudgetResponse\x12\x45\n\x0b\x43loseBudget\x12\x1c.quota.v1.ChangeStateRequest\x1a\x18.quota.v1.BudgetResponse\x12\x41\n\tGetBudget\x12\x1a.quota.v1.GetBudgetRequest\x1a\x18.quota.v1.BudgetResponse\x12J\n\x0bListBudgets\x12\x1c.quota.v1.ListBudgetsRequest\x1a\x1d.quota.v1.ListBudgetsResponse\x12\x38\n\x05\x41udit\x12\x16.quota.v1.AuditRequest\x1a\x17.quota.v1.AuditResponse\x12;\n\x06Settle\x12\x17.quota.v1.SettleRequest\x1a\x18.quota.v1.SettleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14quota/v1/admin.proto\x12\x08quota.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15quota/v1/common.proto\"\xed\x01\n\x0bSlicePolicy\x12$\n\x08strategy\x18\x01 \x01(\x0e\x32\x12.quota.v1.Strategy\x12\x13\n\x0bsub_buckets\x18\x02 \x01(\r\x12\x11\n\tmin_slice\x18\x03 \x01(\x03\x12\x11\n\tmax_slice\x18\x04 \x01(\x03\x12\x19\n\x11refill_horizon_ms\x18\x05 \x01(\x03\x12\x19\n\x11low_watermark_pct\x18\x06 \x01(\r\x12\x1a\n\x12scarcity_threshold\x18\x07 \x01(\x03\x12\x19\n\x11\x63\x65ntral_threshold\x18\x08 \x01(\x03\x12\x10\n\x08lease_ms\x18\t \x01(\x03\"\xbf\x03\n\x06\x42udget\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x03\x12$\n\x05state\x18\x04 \x01(\x0e\x32\x15.quota.v1.BudgetState\x12.\n\nvalid_from\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06policy\x18\x07 \x01(\x0b\x32\x15.quota.v1.SlicePolicy\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x04mode\x18\t \x01(\x0e\x32\x0e.quota.v1.Mode\x12\x0c\n\x04main\x18\n \x01(\x03\x12\x0c\n\x04held\x18\x0b \x01(\x03\x12\x11\n\tin_flight\x18\x0c \x01(\x03\x12\x10\n\x08reserved\x18\r \x01(\x03\x12\x10\n\x08in_doubt\x18\x0e \x01(\x03\x12\x10\n\x08\x63onsumed\x18\x0f \x01(\x03\x12\x11\n\tavailable\x18\x10 \x01(\x03\x12\x11\n\tunsettled\x18\x11 \x03(\t\"\xec\x01\n\x13\x43reateBudgetRequest\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x03\x12.\n\nvalid_from\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06policy\x18\x06 \x01(\x0b\x32\x15.quota.v1.SlicePolicy\x12\r\n\x05\x61\x63tor\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\"d\n\x0cTopUpRequest\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"F\n\x12\x43hangeStateRequest\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"%\n\x10GetBudgetRequest\x12\x11\n\tbudget_id\x18\x01 \x01(\t\"g\n\x0e\x42udgetResponse\x12\"\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x14.quota.v1.ResultCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12 \n\x06\x62udget\x18\x03 \x01(\x0b\x32\x10.quota.v1.Budget\"a\n\x12ListBudgetsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.quota.v1.BudgetState\"Q\n\x13ListBudgetsResponse\x12!\n\x07\x62udgets\x18\x01 \x03(\x0b\x32\x10.quota.v1.Budget\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0c\x41uditRequest\x12\x11\n\tbudget_id\x18\x01 \x01(\t\"\x88\x01\n\x0bHolderAudit\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12\x10\n\x08observed\x18\x02 \x01(\x03\x12\x10\n\x08ledgered\x18\x03 \x01(\x03\x12\x0f\n\x07\x62\x61lance\x18\x04 \x01(\x03\x12\x10\n\x08\x63onsumed\x18\x05 \x01(\x03\x12\x10\n\x08reserved\x18\x06 \x01(\x03\x12\x10\n\x08in_doubt\x18\x07 \x01(\x03\"\xf5\x01\n\x0b\x42udgetAudit\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04main\x18\x03 \x01(\x03\x12\x0c\n\x04held\x18\x04 \x01(\x03\x12\x11\n\tin_flight\x18\x05 \x01(\x03\x12\x10\n\x08reserved\x18\x06 \x01(\x03\x12\x10\n\x08in_doubt\x18\x07 \x01(\x03\x12\x10\n\x08\x63onsumed\x18\x08 \x01(\x03\x12\x10\n\x08\x62\x61lanced\x18\t \x01(\x08\x12&\n\x07holders\x18\n \x03(\x0b\x32\x15.quota.v1.HolderAudit\x12\x12\n\nmismatches\x18\x0b \x03(\t\x12\x11\n\tunsettled\x18\x0c \x03(\t\"I\n\rAuditResponse\x12&\n\x07\x62udgets\x18\x01 \x03(\x0b\x32\x15.quota.v1.BudgetAudit\x12\x10\n\x08\x62\x61lanced\x18\x02 \x01(\x08\"c\n\rSettleRequest\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x10\n\x08\x63onsumed\x18\x03 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\xa5\x01\n\x0eSettleResponse\x12\"\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x14.quota.v1.ResultCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tbudget_id\x18\x03 \x01(\t\x12\x0e\n\x06holder\x18\x04 \x01(\t\x12\x0f\n\x07settled\x18\x05 \x01(\x03\x12\x10\n\x08\x63onsumed\x18\x06 \x01(\x03\x12\x18\n\x10returned_to_main\x18\x07 \x01(\x03\x32\xe7\x04\n\x05\x41\x64min\x12G\n\x0c\x43reateBudget\x12\x1d.quota.v1.CreateBudgetRequest\x1a\x18.quota.v1.BudgetResponse\x12\x39\n\x05TopUp\x12\x16.quota.v1.TopUpRequest\x1a\x18.quota.v1.BudgetResponse\x12\x45\n\x0bPauseBudget\x12\x1c.quota.v1.ChangeStateRequest\x1a\x18.quota.v1.BudgetResponse\x12\x46\n\x0cResumeBudget\x12\x1c.quota.v1.ChangeStateRequest\x1a\x18.quota.v1.BudgetResponse\x12\x45\n\x0b\x43loseBudget\x12\x1c.quota.v1.ChangeStateRequest\x1a\x18.quota.v1.BudgetResponse\x12\x41\n\tGetBudget\x12\x1a.quota.v1.GetBudgetRequest\x1a\x18.quota.v1.BudgetResponse\x12J\n\x0bListBudgets\x12\x1c.quota.v1.ListBudgetsRequest\x1a\x1d.quota.v1.ListBudgetsResponse\x12\x38\n\x05\x41udit\x12\x16.quota.v1.AuditRequest\x1a\x17.quota.v1.AuditResponse\x12;\n\x06Settle\x12\x17.quota.v1.SettleRequest\x1a\x18.quota.v1.SettleResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,33 +36,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SLICEPOLICY']._serialized_start=91
   _globals['_SLICEPOLICY']._serialized_end=328
   _globals['_BUDGET']._serialized_start=331
-  _globals['_BUDGET']._serialized_end=759
-  _globals['_CREATEBUDGETREQUEST']._serialized_start=762
-  _globals['_CREATEBUDGETREQUEST']._serialized_end=998
-  _globals['_TOPUPREQUEST']._serialized_start=1000
-  _globals['_TOPUPREQUEST']._serialized_end=1100
-  _globals['_CHANGESTATEREQUEST']._serialized_start=1102
-  _globals['_CHANGESTATEREQUEST']._serialized_end=1172
-  _globals['_GETBUDGETREQUEST']._serialized_start=1174
-  _globals['_GETBUDGETREQUEST']._serialized_end=1211
-  _globals['_BUDGETRESPONSE']._serialized_start=1213
-  _globals['_BUDGETRESPONSE']._serialized_end=1316
-  _globals['_LISTBUDGETSREQUEST']._serialized_start=1318
-  _globals['_LISTBUDGETSREQUEST']._serialized_end=1415
-  _globals['_LISTBUDGETSRESPONSE']._serialized_start=1417
-  _globals['_LISTBUDGETSRESPONSE']._serialized_end=1498
-  _globals['_AUDITREQUEST']._serialized_start=1500
-  _globals['_AUDITREQUEST']._serialized_end=1533
-  _globals['_HOLDERAUDIT']._serialized_start=1536
-  _globals['_HOLDERAUDIT']._serialized_end=1672
-  _globals['_BUDGETAUDIT']._serialized_start=1675
-  _globals['_BUDGETAUDIT']._serialized_end=1901
-  _globals['_AUDITRESPONSE']._serialized_start=1903
-  _globals['_AUDITRESPONSE']._serialized_end=1976
-  _globals['_SETTLEREQUEST']._serialized_start=1978
-  _globals['_SETTLEREQUEST']._serialized_end=2077
-  _globals['_SETTLERESPONSE']._serialized_start=2080
-  _globals['_SETTLERESPONSE']._serialized_end=2245
-  _globals['_ADMIN']._serialized_start=2248
-  _globals['_ADMIN']._serialized_end=2863
+  _globals['_BUDGET']._serialized_end=778
+  _globals['_CREATEBUDGETREQUEST']._serialized_start=781
+  _globals['_CREATEBUDGETREQUEST']._serialized_end=1017
+  _globals['_TOPUPREQUEST']._serialized_start=1019
+  _globals['_TOPUPREQUEST']._serialized_end=1119
+  _globals['_CHANGESTATEREQUEST']._serialized_start=1121
+  _globals['_CHANGESTATEREQUEST']._serialized_end=1191
+  _globals['_GETBUDGETREQUEST']._serialized_start=1193
+  _globals['_GETBUDGETREQUEST']._serialized_end=1230
+  _globals['_BUDGETRESPONSE']._serialized_start=1232
+  _globals['_BUDGETRESPONSE']._serialized_end=1335
+  _globals['_LISTBUDGETSREQUEST']._serialized_start=1337
+  _globals['_LISTBUDGETSREQUEST']._serialized_end=1434
+  _globals['_LISTBUDGETSRESPONSE']._serialized_start=1436
+  _globals['_LISTBUDGETSRESPONSE']._serialized_end=1517
+  _globals['_AUDITREQUEST']._serialized_start=1519
+  _globals['_AUDITREQUEST']._serialized_end=1552
+  _globals['_HOLDERAUDIT']._serialized_start=1555
+  _globals['_HOLDERAUDIT']._serialized_end=1691
+  _globals['_BUDGETAUDIT']._serialized_start=1694
+  _globals['_BUDGETAUDIT']._serialized_end=1939
+  _globals['_AUDITRESPONSE']._serialized_start=1941
+  _globals['_AUDITRESPONSE']._serialized_end=2014
+  _globals['_SETTLEREQUEST']._serialized_start=2016
+  _globals['_SETTLEREQUEST']._serialized_end=2115
+  _globals['_SETTLERESPONSE']._serialized_start=2118
+  _globals['_SETTLERESPONSE']._serialized_end=2283
+  _globals['_ADMIN']._serialized_start=2286
+  _globals['_ADMIN']._serialized_end=2901
 # @@protoc_insertion_point(module_scope)

@@ -33,7 +33,7 @@ class SlicePolicy(_message.Message):
     def __init__(self, strategy: _Optional[_Union[_common_pb2.Strategy, str]] = ..., sub_buckets: _Optional[int] = ..., min_slice: _Optional[int] = ..., max_slice: _Optional[int] = ..., refill_horizon_ms: _Optional[int] = ..., low_watermark_pct: _Optional[int] = ..., scarcity_threshold: _Optional[int] = ..., central_threshold: _Optional[int] = ..., lease_ms: _Optional[int] = ...) -> None: ...
 
 class Budget(_message.Message):
-    __slots__ = ("budget_id", "unit", "total", "state", "valid_from", "valid_until", "policy", "created_at", "mode", "main", "held", "in_flight", "reserved", "in_doubt", "consumed", "available")
+    __slots__ = ("budget_id", "unit", "total", "state", "valid_from", "valid_until", "policy", "created_at", "mode", "main", "held", "in_flight", "reserved", "in_doubt", "consumed", "available", "unsettled")
     BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class Budget(_message.Message):
     IN_DOUBT_FIELD_NUMBER: _ClassVar[int]
     CONSUMED_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    UNSETTLED_FIELD_NUMBER: _ClassVar[int]
     budget_id: str
     unit: str
     total: int
@@ -66,7 +67,8 @@ class Budget(_message.Message):
     in_doubt: int
     consumed: int
     available: int
-    def __init__(self, budget_id: _Optional[str] = ..., unit: _Optional[str] = ..., total: _Optional[int] = ..., state: _Optional[_Union[_common_pb2.BudgetState, str]] = ..., valid_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., valid_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., policy: _Optional[_Union[SlicePolicy, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mode: _Optional[_Union[_common_pb2.Mode, str]] = ..., main: _Optional[int] = ..., held: _Optional[int] = ..., in_flight: _Optional[int] = ..., reserved: _Optional[int] = ..., in_doubt: _Optional[int] = ..., consumed: _Optional[int] = ..., available: _Optional[int] = ...) -> None: ...
+    unsettled: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, budget_id: _Optional[str] = ..., unit: _Optional[str] = ..., total: _Optional[int] = ..., state: _Optional[_Union[_common_pb2.BudgetState, str]] = ..., valid_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., valid_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., policy: _Optional[_Union[SlicePolicy, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mode: _Optional[_Union[_common_pb2.Mode, str]] = ..., main: _Optional[int] = ..., held: _Optional[int] = ..., in_flight: _Optional[int] = ..., reserved: _Optional[int] = ..., in_doubt: _Optional[int] = ..., consumed: _Optional[int] = ..., available: _Optional[int] = ..., unsettled: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateBudgetRequest(_message.Message):
     __slots__ = ("budget_id", "unit", "total", "valid_from", "valid_until", "policy", "actor", "reason")
@@ -171,7 +173,7 @@ class HolderAudit(_message.Message):
     def __init__(self, holder: _Optional[str] = ..., observed: _Optional[int] = ..., ledgered: _Optional[int] = ..., balance: _Optional[int] = ..., consumed: _Optional[int] = ..., reserved: _Optional[int] = ..., in_doubt: _Optional[int] = ...) -> None: ...
 
 class BudgetAudit(_message.Message):
-    __slots__ = ("budget_id", "total", "main", "held", "in_flight", "reserved", "in_doubt", "consumed", "balanced", "holders", "mismatches")
+    __slots__ = ("budget_id", "total", "main", "held", "in_flight", "reserved", "in_doubt", "consumed", "balanced", "holders", "mismatches", "unsettled")
     BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     MAIN_FIELD_NUMBER: _ClassVar[int]
@@ -183,6 +185,7 @@ class BudgetAudit(_message.Message):
     BALANCED_FIELD_NUMBER: _ClassVar[int]
     HOLDERS_FIELD_NUMBER: _ClassVar[int]
     MISMATCHES_FIELD_NUMBER: _ClassVar[int]
+    UNSETTLED_FIELD_NUMBER: _ClassVar[int]
     budget_id: str
     total: int
     main: int
@@ -194,7 +197,8 @@ class BudgetAudit(_message.Message):
     balanced: bool
     holders: _containers.RepeatedCompositeFieldContainer[HolderAudit]
     mismatches: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, budget_id: _Optional[str] = ..., total: _Optional[int] = ..., main: _Optional[int] = ..., held: _Optional[int] = ..., in_flight: _Optional[int] = ..., reserved: _Optional[int] = ..., in_doubt: _Optional[int] = ..., consumed: _Optional[int] = ..., balanced: _Optional[bool] = ..., holders: _Optional[_Iterable[_Union[HolderAudit, _Mapping]]] = ..., mismatches: _Optional[_Iterable[str]] = ...) -> None: ...
+    unsettled: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, budget_id: _Optional[str] = ..., total: _Optional[int] = ..., main: _Optional[int] = ..., held: _Optional[int] = ..., in_flight: _Optional[int] = ..., reserved: _Optional[int] = ..., in_doubt: _Optional[int] = ..., consumed: _Optional[int] = ..., balanced: _Optional[bool] = ..., holders: _Optional[_Iterable[_Union[HolderAudit, _Mapping]]] = ..., mismatches: _Optional[_Iterable[str]] = ..., unsettled: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AuditResponse(_message.Message):
     __slots__ = ("budgets", "balanced")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import grpc
 import pytest
 from redis.asyncio import Redis
 
@@ -13,7 +14,7 @@ from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.models import LedgerEntry, RecordOutcome
 from quota_center.ledger.store import LedgerStore
 from quota_center.transfers.protocol import new_transfer_id, now_ms
-from tests.helpers.calls import assert_balanced, create, get
+from tests.helpers.calls import INSUFFICIENT, OK, assert_balanced, create, deduct, get
 from tests.helpers.center import CenterThread, Client
 
 STEPS = ("take", "ledger", "credit", "clear")
@@ -118,3 +119,23 @@ async def test_a_late_ledger_write_loses_to_the_sweepers_abort(
     assert (await buckets.restore(budget_id, MAIN, tid)).status == "GONE"  # already put back, not twice
     assert (await _balances(buckets, budget_id))[MAIN] == 1_000
     await assert_balanced(client, budget_id)
+
+
+async def test_units_in_flight_are_not_refused_as_insufficient(
+    center: CenterThread, client: Client, stores: tuple[BucketStore, LedgerStore], budget_id: str
+) -> None:
+    """A center died in the middle of a transfer (taken from main, never ledgered): until the
+    sweeper gives the units back, a request they would cover is told to retry (UNAVAILABLE),
+    not refused as if the budget were spent."""
+    buckets, ledger = stores
+    await create(client, budget_id, 1_000, sub_buckets=2)
+    await _drive(buckets, ledger, budget_id, MAIN, sub_holder(0), 800, 1)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await deduct(client, budget_id, f"{budget_id}-big", 900)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "800 units are moving between holders" in (info.value.details() or "")
+    # More than even the moving units could cover is refused honestly.
+    assert (await deduct(client, budget_id, f"{budget_id}-huge", 1_001)).code == INSUFFICIENT
+    assert _sweep(center, budget_id) == {"aborted": 1, "completed": 0}
+    done = await deduct(client, budget_id, f"{budget_id}-big", 900)
+    assert (done.code, done.amount) == (OK, 900)
