@@ -205,15 +205,21 @@ def audit(ctx: Context, args: argparse.Namespace) -> Outcome:
 
 
 def settle(ctx: Context, args: argparse.Namespace) -> Outcome:
+    if args.consumed is None and not args.show:
+        raise CtlError(
+            "give --consumed N, or --show to see what is known and the bounds on N", ExitCode.USAGE
+        )
     request = admin_pb2.SettleRequest(
         budget_id=args.budget_id,
         holder=args.holder,
-        consumed=args.consumed,
+        consumed=args.consumed or 0,
         actor=ctx.actor,
         reason=args.reason,
+        dry_run=args.show,
     )
     response = _invoke(ctx, ctx.admin.Settle, request)
-    return _outcome(response, render.settle_text(response), for_result(response.code))
+    text = render.known_text(response) if args.show else render.settle_text(response)
+    return _outcome(response, text, for_result(response.code))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -255,12 +255,18 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         type=_arg(lambda text: parse.parse_name(text, what="holder")),
         help='holder, e.g. "sub:3" or "agent:eu-1"',
     )
-    p.add_argument(
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
         "--consumed",
         type=_arg(lambda text: parse.parse_non_negative(text, what="consumed")),
-        required=True,
         metavar="N",
         help="how much of the in-doubt amount the holder really consumed",
+    )
+    how.add_argument(
+        "--show",
+        action="store_true",
+        help="change nothing: show what the ledger and the spend log know about the holder, and the"
+        " bounds on N",
     )
     reason_arg(p)
 

@@ -310,6 +310,29 @@ def settle_text(response: admin_pb2.SettleResponse) -> str:
     )
 
 
+def known_text(response: admin_pb2.SettleResponse) -> str:
+    """What a dry-run settle found out, and the bounds on --consumed."""
+    log = (
+        "complete"
+        if response.log_complete
+        else f"incomplete (waiting for {', '.join(response.waiting_for)})"
+        if response.waiting_for
+        else "not used"
+    )
+    return format_fields(
+        [
+            ("budget", response.budget_id),
+            ("holder", response.holder),
+            ("in doubt", response.in_doubt),
+            ("booked", response.booked),
+            ("spend log shows", response.logged),
+            ("spend log", log),
+            ("--consumed", f"between {response.at_least} and {response.at_most}"),
+            ("note", response.note),
+        ]
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Quota
 

@@ -10,7 +10,7 @@ from quota_center.budgets.admin import Admin, Change
 from quota_center.budgets.audit import Auditor
 from quota_center.errors import Unavailable
 from quota_center.ledger.errors import BudgetClosed, LedgerConflict
-from quota_center.recovery.settlement import Settled, Settlement
+from quota_center.recovery.settlement import Known, Settled, Settlement
 from quota_rules.guard import current_caller
 from quota_rules.limits import InvalidInput, check_budget_id
 from quota_rules.results import result_code
@@ -24,6 +24,23 @@ def _actor(claimed: str) -> str:
     for a caller with no identity (plaintext, local development)."""
     caller = current_caller()
     return caller.name if caller.name else claimed
+
+
+def _known(request: apb.SettleRequest, k: Known) -> apb.SettleResponse:
+    return apb.SettleResponse(
+        code=result_code("OK"),
+        message="dry run: nothing changed",
+        budget_id=request.budget_id,
+        holder=request.holder,
+        in_doubt=k.in_doubt,
+        booked=k.booked,
+        logged=k.logged,
+        log_complete=k.log_complete,
+        waiting_for=list(k.waiting_for),
+        at_least=k.at_least,
+        at_most=k.at_most,
+        note=k.note,
+    )
 
 
 def _response(change: Change) -> apb.BudgetResponse:
@@ -104,6 +121,8 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     async def Settle(self, request: apb.SettleRequest, context: Context) -> apb.SettleResponse:
         if self.settlement is None:
             raise Unavailable("settlement is not configured on this center")
+        if request.dry_run:
+            return _known(request, await self.settlement.known(request.budget_id, request.holder))
         try:
             done = await self.settlement.settle_by_hand(
                 request.budget_id, request.holder, request.consumed, _actor(request.actor), request.reason

@@ -20,7 +20,7 @@ from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.errors import BucketLost, Unavailable
 from quota_center.holders import MAIN, SUB_PREFIX, sub_holder
 from quota_center.ledger.models import RecordOutcome
-from quota_center.ledger.spend_log import DoubtRow, InstanceRow
+from quota_center.ledger.spend_log import DoubtRow, HolderNotFound, InstanceRow
 from quota_center.ledger.store import LedgerStore
 from quota_center.loop_failures import LoopFailures
 from quota_center.metrics import IN_DOUBT_SETTLED
@@ -87,6 +87,30 @@ class Settled:
     consumed: int
     returned: int
     message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the ledger, the spend log and the agents' reports know about an in-doubt holder."""
+
+    in_doubt: int
+    booked: int
+    logged: int = 0
+    log_complete: bool = False
+    waiting_for: tuple[str, ...] = ()
+    at_least: int = 0
+    at_most: int = 0
+    note: str = ""
+
+
+def bounds(*, in_doubt: int, booked: int, logged: int, complete: bool) -> tuple[int, int]:
+    """What the holder consumed of what is still in doubt, at least and at most (pure).
+
+    Every logged deduction was consumed: at least what the log shows beyond what is booked;
+    never more than is in doubt. A complete log is the exact answer.
+    """
+    least = min(max(logged - booked, 0), max(in_doubt, 0))
+    return (least, least) if complete else (least, max(in_doubt, 0))
 
 
 # -- the service -----------------------------------------------------------------------------
@@ -271,6 +295,36 @@ class Settlement:
         return True
 
     # -- settlement by hand ------------------------------------------------------------------
+
+    async def known(self, budget_id: str, holder: str) -> Known:
+        """What is known about an in-doubt holder, for an operator about to settle it by hand."""
+        check_budget_id(budget_id)
+        meta = await self.registry.get(budget_id)
+        rows = {r.holder: r for r in await self.ledger.doubt_holders(budget_id)}
+        row = rows.get(holder)
+        if row is None:
+            raise HolderNotFound(
+                budget_id, holder, sorted(h for h, r in rows.items() if r.released is None and r.balance)
+            )
+        if not row.sub.startswith(SUB_PREFIX):
+            return Known(
+                row.balance,
+                row.booked,
+                at_least=0,
+                at_most=max(row.balance, 0),
+                note="an agent's holding: its next report settles it (docs/agents.md); settle by hand only"
+                " for an agent that is gone for good, with what its journal says it spent",
+            )
+        logged = await self.ledger.logged_consumption(budget_id, row.gen, row.sub)
+        waiting = await self.waiting_for(meta, row.gen)
+        least, most = bounds(in_doubt=row.balance, booked=row.booked, logged=logged, complete=not waiting)
+        note = (
+            "the spend log is complete: the settlement books it automatically"
+            if not waiting
+            else "the settlement books it once the log is complete; a center that died before writing"
+            " its log leaves it to you"
+        )
+        return Known(row.balance, row.booked, logged, not waiting, tuple(waiting), least, most, note)
 
     async def settle_by_hand(
         self, budget_id: str, holder: str, consumed: int, actor: str, reason: str

@@ -323,10 +323,46 @@ def test_settle(fake_center: FakeCenter, ctl: Run) -> None:
         "settled": 30,
         "consumed": 0,
         "returned_to_main": 30,
+        "in_doubt": 0,
+        "booked": 0,
+        "logged": 0,
+        "log_complete": False,
+        "waiting_for": [],
+        "at_least": 0,
+        "at_most": 0,
+        "note": "",
     }
     assert only_call(fake_center, "Settle") == admin_pb2.SettleRequest(
         budget_id="b1", holder="sub:3", consumed=0, actor="ops", reason="crash"
     )
+
+
+def test_settle_show_asks_for_a_dry_run_and_prints_the_bounds(fake_center: FakeCenter, ctl: Run) -> None:
+    fake_center.reply(
+        "Settle",
+        admin_pb2.SettleResponse(
+            code=OK,
+            budget_id="b1",
+            holder="doubt:sub:3@1",
+            in_doubt=70,
+            booked=30,
+            logged=30,
+            waiting_for=["center ghost"],
+            at_least=0,
+            at_most=70,
+        ),
+    )
+    code, out, _ = ctl("settle", "b1", "doubt:sub:3@1", "--show")
+    assert code == 0
+    assert "between 0 and 70" in out
+    assert "incomplete (waiting for center ghost)" in out
+    assert only_call(fake_center, "Settle").dry_run
+
+
+def test_settle_needs_consumed_or_show(fake_center: FakeCenter, ctl: Run) -> None:
+    code, _, err = ctl("settle", "b1", "sub:3")
+    assert code == 2
+    assert "--consumed N, or --show" in err
 
 
 # Quota ----------------------------------------------------------------------------------------

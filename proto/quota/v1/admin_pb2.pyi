@@ -209,21 +209,23 @@ class AuditResponse(_message.Message):
     def __init__(self, budgets: _Optional[_Iterable[_Union[BudgetAudit, _Mapping]]] = ..., balanced: _Optional[bool] = ...) -> None: ...
 
 class SettleRequest(_message.Message):
-    __slots__ = ("budget_id", "holder", "consumed", "actor", "reason")
+    __slots__ = ("budget_id", "holder", "consumed", "actor", "reason", "dry_run")
     BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
     HOLDER_FIELD_NUMBER: _ClassVar[int]
     CONSUMED_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     budget_id: str
     holder: str
     consumed: int
     actor: str
     reason: str
-    def __init__(self, budget_id: _Optional[str] = ..., holder: _Optional[str] = ..., consumed: _Optional[int] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    dry_run: bool
+    def __init__(self, budget_id: _Optional[str] = ..., holder: _Optional[str] = ..., consumed: _Optional[int] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class SettleResponse(_message.Message):
-    __slots__ = ("code", "message", "budget_id", "holder", "settled", "consumed", "returned_to_main")
+    __slots__ = ("code", "message", "budget_id", "holder", "settled", "consumed", "returned_to_main", "in_doubt", "booked", "logged", "log_complete", "waiting_for", "at_least", "at_most", "note")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
@@ -231,6 +233,14 @@ class SettleResponse(_message.Message):
     SETTLED_FIELD_NUMBER: _ClassVar[int]
     CONSUMED_FIELD_NUMBER: _ClassVar[int]
     RETURNED_TO_MAIN_FIELD_NUMBER: _ClassVar[int]
+    IN_DOUBT_FIELD_NUMBER: _ClassVar[int]
+    BOOKED_FIELD_NUMBER: _ClassVar[int]
+    LOGGED_FIELD_NUMBER: _ClassVar[int]
+    LOG_COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
+    AT_LEAST_FIELD_NUMBER: _ClassVar[int]
+    AT_MOST_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
     code: _common_pb2.ResultCode
     message: str
     budget_id: str
@@ -238,4 +248,12 @@ class SettleResponse(_message.Message):
     settled: int
     consumed: int
     returned_to_main: int
-    def __init__(self, code: _Optional[_Union[_common_pb2.ResultCode, str]] = ..., message: _Optional[str] = ..., budget_id: _Optional[str] = ..., holder: _Optional[str] = ..., settled: _Optional[int] = ..., consumed: _Optional[int] = ..., returned_to_main: _Optional[int] = ...) -> None: ...
+    in_doubt: int
+    booked: int
+    logged: int
+    log_complete: bool
+    waiting_for: _containers.RepeatedScalarFieldContainer[str]
+    at_least: int
+    at_most: int
+    note: str
+    def __init__(self, code: _Optional[_Union[_common_pb2.ResultCode, str]] = ..., message: _Optional[str] = ..., budget_id: _Optional[str] = ..., holder: _Optional[str] = ..., settled: _Optional[int] = ..., consumed: _Optional[int] = ..., returned_to_main: _Optional[int] = ..., in_doubt: _Optional[int] = ..., booked: _Optional[int] = ..., logged: _Optional[int] = ..., log_complete: _Optional[bool] = ..., waiting_for: _Optional[_Iterable[str]] = ..., at_least: _Optional[int] = ..., at_most: _Optional[int] = ..., note: _Optional[str] = ...) -> None: ...

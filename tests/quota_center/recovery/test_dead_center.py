@@ -84,6 +84,15 @@ async def test_a_dead_center_keeps_the_rest_in_doubt_until_settled_by_hand(
         name: h.balance for name, h in holders.items()
     }
 
+    # Before settling, the operator asks what is known (a dry run changes nothing).
+    for name, h in holders.items():
+        known = await client.admin.Settle(apb.SettleRequest(budget_id=budget_id, holder=name, dry_run=True))
+        assert (known.in_doubt, known.booked, known.logged) == (h.balance, h.booked, h.booked), known
+        assert not known.log_complete
+        assert "center ghost" in known.waiting_for
+        assert (known.at_least, known.at_most) == (0, h.balance)
+    assert {h.holder: h for h in doubt_holders(quick_center, budget_id)} == holders
+
     # The operator knows better: the ghost consumed 3 of what sub-bucket 0 held, nothing of 1's.
     first, second = sorted(holders)
     s = await settle_by_hand(client, budget_id, first, 3)

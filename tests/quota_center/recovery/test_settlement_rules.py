@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from quota_center.ledger.spend_log import DoubtRow, InstanceRow
-from quota_center.recovery.settlement import Step, blocking, plan
+from quota_center.recovery.settlement import Step, blocking, bounds, plan
 
 
 @pytest.mark.parametrize(
@@ -89,3 +89,19 @@ def test_blocking(row: InstanceRow, blocks: bool) -> None:
 def test_doubt_holder_names_say_whose_and_when() -> None:
     row = DoubtRow("doubt:sub:12@7", 5, 0, None, None)
     assert (row.sub, row.gen) == ("sub:12", 7)
+
+
+@pytest.mark.parametrize(
+    ("in_doubt", "booked", "logged", "complete", "expected"),
+    [
+        (100, 0, 30, False, (30, 100)),  # what the log shows was consumed; the rest may have been
+        (100, 0, 30, True, (30, 30)),  # a complete log is the answer
+        (70, 30, 30, False, (0, 70)),  # booked already: nothing more is known to be consumed
+        (70, 30, 200, False, (70, 70)),  # never more than is in doubt
+        (0, 0, 0, True, (0, 0)),
+    ],
+)
+def test_bounds_on_what_a_holder_consumed(
+    in_doubt: int, booked: int, logged: int, complete: bool, expected: tuple[int, int]
+) -> None:
+    assert bounds(in_doubt=in_doubt, booked=booked, logged=logged, complete=complete) == expected
