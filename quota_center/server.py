@@ -181,7 +181,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         max_unread=settings.agent_session_max_unread,
     )
     replenisher = Replenisher(buckets, transfers, ledger, locks, demand=demand, reclaim=sessions.reclaim)
-    spending = Spending(registry, buckets, replenisher, recovery, spend_log, recall)
+    spending = Spending(registry, buckets, replenisher, recovery, spend_log, recall, vouch=sessions.lookup)
     sweeper = Sweeper(
         registry, buckets, transfers, recovery, admin, settings.transfer_stale_ms, settlement=settlement
     )

@@ -23,6 +23,7 @@ from quota.v1 import common_pb2 as pb
 from quota.v1 import quota_pb2_grpc
 from quota_rules.decoding import Malformed, failure_status
 from quota_rules.limits import InvalidInput, check_batch_size, check_budget_id
+from quota_rules.retries import is_retry
 from region_agent.convert import MODE_PB, STATE_PB, answer_of, code_name, code_value, wire_code
 from region_agent.core.agent import Agent
 from region_agent.core.records import Answer
@@ -163,7 +164,12 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
                 raise InvalidInput(f"malformed Deduct request: {request.error}")
             budget_id, request_id, amount = request.budget_id, request.request_id, request.amount
             decided = self.agent.deduct(
-                budget_id, request_id, amount, self.clock(), wait=self.wait is not None
+                budget_id,
+                request_id,
+                amount,
+                self.clock(),
+                wait=self.wait is not None,
+                retry=is_retry(context.invocation_metadata()),
             )
             if isinstance(decided, Answer):
                 response = self._served("Deduct", budget_id, request_id, decided)
@@ -194,8 +200,9 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
             if isinstance(again, Answer):
                 return self._served("Deduct", budget_id, request_id, again)
             decided = again
+        retry = decided.reason == "retry"
         response = await self._forward(
-            "Deduct", decided, budget_id, amount, lambda: self.center.deduct(request)
+            "Deduct", decided, budget_id, amount, lambda: self.center.deduct(request, retry=retry)
         )
         self.agent.remember(request_id, answer_of(response))
         return response

@@ -16,6 +16,7 @@ import grpc
 
 from quota.v1 import common_pb2 as pb
 from quota.v1 import quota_pb2_grpc
+from quota_rules.retries import RETRY_METADATA
 
 T = TypeVar("T")
 
@@ -41,8 +42,9 @@ class CenterClient:
         self.timeout = deadline_ms / 1000
         self.stub = quota_pb2_grpc.QuotaStub(channel)
 
-    async def deduct(self, request: pb.DeductRequest) -> pb.DeductResponse:
-        return await self._call(self.stub.Deduct, request)
+    async def deduct(self, request: pb.DeductRequest, *, retry: bool = False) -> pb.DeductResponse:
+        """Forward a deduction; ``retry``: marked as one, so the center asks who served it."""
+        return await self._call(self.stub.Deduct, request, RETRY_METADATA if retry else None)
 
     async def deduct_batch(self, request: pb.DeductBatchRequest) -> pb.DeductBatchResponse:
         return await self._call(self.stub.DeductBatch, request)
@@ -62,9 +64,14 @@ class CenterClient:
     async def balance(self, request: pb.GetBalanceRequest) -> pb.GetBalanceResponse:
         return await self._call(self.stub.GetBalance, request)
 
-    async def _call(self, method: Callable[..., Awaitable[T]], request: object) -> T:
+    async def _call(
+        self,
+        method: Callable[..., Awaitable[T]],
+        request: object,
+        metadata: tuple[tuple[str, str], ...] | None = None,
+    ) -> T:
         try:
-            return await method(request, timeout=self.timeout)
+            return await method(request, timeout=self.timeout, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _UNREACHABLE:
                 raise CenterUnavailable(

@@ -30,7 +30,7 @@ import grpc
 from quota.v1 import session_pb2 as spb
 from quota.v1 import session_pb2_grpc
 from quota_rules.usage import usage_pb
-from region_agent.convert import code_name, holding_from_pb
+from region_agent.convert import code_name, code_value, holding_from_pb
 from region_agent.core.agent import Agent
 from region_agent.metrics import Metrics
 from region_agent.settings import Settings
@@ -312,11 +312,24 @@ class Session:
         elif kind == "holding":
             times = self._reports.get(message.holding.budget_id)
             self._adopt(message.holding, times.popleft() if times else None)
+        elif kind == "record_query":
+            self._answer_query(message.record_query)
         elif kind == "error":
             self.metrics.session_errors.inc()
             log.warning("the center reports a session error: %s", message.error.message)
         else:
             log.debug("ignoring a %s message from the center", kind)
+
+    def _answer_query(self, q: spb.RecordQuery) -> None:
+        """Say whether this agent served ``q.request_id`` from its slice, and what it answered."""
+        served = self.agent.served(q.request_id)
+        answer = spb.RecordAnswer(query_id=q.query_id, known=served is not None)
+        if served is not None:
+            answer.kind = served.kind
+            answer.budget_id = served.budget_id
+            answer.amount = served.answer.amount
+            answer.code = code_value(served.answer.code)
+        self._send(spb.AgentMessage(record_answer=answer))
 
     def _granted(self, g: spb.Grant) -> None:
         pending = self._slice_requests.pop(g.request_id, None)

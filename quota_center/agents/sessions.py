@@ -19,10 +19,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from quota.v1 import common_pb2 as pb
 from quota.v1 import session_pb2 as spb
 from quota_center.buckets.agents import AgentStore
 from quota_center.budgets.registry import BudgetMeta
+from quota_center.errors import Unavailable
 from quota_center.holders import agent_of
 from quota_center.metrics import AGENT_RECLAIMS, AGENT_SESSION_ENDS, AGENT_SESSIONS
 from quota_center.transfers.protocol import now_ms
@@ -30,12 +33,31 @@ from quota_center.transfers.protocol import now_ms
 log = logging.getLogger(__name__)
 
 
+# A retry is checked with agents whose lease ran out at most this long ago: one gone for longer
+# stopped serving before, and its records of what it served are beyond the center's reach.
+RETRY_LOOKBACK_MS = 60_000
+
 # Messages a session may have waiting for its stream before it is closed.
 MAX_UNREAD = 1024
 
 
+def _code_name(code: int) -> str:
+    return pb.ResultCode.Name(code).removeprefix("RESULT_CODE_")
+
+
 class AlreadyConnected(Exception):
     """A second session for an agent id whose first session is live."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServedElsewhere:
+    """An agent's record of a request it served from its slice (a RecordAnswer)."""
+
+    agent_id: str
+    kind: str
+    budget_id: str
+    amount: int
+    code: str
 
 
 @dataclass(eq=False)
@@ -44,6 +66,7 @@ class Session:
     max_unread: int = MAX_UNREAD
     outbox: asyncio.Queue[spb.CenterMessage | None] = field(default_factory=asyncio.Queue)
     orders: dict[str, asyncio.Future[int]] = field(default_factory=dict)
+    queries: dict[str, asyncio.Future[spb.RecordAnswer]] = field(default_factory=dict)
     last_seen: float = field(default_factory=time.monotonic)
     overflowed: bool = False
     replaced: bool = False
@@ -73,9 +96,10 @@ class Session:
             return
         self.closed = True
         self.outbox.put_nowait(None)
-        for order in self.orders.values():
-            if not order.done():
-                order.cancel()
+        waiting: list[asyncio.Future[Any]] = [*self.orders.values(), *self.queries.values()]
+        for future in waiting:
+            if not future.done():
+                future.cancel()
 
 
 class Sessions:
@@ -122,6 +146,60 @@ class Sessions:
         order = session.orders.pop(order_id, None)
         if order is not None and not order.done():
             order.set_result(released)
+
+    def record_answered(self, session: Session, answer: spb.RecordAnswer) -> None:
+        query = session.queries.pop(answer.query_id, None)
+        if query is not None and not query.done():
+            query.set_result(answer)
+
+    async def lookup(self, budget_id: str, request_id: str) -> ServedElsewhere | None:
+        """Which agent holding ``budget_id`` served ``request_id`` from its slice, if one did.
+
+        Every agent registered on the budget whose lease may still let it serve is asked over its
+        session, all at once, for at most the reclaim timeout. None: none of them did. Unavailable
+        when one that might have cannot be asked (not connected here, or silent): a retry is never
+        served a second time on a guess. An agent whose lease ran out before now cannot have served
+        since, and one gone longer than that is not asked (README, "Retrying": the limits).
+        """
+        now = now_ms()
+        waits: dict[str, asyncio.Future[spb.RecordAnswer]] = {}
+        unasked: list[str] = []
+        for agent_id in await self.store.agents(budget_id):
+            session = self._live.get(agent_id)
+            if session is None:
+                lease = int((await self.store.fields(budget_id, agent_id)).get("lease", "0") or 0)
+                if lease > now - RETRY_LOOKBACK_MS:
+                    unasked.append(agent_id)
+                continue
+            query_id = uuid.uuid4().hex
+            future: asyncio.Future[spb.RecordAnswer] = asyncio.get_running_loop().create_future()
+            session.queries[query_id] = future
+            waits[agent_id] = future
+            session.send(
+                spb.CenterMessage(
+                    record_query=spb.RecordQuery(
+                        query_id=query_id, budget_id=budget_id, request_id=request_id
+                    )
+                )
+            )
+        if waits:
+            done, _ = await asyncio.wait(waits.values(), timeout=self.reclaim_timeout_s)
+            for agent_id, future in waits.items():
+                if future not in done or future.cancelled():
+                    future.cancel()
+                    unasked.append(agent_id)
+                    continue
+                answer = future.result()
+                if answer.known:
+                    return ServedElsewhere(
+                        agent_id, answer.kind, answer.budget_id, answer.amount, _code_name(answer.code)
+                    )
+        if unasked:
+            raise Unavailable(
+                f"request {request_id} is a retry the center has not served; agent(s) {', '.join(sorted(unasked))}"
+                f" holding budget {budget_id} may have served it and cannot be asked now: retry later"
+            )
+        return None
 
     async def reclaim(self, meta: BudgetMeta, short: int) -> dict[str, int]:
         """Order every agent holding ``meta``'s budget to give back its unreserved balance.

@@ -13,6 +13,7 @@ from quota_center.spending.deductions import Answer, Spending, check_deduct
 from quota_center.spending.reservations import Reservations
 from quota_rules.limits import InvalidInput, check_batch_size
 from quota_rules.results import result_code
+from quota_rules.retries import is_retry
 
 
 def answer_by(context: Context) -> float | None:
@@ -32,7 +33,12 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
 
     @rpc("Deduct")
     async def Deduct(self, request: pb.DeductRequest, context: Context) -> pb.DeductResponse:
-        answer = await self.spending.deduct(request.budget_id, request.request_id, request.amount)
+        answer = await self.spending.deduct(
+            request.budget_id,
+            request.request_id,
+            request.amount,
+            retry=is_retry(context.invocation_metadata()),
+        )
         return _deduct_response(request, answer)
 
     @rpc("DeductBatch")

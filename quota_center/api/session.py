@@ -157,6 +157,8 @@ class AgentSessionServicer(session_pb2_grpc.AgentSessionServicer):
             self.sessions.answered(session, a.order_id, a.released)
             if view is not None:
                 session.send(spb.CenterMessage(holding=holding_pb(view)))
+        elif kind == "record_answer":
+            self.sessions.record_answered(session, message.record_answer)
         else:
             session.send(_error(f"unexpected message {kind!r} in a session"))
 

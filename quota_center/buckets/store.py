@@ -95,6 +95,10 @@ class BucketStore:
         )
         return None if previous is None else str(previous)
 
+    async def claimed(self, request_id: str) -> bool:
+        """Whether ``request_id`` is bound at the center (served or forwarded here, within retention)."""
+        return bool(await self.redis.exists(keys.claim_key(request_id)))
+
     async def bind(self, request_id: str, fingerprint: str) -> None:
         """Bind ``request_id`` to ``fingerprint`` whatever it is bound to now: after a Redis loss,
         to what the spend log says the id did before it."""

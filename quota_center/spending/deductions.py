@@ -18,7 +18,9 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
+from quota_center.agents.sessions import ServedElsewhere
 from quota_center.buckets.store import BucketStore, Outcome
 from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.errors import BucketLost, StaleGeneration, Unavailable
@@ -78,6 +80,7 @@ class Spending:
         recovery: Recovery,
         log: SpendLog | None = None,
         recall: Recall | None = None,
+        vouch: Vouch | None = None,
     ) -> None:
         self.registry = registry
         self.buckets = buckets
@@ -85,13 +88,22 @@ class Spending:
         self.recovery = recovery
         self.log: SpendLog = log or Unlogged()
         self.recall = recall
+        # Asks the agents holding a budget whether one served a request id from its slice.
+        self.vouch = vouch
 
-    async def deduct(self, budget_id: str, request_id: str, amount: int) -> Answer:
+    async def deduct(self, budget_id: str, request_id: str, amount: int, *, retry: bool = False) -> Answer:
+        """Deduct ``amount`` once per ``request_id``. A ``retry`` (quota_rules/retries.py) the
+        center has no claim of may have been served from an agent's slice: the agents holding
+        the budget are asked first (UNAVAILABLE when one that might have cannot be asked)."""
         check_deduct(budget_id, request_id, amount)
         meta = await self.registry.get(budget_id)
         refusal = self._window(meta)
         if refusal is not None:
             return refusal
+        if retry and self.vouch is not None and not await self.buckets.claimed(request_id):
+            served = await self.vouch(budget_id, request_id)
+            if served is not None:
+                return _vouched(served, budget_id, request_id, amount)
         recalled = 0  # the generation whose spend log was consulted (before claiming: see recall.py)
         claimed = False
         for _ in range(MAX_ATTEMPTS):
@@ -296,6 +308,22 @@ class Spending:
     def _refusal(status: str, budget_id: str, request_id: str, deduction_id: str = "") -> Answer:
         code, text = _REFUSALS[status]
         return Answer(code, 0, text.format(b=budget_id, r=request_id, d=deduction_id))
+
+
+class Vouch(Protocol):
+    async def __call__(self, budget_id: str, request_id: str) -> ServedElsewhere | None: ...
+
+
+def _vouched(served: ServedElsewhere, budget_id: str, request_id: str, amount: int) -> Answer:
+    """The answer to a retry an agent served first: the original one, as EXISTS, or CONFLICT."""
+    if (served.kind, served.budget_id, served.amount) == ("deduct", budget_id, amount) and served.code in (
+        "OK",
+        "EXISTS",
+    ):
+        return Answer(
+            "EXISTS", amount, f"{messages.APPLIED.format(r=request_id)} (by agent {served.agent_id})"
+        )
+    return _conflict(request_id)
 
 
 def _conflict(request_id: str) -> Answer:

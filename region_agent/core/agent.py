@@ -69,6 +69,7 @@ class Agent:
 
         self.deduct = self.spending.deduct
         self.deduct_many = self.spending.deduct_many
+        self.served = self.spending.served
         self.check_items = self.spending.check_items
         self.return_ = self.spending.return_
         self.remember = books.remember

@@ -41,7 +41,14 @@ class Spending:
         self._ok_answers: dict[int, Answer] = {}
 
     def deduct(
-        self, budget_id: str, request_id: str, amount: int, now: int, *, wait: bool = False
+        self,
+        budget_id: str,
+        request_id: str,
+        amount: int,
+        now: int,
+        *,
+        wait: bool = False,
+        retry: bool = False,
     ) -> Answer | Forward:
         """Serve a deduction from the slice, or say why the center must decide it.
 
@@ -58,6 +65,10 @@ class Spending:
         prior = self._records.get(request_id)
         if prior is not None:
             return answer_again(prior, request_id, fingerprint, messages.APPLIED)
+        if retry:
+            # A retry this agent never saw may have been served elsewhere: the center decides
+            # (quota_rules/retries.py).
+            return self._books.forward(request_id, fingerprint, Forward("retry", "a retry unknown here"), now)
         refusal = why_not_local(s, amount, now)
         if refusal is not None:
             if wait and refusal.reason in SLICE_HELPS:
@@ -75,6 +86,11 @@ class Spending:
         self._set(s, counters)
         self._records.put(request_id, record)
         return answer
+
+    def served(self, request_id: str) -> Served | None:
+        """What this agent served from its slice under ``request_id``, if it did."""
+        record = self._records.get(request_id)
+        return record if isinstance(record, Served) else None
 
     def check_items(self, items: Sequence[tuple[str, str, int]]) -> None:
         """Check every (budget, request id, amount) of a batch; InvalidInput names the first bad one."""

@@ -8,34 +8,64 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "slice_request", "heartbeat", "usage", "reclaim_answer")
+    __slots__ = ("hello", "slice_request", "heartbeat", "usage", "reclaim_answer", "record_answer")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     SLICE_REQUEST_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     RECLAIM_ANSWER_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ANSWER_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     slice_request: SliceRequest
     heartbeat: Heartbeat
     usage: Usage
     reclaim_answer: ReclaimAnswer
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., slice_request: _Optional[_Union[SliceRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., reclaim_answer: _Optional[_Union[ReclaimAnswer, _Mapping]] = ...) -> None: ...
+    record_answer: RecordAnswer
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., slice_request: _Optional[_Union[SliceRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., reclaim_answer: _Optional[_Union[ReclaimAnswer, _Mapping]] = ..., record_answer: _Optional[_Union[RecordAnswer, _Mapping]] = ...) -> None: ...
 
 class CenterMessage(_message.Message):
-    __slots__ = ("welcome", "grant", "lease", "reclaim", "error", "holding")
+    __slots__ = ("welcome", "grant", "lease", "reclaim", "error", "holding", "record_query")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     GRANT_FIELD_NUMBER: _ClassVar[int]
     LEASE_FIELD_NUMBER: _ClassVar[int]
     RECLAIM_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     HOLDING_FIELD_NUMBER: _ClassVar[int]
+    RECORD_QUERY_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     grant: Grant
     lease: LeaseRenewal
     reclaim: ReclaimOrder
     error: SessionError
     holding: AgentHolding
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., grant: _Optional[_Union[Grant, _Mapping]] = ..., lease: _Optional[_Union[LeaseRenewal, _Mapping]] = ..., reclaim: _Optional[_Union[ReclaimOrder, _Mapping]] = ..., error: _Optional[_Union[SessionError, _Mapping]] = ..., holding: _Optional[_Union[AgentHolding, _Mapping]] = ...) -> None: ...
+    record_query: RecordQuery
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., grant: _Optional[_Union[Grant, _Mapping]] = ..., lease: _Optional[_Union[LeaseRenewal, _Mapping]] = ..., reclaim: _Optional[_Union[ReclaimOrder, _Mapping]] = ..., error: _Optional[_Union[SessionError, _Mapping]] = ..., holding: _Optional[_Union[AgentHolding, _Mapping]] = ..., record_query: _Optional[_Union[RecordQuery, _Mapping]] = ...) -> None: ...
+
+class RecordQuery(_message.Message):
+    __slots__ = ("query_id", "budget_id", "request_id")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    budget_id: str
+    request_id: str
+    def __init__(self, query_id: _Optional[str] = ..., budget_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RecordAnswer(_message.Message):
+    __slots__ = ("query_id", "known", "kind", "budget_id", "amount", "code")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    known: bool
+    kind: str
+    budget_id: str
+    amount: int
+    code: _common_pb2.ResultCode
+    def __init__(self, query_id: _Optional[str] = ..., known: _Optional[bool] = ..., kind: _Optional[str] = ..., budget_id: _Optional[str] = ..., amount: _Optional[int] = ..., code: _Optional[_Union[_common_pb2.ResultCode, str]] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("budget_id", "seq", "consumed", "returned", "reserved", "released", "available")
