@@ -56,7 +56,7 @@ from quota_center.spending.deductions import Spending
 from quota_center.spending.expiry import Expiry
 from quota_center.spending.reservations import Reservations
 from quota_center.transfers.protocol import Transfers
-from quota_center.transfers.sweeper import Sweeper
+from quota_center.transfers.sweeper import ALIVE_WITHIN_MS, Sweeper
 from quota_rules.decoding import add_servicer
 from quota_rules.guard import Guard
 from quota_rules.listeners import Security, listen, load_security, warnings
@@ -183,7 +183,15 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     replenisher = Replenisher(buckets, transfers, ledger, locks, demand=demand, reclaim=sessions.reclaim)
     spending = Spending(registry, buckets, replenisher, recovery, spend_log, recall, vouch=sessions.lookup)
     sweeper = Sweeper(
-        registry, buckets, transfers, recovery, admin, settings.transfer_stale_ms, settlement=settlement
+        registry,
+        buckets,
+        transfers,
+        recovery,
+        admin,
+        settings.transfer_stale_ms,
+        settlement=settlement,
+        ledger=ledger,
+        alive_within_ms=max(ALIVE_WITHIN_MS, 10 * settings.writebehind_heartbeat_ms),
     )
     reservation_store = ReservationStore(buckets)
     reservations = Reservations(

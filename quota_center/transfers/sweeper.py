@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 
 from quota_center.buckets.store import BucketStore
 from quota_center.budgets.admin import Admin
 from quota_center.budgets.registry import Registry
 from quota_center.errors import BucketLost
 from quota_center.holders import MAIN, sub_holder
+from quota_center.ledger.store import LedgerStore
 from quota_center.loop_failures import LoopFailures
 from quota_center.recovery.rebuild import Recovery
 from quota_center.recovery.settlement import Settlement
@@ -18,6 +20,12 @@ from quota_center.transfers.protocol import Transfers, now_ms
 log = logging.getLogger(__name__)
 
 ACTOR = "sweeper"
+
+
+# A center is alive while its spend-log heartbeat (every 200 ms by default) is this recent.
+ALIVE_WITHIN_MS = 2_000
+# Centers' clocks and the database's may differ by this much.
+CLOCK_MARGIN_MS = 500
 
 
 class Sweeper:
@@ -30,6 +38,9 @@ class Sweeper:
         admin: Admin,
         stale_ms: int,
         settlement: Settlement | None = None,
+        *,
+        ledger: LedgerStore | None = None,
+        alive_within_ms: int = ALIVE_WITHIN_MS,
     ) -> None:
         self.registry = registry
         self.buckets = buckets
@@ -38,10 +49,33 @@ class Sweeper:
         self.admin = admin
         self.stale_ms = stale_ms
         self.settlement = settlement
+        # Which centers are alive (the spend log's heartbeats): a transfer older than every one of
+        # them has no owner left, and is resolved at once instead of after ``stale_ms``.
+        self.ledger = ledger
+        self.alive_within_ms = alive_within_ms
         self.failures = LoopFailures("sweeper")
 
-    async def sweep_budget(self, budget_id: str, stale_ms: int | None = None) -> dict[str, int]:
-        """Resolve this budget's pending transfers older than ``stale_ms``; count what was done."""
+    async def orphaned_before(self) -> int:
+        """Unix ms before which no center alive now had started: a transfer created earlier was
+        made by a center that is gone (killed, say), so nobody will finish it but the sweeper.
+        0 when that is not known."""
+        if self.ledger is None:
+            return 0
+        now = datetime.now(UTC)
+        live = await self.ledger.running_instances(
+            seen_since=now - timedelta(milliseconds=self.alive_within_ms),
+            started_before=now + timedelta(days=1),
+        )
+        if not live:
+            return 0  # not even this center's heartbeat: nothing can be concluded
+        oldest = min(i.started_at for i in live)
+        return int(oldest.timestamp() * 1000) - CLOCK_MARGIN_MS
+
+    async def sweep_budget(
+        self, budget_id: str, stale_ms: int | None = None, orphaned_before_ms: int = 0
+    ) -> dict[str, int]:
+        """Resolve this budget's pending transfers older than ``stale_ms``, and those created
+        before ``orphaned_before_ms`` (their center is gone); count what was done."""
         limit = self.stale_ms if stale_ms is None else stale_ms
         meta = await self.registry.get(budget_id)
         done = {"aborted": 0, "completed": 0}
@@ -52,7 +86,7 @@ class Sweeper:
             if view is None:
                 continue  # a lost bucket is rebuilt on its next use; its pending records went with it
             for p in view.pending:
-                if now_ms() - p.created_ms < limit:
+                if now_ms() - p.created_ms < limit and p.created_ms >= orphaned_before_ms:
                     continue
                 try:
                     done[await self.transfers.resolve(budget_id, p, ACTOR)] += 1
@@ -63,9 +97,10 @@ class Sweeper:
     async def sweep_all(self) -> dict[str, int]:
         """Sweep every budget; one that fails is counted and the others are still swept."""
         totals = {"aborted": 0, "completed": 0}
+        orphaned_before = await self.orphaned_before()
         for budget_id in await self.admin.all_ids():
             try:
-                done = await self.sweep_budget(budget_id)
+                done = await self.sweep_budget(budget_id, orphaned_before_ms=orphaned_before)
             except Exception as exc:
                 self.failures.failed(exc, budget_id)
                 continue

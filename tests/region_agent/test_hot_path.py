@@ -23,6 +23,9 @@ class _Context:
     async def abort(self, *args: object) -> None:
         raise AssertionError(f"aborted: {args}")
 
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()  # a first attempt, not a retry
+
 
 def _servicer(waits: list[str]) -> QuotaServicer:
     agent = Agent(MemoryJournal(), now=NOW)
