@@ -57,6 +57,15 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def own_database(database_url: str) -> Iterator[str]:
+    """A database of the test's own on the session's server: no other test's center is alive in it."""
+    name = f"qc_own_{secrets.token_hex(4)}"
+    dsn = create_database(database_url, name)
+    yield dsn
+    drop_database(database_url, name)
+
+
+@pytest.fixture
 def fresh_redis() -> Iterator[RedisServer]:
     """A Redis of this test's own, free to flush, kill and restart."""
     with RedisServer() as server:

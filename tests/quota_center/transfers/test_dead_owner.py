@@ -5,28 +5,16 @@ center alive was running when the transfer began."""
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import Iterator
 
-import pytest
 from redis.asyncio import Redis
 
-from devstack import RedisServer, create_database, drop_database
+from devstack import RedisServer
 from quota_center.buckets.store import BucketStore
 from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.store import LedgerStore
 from quota_center.transfers.protocol import new_transfer_id, now_ms
 from tests.helpers.calls import OK, assert_balanced, create, deduct
 from tests.helpers.center import CenterThread, Client, center_settings
-
-
-@pytest.fixture
-def own_database(database_url: str) -> Iterator[str]:
-    """A database of this test's own: no other test's center is alive in it."""
-    name = f"qc_owner_{secrets.token_hex(4)}"
-    dsn = create_database(database_url, name)
-    yield dsn
-    drop_database(database_url, name)
 
 
 async def test_the_next_center_resolves_a_dead_center_s_transfer_at_once(
