@@ -28,6 +28,7 @@ from region_agent.convert import MODE_PB, STATE_PB, answer_of, code_name, code_v
 from region_agent.core.agent import Agent
 from region_agent.core.records import Answer
 from region_agent.core.serving import SLICE_HELPS, Forward
+from region_agent.core.spending import Decided
 from region_agent.core.waiting import Step
 from region_agent.forward import CenterClient, CenterRefused, CenterUnavailable
 from region_agent.metrics import Metrics
@@ -214,7 +215,13 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
         self.agent.check_items(items)  # a bad batch is refused before any wait, and changes nothing
         await self._check_budgets_exist(items)  # as the center does: NOT_FOUND, and nothing done
         now = self.clock()
-        decided = self.agent.deduct_many(items, now, checked=True, wait=self.wait is not None)
+        retry = is_retry(context.invocation_metadata())
+        if retry:
+            # A retried batch: each item this agent does not know goes to the center, marked, as a
+            # retried Deduct would (quota_rules/retries.py); retries are rare, one at a time is fine.
+            decided = Decided([self.agent.deduct(b, r, a, now, retry=True) for b, r, a in items])
+        else:
+            decided = self.agent.deduct_many(items, now, checked=True, wait=self.wait is not None)
         answers = decided.answers
         if decided.waiting:
             # Budgets whose slice is on its way: wait for them (bounded), then decide their items.
@@ -247,7 +254,7 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
         if forwarded:
             batch = pb.DeductBatchRequest(items=[request.items[i] for i in forwarded])
             try:
-                answered = await self.center.deduct_batch(batch)
+                answered = await self.center.deduct_batch(batch, retry=retry)
             except CenterUnavailable as exc:
                 raise CenterUnavailable(
                     f"{exc}; {len(items) - len(forwarded)} of the batch's items were served here"

@@ -46,8 +46,10 @@ class CenterClient:
         """Forward a deduction; ``retry``: marked as one, so the center asks who served it."""
         return await self._call(self.stub.Deduct, request, RETRY_METADATA if retry else None)
 
-    async def deduct_batch(self, request: pb.DeductBatchRequest) -> pb.DeductBatchResponse:
-        return await self._call(self.stub.DeductBatch, request)
+    async def deduct_batch(
+        self, request: pb.DeductBatchRequest, *, retry: bool = False
+    ) -> pb.DeductBatchResponse:
+        return await self._call(self.stub.DeductBatch, request, RETRY_METADATA if retry else None)
 
     async def return_(self, request: pb.ReturnRequest) -> pb.ReturnResponse:
         return await self._call(self.stub.Return, request)

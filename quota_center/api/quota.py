@@ -51,7 +51,9 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
             except InvalidInput as exc:
                 raise InvalidInput(f"items[{i}]: {exc}") from None
         answers = await self.spending.deduct_many(
-            [(i.budget_id, i.request_id, i.amount) for i in request.items], answer_by(context)
+            [(i.budget_id, i.request_id, i.amount) for i in request.items],
+            answer_by(context),
+            retry=is_retry(context.invocation_metadata()),
         )
         return pb.DeductBatchResponse(
             results=[_deduct_response(i, a) for i, a in zip(request.items, answers, strict=True)]

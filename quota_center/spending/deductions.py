@@ -155,7 +155,7 @@ class Spending:
         raise Unavailable(f"budget {budget_id}: deduction not settled after {MAX_ATTEMPTS} attempts")
 
     async def deduct_many(
-        self, items: Sequence[tuple[str, str, int]], answer_by: float | None = None
+        self, items: Sequence[tuple[str, str, int]], answer_by: float | None = None, *, retry: bool = False
     ) -> list[Answer]:
         """``deduct`` of each (budget, request id, amount), answered in order (items checked by the caller).
 
@@ -169,9 +169,12 @@ class Spending:
         connections at most. An item not started by ``answer_by`` (the event loop's clock: the
         caller's deadline less a margin) is not started at all and answered UNSETTLED, so the
         batch answers in time with a result for every item.
+
+        A ``retry`` batch goes item by item through ``deduct(retry=True)``; an item whose retry
+        cannot be checked with the agents now is answered UNSETTLED (retry it later).
         """
         answers: list[Answer | None] = [None] * len(items)
-        if self.buckets.one_server and len(items) > 1:
+        if self.buckets.one_server and len(items) > 1 and not retry:
             batch: list[tuple[int, BudgetMeta, int, str]] = []  # item, its budget, sub-bucket, fingerprint
             for i, (budget_id, request_id, amount) in enumerate(items):
                 meta = await self.registry.get(budget_id)
@@ -204,8 +207,13 @@ class Spending:
                 async with slots:
                     if answer_by is not None and loop.time() >= answer_by:
                         answers[i] = Answer("UNSETTLED", message=messages.UNSETTLED.format(r=items[i][1]))
-                    else:
+                    elif not retry:
                         answers[i] = await self.deduct(*items[i])
+                    else:
+                        try:
+                            answers[i] = await self.deduct(*items[i], retry=True)
+                        except Unavailable as exc:
+                            answers[i] = Answer("UNSETTLED", message=str(exc))
 
         await asyncio.gather(*(in_order(indexes) for indexes in rest.values()))
         return [answer for answer in answers if answer is not None]

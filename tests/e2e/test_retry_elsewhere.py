@@ -52,6 +52,17 @@ async def test_a_marked_retry_has_one_effect_wherever_it_lands(
             again = await _deduct(target, budget_id, f"{budget_id}-z", 5, retry=True)
             assert (again.code, again.amount) == (EXISTS, 5), again
 
+        # In a retried batch at another agent: the item eu served is not served again.
+        batch = pb.DeductBatchRequest(
+            items=[
+                pb.DeductRequest(budget_id=budget_id, request_id=f"{budget_id}-x", amount=7),
+                pb.DeductRequest(budget_id=budget_id, request_id=f"{budget_id}-w", amount=2),
+            ]
+        )
+        results = (await us.quota.DeductBatch(batch, metadata=RETRY_METADATA)).results
+        assert [(r.code, r.amount) for r in results] == [(EXISTS, 7), (OK, 2)], results
+        served += 2
+
         # A retry nobody served (its first attempt was lost on the way) is served, once.
         fresh = await _deduct(us, budget_id, f"{budget_id}-y", 3, retry=True)
         assert (fresh.code, fresh.amount) == (OK, 3)
