@@ -95,6 +95,24 @@ def center_target(center: Any) -> str:
     return str(center.target)
 
 
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A throwaway CA, certificates and the tests' access file (tests/helpers/tls.py)."""
+    from tests.helpers.tls import Tls
+
+    return Tls.create(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def secure_center(tls: Any, redis_url: str, database_url: str) -> Iterator[Any]:
+    """A center with mutual TLS, the tests' access file and a token port, for the session."""
+    from tests.helpers.center import CenterThread, center_settings
+
+    running = CenterThread(center_settings(redis_url, database_url, **tls.listener(), token_port=0)).start()
+    yield running
+    running.stop()
+
+
 @pytest.fixture
 def serving(center: Any) -> Any:
     """The center a test's ``client`` talks to: the session's, unless a folder overrides it."""

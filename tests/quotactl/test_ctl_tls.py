@@ -3,26 +3,13 @@ certificate or a bearer token is the caller's identity; what it may not do exits
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.center import CenterThread, center_settings
+from tests.helpers.center import CenterThread
 from tests.helpers.fake_center import Run
 from tests.helpers.tls import OPS_TOKEN, Tls
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    return Tls.create(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def secure_center(tls: Tls, redis_url: str, database_url: str) -> Iterator[CenterThread]:
-    running = CenterThread(center_settings(redis_url, database_url, **tls.listener(), token_port=0)).start()
-    yield running
-    running.stop()
 
 
 def _as(tls: Tls, identity: str) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,23 +16,11 @@ from quota.v1 import quota_pb2_grpc
 from region_agent.settings import SettingsError
 from tests.helpers.agent import AgentThread, agent_settings
 from tests.helpers.calls import create, get
-from tests.helpers.center import CenterThread, Client, center_settings
+from tests.helpers.center import CenterThread, Client
 from tests.helpers.regions import eventually
 from tests.helpers.tls import Tls, secured
 
 OK = pb.RESULT_CODE_OK
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    return Tls.create(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def secure_center(tls: Tls, redis_url: str, database_url: str) -> Iterator[CenterThread]:
-    running = CenterThread(center_settings(redis_url, database_url, **tls.listener())).start()
-    yield running
-    running.stop()
 
 
 async def _deduct(stub: quota_pb2_grpc.QuotaStub, budget_id: str, amount: int) -> pb.DeductResponse:

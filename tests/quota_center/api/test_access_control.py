@@ -5,7 +5,7 @@ center's answers and its ledger are checked."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import asyncpg
@@ -22,19 +22,6 @@ from tests.helpers.tls import OPS_TOKEN, Tls
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 OK = pb.RESULT_CODE_OK
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    return Tls.create(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def secure_center(tls: Tls, redis_url: str, database_url: str) -> Iterator[CenterThread]:
-    settings = center_settings(redis_url, database_url, **tls.listener(), token_port=0)
-    running = CenterThread(settings).start()
-    yield running
-    running.stop()
 
 
 class As:
