@@ -108,7 +108,7 @@ async def test_an_agent_in_doubt_and_a_broken_budget_stop_no_loop(
         assert view is not None
         assert (view.balance, view.pending) == (1_000, ())
         await asyncio.sleep(0.5)  # a few more passes over the broken budget
-        assert _failures("sweeper") - before >= 3
+        assert _failures("sweeper") - before >= 2  # counted on every pass, not once
         logged = [
             r
             for r in caplog.records
