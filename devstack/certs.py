@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,25 +133,32 @@ class Pki:
         return issued
 
 
-# The local stack's access file: "admin" may do everything quotactl does, the agents of
-# python -m devstack up (eu-1, us-1, ap-1) hold their sessions, "spender" spends any budget.
-LOCAL_ACCESS = """\
-# Access file of the local stack (README, "Security"): who may do what.
-[identities.admin]
-roles = ["admin", "spender", "reader"]
-budgets = ["*"]
+# A grant of the access file: (roles, budgets); budgets only for a spender.
+Grant = tuple[Sequence[str], Sequence[str]]
 
-[identities.spender]
-roles = ["spender"]
-budgets = ["*"]
 
-[identities."eu-*"]
-roles = ["agent"]
-[identities."us-*"]
-roles = ["agent"]
-[identities."ap-*"]
-roles = ["agent"]
-"""
+def access_file(
+    grants: Mapping[str, Grant], *, agents: Sequence[str] = (), tokens: Mapping[str, str] | None = None
+) -> str:
+    """An access file's TOML (README, "Security"): ``grants`` by identity, the ``agent`` role for
+    every id beginning with one of ``agents``, and ``tokens`` (SHA-256 hex -> identity)."""
+    lines = ['# Who may do what (README, "Security").']
+    entries = [*grants.items(), *((f"{prefix}*", (["agent"], [])) for prefix in agents)]
+    for identity, (roles, budgets) in entries:
+        lines += ["", f"[identities.{json.dumps(identity)}]", f"roles = {json.dumps(list(roles))}"]
+        if budgets:
+            lines.append(f"budgets = {json.dumps(list(budgets))}")
+    if tokens:
+        lines += ["", "[tokens]", *(f"{json.dumps(d)} = {json.dumps(name)}" for d, name in tokens.items())]
+    return "\n".join(lines) + "\n"
+
+
+# The local stack's: "admin" may do everything quotactl does, "spender" spends any budget, and the
+# agents of python -m devstack up (eu-1, us-1, ap-1) hold their sessions.
+LOCAL_ACCESS = access_file(
+    {"admin": (["admin", "spender", "reader"], ["*"]), "spender": (["spender"], ["*"])},
+    agents=("eu-", "us-", "ap-"),
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,36 +104,25 @@ def _global_options(parser: argparse.ArgumentParser, environ: Mapping[str, str],
         f" caller is recorded as its identity (default: $USER or {PROG}; now {actor})",
     )
     tls = parser.add_argument_group("TLS (README, Security)")
-    tls.add_argument(
-        "--ca",
-        default=default(environ.get("QUOTACTL_CA", "")),
-        metavar="FILE",
-        help="speak TLS, checking the center's certificate against this PEM CA bundle (default: $QUOTACTL_CA)",
-    )
-    tls.add_argument(
-        "--cert",
-        default=default(environ.get("QUOTACTL_CERT", "")),
-        metavar="FILE",
-        help="client certificate for mutual TLS; its common name is your identity (default: $QUOTACTL_CERT)",
-    )
-    tls.add_argument(
-        "--key",
-        default=default(environ.get("QUOTACTL_KEY", "")),
-        metavar="FILE",
-        help="private key of --cert (default: $QUOTACTL_KEY)",
-    )
-    tls.add_argument(
-        "--token-file",
-        default=default(environ.get("QUOTACTL_TOKEN_FILE", "")),
-        metavar="FILE",
-        help="file holding a bearer token, for a center's token port (default: $QUOTACTL_TOKEN_FILE)",
-    )
-    tls.add_argument(
-        "--server-name",
-        default=default(""),
-        metavar="NAME",
-        help="name the center's certificate must carry, if HOST is not it",
-    )
+    for option, variable, help_text in _TLS_OPTIONS:
+        default_value = environ.get(variable, "") if variable else ""
+        shown = f" (default: ${variable})" if variable else ""
+        tls.add_argument(
+            option,
+            default=default(default_value),
+            metavar="NAME" if option == "--server-name" else "FILE",
+            help=help_text + shown,
+        )
+
+
+# (option, environment variable of its default, help): the files TLS needs (quotactl/connection.py).
+_TLS_OPTIONS = (
+    ("--ca", "QUOTACTL_CA", "speak TLS, checking the center's certificate against this PEM CA bundle"),
+    ("--cert", "QUOTACTL_CERT", "client certificate for mutual TLS; its common name is your identity"),
+    ("--key", "QUOTACTL_KEY", "private key of --cert"),
+    ("--token-file", "QUOTACTL_TOKEN_FILE", "file holding a bearer token, for a center's token port"),
+    ("--server-name", "", "name the center's certificate must carry, if HOST is not it"),
+)
 
 
 def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:

@@ -133,11 +133,15 @@ class AgentHoldings:
             )
             if r.status in ("OK", "OPENED"):
                 if r.status == "OPENED":
-                    if self.recovery is not None and await self.recovery.rebuild(budget_id):
-                        # Redis lost the budget (this holding too): open it in the new generation.
-                        await self.store.drop(budget_id, agent_id)
-                        self.registry.forget(budget_id)
-                        meta = await self.registry.get(budget_id)
+                    # A missing holding may mean Redis lost the budget: rebuild it if so. Either
+                    # way the holding must be of the budget's current generation, never of one a
+                    # rebuild (here or elsewhere) just replaced: grants to it would go astray.
+                    rebuilt = self.recovery is not None and await self.recovery.rebuild(budget_id)
+                    self.registry.forget(budget_id)
+                    current = await self.registry.get(budget_id)
+                    if rebuilt or current.gen != meta.gen:
+                        meta = current
+                        await self.store.drop(budget_id, agent_id, meta.gen)
                         continue
                     await self.store.register(budget_id, agent_id)
                     if available is not None:
@@ -161,7 +165,7 @@ class AgentHoldings:
                 if r.version < meta.gen:
                     # A holding of a generation a rebuild replaced: the ledger already counts what
                     # it held as in doubt, and the rebuild dropped its transfers. Start afresh.
-                    await self.store.drop(budget_id, agent_id)
+                    await self.store.drop(budget_id, agent_id, meta.gen)
                 else:
                     self.registry.forget(budget_id)
                     meta = await self.registry.get(budget_id)

@@ -120,7 +120,8 @@ class AgentStore:
         raw = await self.redis.hget(keys.agent_keys(budget_id, agent_id).pending, transfer_id)
         return None if raw is None else str(raw)
 
-    async def drop(self, budget_id: str, agent_id: str) -> None:
-        """Delete a holding of a generation a rebuild replaced (its hash and pending transfers)."""
+    async def drop(self, budget_id: str, agent_id: str, gen: int) -> bool:
+        """Delete the holding if it is of a generation older than ``gen`` (a rebuild replaced it):
+        its hash and pending transfers. A holding of ``gen`` is kept (agent_drop.lua)."""
         k = keys.agent_keys(budget_id, agent_id)
-        await self.redis.delete(k.state, k.pending)
+        return _int(await self.scripts.run("agent_drop", [k.state, k.pending], [gen])) == 1

@@ -27,6 +27,7 @@ SCRIPT_NAMES = (
     "agent_expire",
     "agent_restore",
     "agent_carry",
+    "agent_drop",
 )
 
 

@@ -4,14 +4,14 @@ agents' channels to the center (tests/helpers/tls.py)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.agent import AgentThread, agent_settings
+from tests.helpers.agent import AgentThread
 from tests.helpers.center import CenterThread, center_settings
+from tests.helpers.regions import start_agents
 from tests.helpers.tls import Tls, secured
 
 REGIONS = ("eu", "us", "ap")
@@ -39,15 +39,7 @@ def center(transport: Tls | None, redis_url: str, database_url: str) -> Iterator
 
 @pytest.fixture
 def agents(center: CenterThread, tmp_path: Path) -> Iterator[list[AgentThread]]:
-    tag = uuid.uuid4().hex[:6]
-    running = [
-        AgentThread(
-            agent_settings(
-                tmp_path / f"{region}.journal", center.target, agent_id=f"{region}-{tag}", region=region
-            )
-        ).start()
-        for region in REGIONS
-    ]
+    running = start_agents(center.target, tmp_path, REGIONS)
     yield running
     for a in running:
         a.stop()

@@ -14,10 +14,9 @@ import pytest
 
 from devstack import free_port
 from quota.v1 import common_pb2 as pb
-from tests.helpers.agent import AgentThread, agent_settings
 from tests.helpers.calls import assert_balanced, create, get
 from tests.helpers.center import CenterThread, Client, center_settings
-from tests.helpers.regions import OK, Book, agent_process, eventually, held_here
+from tests.helpers.regions import OK, Book, agent_process, eventually, held_here, start_agents, stop_all
 
 
 async def _prime(clients: list[Client], budget_id: str, book: Book, at_least: int) -> None:
@@ -39,13 +38,7 @@ async def test_agents_serve_through_a_center_outage_and_then_reconcile(
     settings = center_settings(redis_url, database_url, grpc_port=port)
     center = CenterThread(settings).start()
     target = f"127.0.0.1:{port}"
-    tag = uuid.uuid4().hex[:6]
-    agents = [
-        AgentThread(
-            agent_settings(tmp_path / f"{r}.journal", target, agent_id=f"{r}-{tag}", region=r)
-        ).start()
-        for r in ("eu", "us", "ap")
-    ]
+    agents = start_agents(target, tmp_path, ("eu", "us", "ap"))
     clients = [Client(a.target) for a in agents]
     admin = Client(target)
     book = Book()
@@ -77,11 +70,7 @@ async def test_agents_serve_through_a_center_outage_and_then_reconcile(
         assert (b.consumed, b.in_doubt) == (book.served, 0)
         await assert_balanced(admin, budget_id)
     finally:
-        for c in [*clients, admin]:
-            await c.close()
-        for a in agents:
-            a.stop()
-        center.stop()
+        await stop_all([*clients, admin], agents, center)
 
 
 async def test_a_killed_agent_s_balance_is_in_doubt_until_it_restarts_and_reports(

@@ -5,16 +5,16 @@ clients were told, the audit balances, and the agents serve from their slices ag
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import grpc
 
 from devstack import RedisServer
-from tests.helpers.agent import AgentThread, agent_settings
+from quota.v1 import admin_pb2 as apb
+from tests.helpers.agent import AgentThread
 from tests.helpers.calls import assert_balanced, create, get
 from tests.helpers.center import CenterThread, Client, center_settings
-from tests.helpers.regions import OK, Book, eventually, held_here
+from tests.helpers.regions import OK, Book, eventually, held_here, start_agents, stop_all
 
 
 async def _load(clients: list[Client], budget_id: str, book: Book, stop: asyncio.Event, tag: str) -> None:
@@ -53,13 +53,7 @@ async def test_agents_settle_their_doubt_after_a_redis_loss(
 ) -> None:
     settings = center_settings(fresh_redis.url, database_url, agent_heartbeat_ms=200)
     center = CenterThread(settings).start()
-    tag = uuid.uuid4().hex[:6]
-    agents = [
-        AgentThread(
-            agent_settings(tmp_path / f"{r}.journal", center.target, agent_id=f"{r}-{tag}", region=r)
-        ).start()
-        for r in ("eu", "us", "ap")
-    ]
+    agents = start_agents(center.target, tmp_path, ("eu", "us", "ap"))
     clients = [Client(a.target) for a in agents]
     admin = Client(center.target)
     book = Book()
@@ -83,7 +77,11 @@ async def test_agents_settle_their_doubt_after_a_redis_loss(
             b = await get(admin, budget_id)
             return b.in_doubt == 0 and b.consumed == book.served
 
-        await eventually(settled, 15, "the agents' reports should settle their doubt to what they served")
+        try:
+            await eventually(settled, 15, "the agents' reports should settle their doubt to what they served")
+        except AssertionError:
+            report = (await admin.admin.Audit(apb.AuditRequest(budget_id=budget_id))).budgets[0]
+            raise AssertionError(f"served {book.served}; {report}") from None
         b = await get(admin, budget_id)
         assert (b.consumed, b.in_doubt, b.reserved) == (book.served, 0, 0), b
         await assert_balanced(admin, budget_id)
@@ -104,8 +102,4 @@ async def test_agents_settle_their_doubt_after_a_redis_loss(
         await eventually(reported, 15, "what the agents served after should be reported")
         await assert_balanced(admin, budget_id)
     finally:
-        for c in [*clients, admin]:
-            await c.close()
-        for a in agents:
-            a.stop()
-        center.stop()
+        await stop_all([*clients, admin], agents, center)

@@ -31,6 +31,14 @@ def center_settings(redis_url: str, database_url: str, **overrides: object) -> S
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 
+# Leases that run out within a test: 400 ms, then 100 ms of skew, checked every 50 ms.
+SHORT_LEASES: dict[str, object] = {
+    "agent_lease_ms": 400,
+    "agent_lease_skew_ms": 100,
+    "agent_expiry_interval_ms": 50,
+}
+
+
 class CenterThread(ServerThread[Center]):
     name = "center"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +13,8 @@ from devstack import AgentProcess
 from loadtest.verdict import SurelyLeft
 from quota.v1 import common_pb2 as pb
 from tests.helpers import tls
-from tests.helpers.center import Client
+from tests.helpers.agent import AgentThread, agent_settings
+from tests.helpers.center import CenterThread, Client
 
 OK = pb.RESULT_CODE_OK
 INSUFFICIENT = pb.RESULT_CODE_INSUFFICIENT
@@ -49,6 +52,27 @@ class Book:
         """Refusals that were certainly false: the amount was at most what was surely left."""
         surely = SurelyLeft(total, ((c.sent, c.amount) for c in self.calls if c.code == OK))
         return [r for r in self.calls if r.code == INSUFFICIENT and r.amount <= surely.at(r.done)]
+
+
+def start_agents(center_target: str, journals: Path, regions: Sequence[str]) -> list[AgentThread]:
+    """An agent per region next to the center at ``center_target`` (ids ``<region>-<tag>``), journals
+    in ``journals``."""
+    tag = uuid.uuid4().hex[:6]
+    return [
+        AgentThread(
+            agent_settings(journals / f"{r}.journal", center_target, agent_id=f"{r}-{tag}", region=r)
+        ).start()
+        for r in regions
+    ]
+
+
+async def stop_all(clients: Sequence[Client], agents: Sequence[AgentThread], center: CenterThread) -> None:
+    """Close the clients, then stop the agents, then the center."""
+    for c in clients:
+        await c.close()
+    for a in agents:
+        a.stop()
+    center.stop()
 
 
 async def held_here(client: Client, budget_id: str) -> int:

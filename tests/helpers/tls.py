@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 
-from devstack.certs import Issued, Pki
+from devstack.certs import Issued, Pki, access_file
 from quota_rules.access import token_digest
 
 # The identity the helpers' clients present: every role, every budget.
@@ -23,36 +23,17 @@ TESTER = "tester"
 # A bearer token mapped to the admin "ops" (tests of the token listener).
 OPS_TOKEN = "ops-token-for-tests-only"
 
-ACCESS = f"""
-[identities.tester]
-roles = ["admin", "spender", "reader"]
-budgets = ["*"]
-
-[identities.ops]
-roles = ["admin"]
-
-[identities.checkout]
-roles = ["spender"]
-budgets = ["shop-*", "coupons"]
-
-[identities.watcher]
-roles = ["reader"]
-
-# Agents: the end-to-end tests' agent ids begin with their region, or "cold-", "agent-".
-[identities."eu-*"]
-roles = ["agent"]
-[identities."us-*"]
-roles = ["agent"]
-[identities."ap-*"]
-roles = ["agent"]
-[identities."cold-*"]
-roles = ["agent"]
-[identities."agent-*"]
-roles = ["agent"]
-
-[tokens]
-"{token_digest(OPS_TOKEN)}" = "ops"
-"""
+ACCESS = access_file(
+    {
+        TESTER: (["admin", "spender", "reader"], ["*"]),
+        "ops": (["admin"], []),
+        "checkout": (["spender"], ["shop-*", "coupons"]),
+        "watcher": (["reader"], []),
+    },
+    # The end-to-end tests' agent ids begin with their region, or "cold-", "agent-".
+    agents=("eu-", "us-", "ap-", "cold-", "agent-"),
+    tokens={token_digest(OPS_TOKEN): "ops"},
+)
 
 
 @dataclass

@@ -105,3 +105,28 @@ def test_tokens_are_kept_as_digests() -> None:
 def test_a_bad_access_file_is_refused_with_the_entry_named(text: str, error: str) -> None:
     with pytest.raises(AccessFileError, match=error.replace("[", r"\[").replace("{", r"\{")):
         parse_policy(text)
+
+
+def test_the_access_files_devstack_writes_grant_what_they_were_given() -> None:
+    from devstack.certs import LOCAL_ACCESS, access_file
+
+    policy = parse_policy(
+        access_file(
+            {"ops.eu@corp": (["admin"], []), "shop": (["spender"], ["shop-*"])},
+            agents=("eu-",),
+            tokens={token_digest("t"): "ops.eu@corp"},
+        )
+    )
+    assert policy.grant_for("ops.eu@corp") is not None
+    assert decide(caller("x"), A + "TopUp", [], enforced=True) is not None  # nobody else
+    shop = policy.grant_for("shop")
+    assert shop is not None
+    assert shop.may_spend("shop-1")
+    assert not shop.may_spend("other")
+    eu = policy.grant_for("eu-7")
+    assert eu is not None
+    assert eu.roles == {"agent"}
+    assert policy.token_identity("t") == "ops.eu@corp"
+    local = parse_policy(LOCAL_ACCESS)
+    assert local.grant_for("admin") is not None
+    assert local.grant_for("us-1") is not None

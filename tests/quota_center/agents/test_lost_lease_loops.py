@@ -20,7 +20,7 @@ from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.store import LedgerStore
 from quota_center.transfers.protocol import new_transfer_id, now_ms
 from tests.helpers.calls import assert_balanced, create, get
-from tests.helpers.center import CenterThread, Client, center_settings
+from tests.helpers.center import SHORT_LEASES, CenterThread, Client, center_settings
 from tests.helpers.session_stream import Stream, usage
 
 
@@ -28,13 +28,7 @@ from tests.helpers.session_stream import Stream, usage
 def sweeping(redis_url: str, database_url: str) -> Iterator[CenterThread]:
     """A center whose sweeper runs every 100 ms on transfers stale after 300 ms, with short leases."""
     settings = center_settings(
-        redis_url,
-        database_url,
-        agent_lease_ms=400,
-        agent_lease_skew_ms=100,
-        agent_expiry_interval_ms=50,
-        sweep_interval_ms=100,
-        transfer_stale_ms=300,
+        redis_url, database_url, **SHORT_LEASES, sweep_interval_ms=100, transfer_stale_ms=300
     )
     running = CenterThread(settings).start()
     yield running

@@ -13,7 +13,7 @@ import pytest
 
 from quota.v1 import session_pb2 as spb
 from tests.helpers.calls import INSUFFICIENT, OK, assert_balanced, create, deduct, get
-from tests.helpers.center import CenterThread, Client, center_settings
+from tests.helpers.center import SHORT_LEASES, CenterThread, Client, center_settings
 from tests.helpers.session_stream import Stream, usage
 
 
@@ -98,13 +98,7 @@ async def test_an_agent_that_does_not_answer_is_named_in_the_refusal(
 
 @pytest.fixture
 def short_leases(redis_url: str, database_url: str) -> Iterator[CenterThread]:
-    settings = center_settings(
-        redis_url,
-        database_url,
-        agent_lease_ms=400,
-        agent_lease_skew_ms=100,
-        agent_expiry_interval_ms=50,
-    )
+    settings = center_settings(redis_url, database_url, **SHORT_LEASES)
     running = CenterThread(settings).start()
     yield running
     running.stop()
