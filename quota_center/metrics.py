@@ -54,6 +54,23 @@ FILL_SECONDS = Histogram(
     ["kind"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
 )
+SOLD_OUT_CHANGES = Counter(
+    "quota_sold_out_changes_total",
+    "Budgets marked sold out (to=sold_out) and found available again (to=available).",
+    ["to"],
+)
+SOLD_OUT_REFUSALS = Counter(
+    "quota_sold_out_refusals_total",
+    "Deductions and reservations refused from a budget's sold-out mark, with no lock and no reclaim round.",
+)
+POOLS_OPENED = Counter(
+    "quota_end_game_pools_opened_total",
+    "End games begun: a budget's sub-buckets marked to send new deductions to its pool (sub-bucket 0).",
+)
+SHARED_REFUSALS = Counter(
+    "quota_shared_refusals_total",
+    "Refusals decided on a check another request of the same budget had just made.",
+)
 DEDUCT_WAITS = Counter(
     "quota_deduct_waits_total",
     "Deductions that found their sub-bucket short and waited for an on-demand refill.",

@@ -40,6 +40,7 @@ from quota_center.buckets.store import BucketStore
 from quota_center.budgets.admin import Admin
 from quota_center.budgets.audit import Auditor
 from quota_center.budgets.registry import Registry
+from quota_center.budgets.sellout import SellOut
 from quota_center.health import Health
 from quota_center.ledger.store import LedgerStore
 from quota_center.loop_failures import LoopFailures
@@ -180,8 +181,23 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         stale_after_s=3 * settings.agent_heartbeat_ms / 1000,
         max_unread=settings.agent_session_max_unread,
     )
-    replenisher = Replenisher(buckets, transfers, ledger, locks, demand=demand, reclaim=sessions.reclaim)
-    spending = Spending(registry, buckets, replenisher, recovery, spend_log, recall, vouch=sessions.lookup)
+    # The budgets' sold-out marks, told to the agents connected here as they change.
+    sellout = SellOut(buckets)
+    sellout.listeners.append(sessions.announce)
+    admin.sellout = recovery.sellout = settlement.sellout = sellout
+    replenisher = Replenisher(
+        buckets,
+        transfers,
+        ledger,
+        locks,
+        demand=demand,
+        reclaim=sessions.reclaim,
+        held=agent_store.holdings,
+        sellout=sellout,
+    )
+    spending = Spending(
+        registry, buckets, replenisher, recovery, spend_log, recall, vouch=sessions.lookup, sellout=sellout
+    )
     sweeper = Sweeper(
         registry,
         buckets,
@@ -203,8 +219,9 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         max_ttl_ms=settings.reservation_max_ttl_ms,
         log=spending.log,
         recall=recall,
+        sellout=sellout,
     )
-    expiry = Expiry(registry, reservation_store, admin.all_ids)
+    expiry = Expiry(registry, reservation_store, admin.all_ids, sellout=sellout)
     holdings = AgentHoldings(
         registry,
         buckets,
@@ -217,6 +234,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         skew_ms=settings.agent_lease_skew_ms,
         demand=demand,
         recovery=recovery,
+        sellout=sellout,
     )
     health = Health(SERVICE_NAMES, redis, ledger)
     LEDGER.sources.append(ledger)

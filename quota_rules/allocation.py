@@ -20,6 +20,9 @@ from quota_rules.limits import MAX_AMOUNT
 from quota_rules.modes import Mode, mode_for
 from quota_rules.policy import Policy
 
+# In SCARCE mode a slice covers this fraction of the refill horizon's demand.
+SCARCE_HORIZON_DIVISOR = 4
+
 # No real holder draws 2^53 units a second; capping rates keeps every product finite.
 MAX_RATE = float(MAX_AMOUNT)
 
@@ -56,9 +59,10 @@ def slice_size(policy: Policy, budget: BudgetState, holder: HolderState) -> int:
     2. **Mode** (``modes.mode_for`` on ``remaining``, so the thresholds mean the same
        everywhere): CENTRAL gives exactly the need, and nothing in the background, so
        the last units are never parked where a request hashed elsewhere cannot reach
-       them. SCARCE shrinks slices to the request size: ``max(need, min_slice)``,
-       ``min_slice`` for a background refill (full slices would strand most of what
-       is left in fragments).
+       them. SCARCE gives what the holder draws over a quarter of the horizon within
+       its fair share of main, unclamped by ``max_slice`` (at least ``max(need, min_slice)``):
+       small enough that little is stranded in fragments, which reclaim rounds and
+       merges bring back, large enough that a busy agent keeps serving locally.
     3. **Demand** (NORMAL): ``rate × refill_horizon``, what the holder will spend
        before its next refill, capped by its **fair share** of main,
        ``main × rate / Σ rates`` (Doorman's proportional share: a holder drawing 80 %
@@ -85,7 +89,7 @@ def slice_size(policy: Policy, budget: BudgetState, holder: HolderState) -> int:
         need=need,
         rate=holder.rate,
         last_slice=holder.last_slice,
-        share=fair_share(budget, holder) if mode is Mode.NORMAL else 0,
+        share=fair_share(budget, holder),
         others_draw=_clean_rate(budget.total_rate) > 0,
         min_slice=policy.min_slice,
         max_slice=policy.max_slice,
@@ -118,7 +122,11 @@ def slice_for_mode(
     if need == 0 and rate == 0 and last_slice > 0:
         return 0  # idle
     if mode is Mode.SCARCE:
-        return max(need, min_slice)
+        # What the holder draws over a quarter of the horizon, within its fair share of main: small
+        # enough that little is stranded (fragments go back by reclaim rounds and merges), large
+        # enough that a busy holder keeps serving between refills.
+        wanted = min(demand(rate, horizon_ms // SCARCE_HORIZON_DIVISOR), share) if rate > 0 else min_slice
+        return max(need, min_slice, wanted)
     if rate > 0:
         wanted = min(demand(rate, horizon_ms), share)
     elif need > 0 and not others_draw:

@@ -11,6 +11,9 @@ from __future__ import annotations
 PAUSED = "budget {b} is paused"
 CLOSED = "budget {b} is closed"
 INSUFFICIENT = "budget {b} has less than {n} left"
+# From the budget's sold-out mark (docs/center.md#sell-out); an agent that knows it refuses locally.
+SOLD_OUT = "budget {b} has less than {n} left: it is sold out"
+SOLD_OUT_HERE = SOLD_OUT + " (known at this region's agent, which did not call the center)"
 
 # A batch item not started before the call's deadline.
 UNSETTLED = "request {r} was not started before the call's deadline: send it again with the same request_id"

@@ -6,12 +6,15 @@ balance. Budget in flight between buckets, reserved, consumed or in doubt is not
 * NORMAL: holders get full slices (``allocation``), refilled ahead of demand.
 * SCARCE, below ``policy.scarcity_threshold`` (default: sub-buckets × max slice, the
   amount the holders would sit on with one full slice each): full slices would strand
-  most of what is left in fragments, so grants shrink to what the request needs (at
-  least the min slice).
+  most of what is left in fragments, so agents' slices follow their demand within a fair
+  share of main (``allocation.slice_size``), and the center's deductions go to its pool,
+  sub-bucket 0, refilled with an equal share of main (``quota_center.refill.cover``); a
+  sub-bucket refilled for a reservation gets what the request needs (at least the min slice).
 * CENTRAL, below ``policy.central_threshold`` (default: one max slice, the most a
-  single grant could move): every deduction is decided at main; grants are exactly
-  the request's size and holders keep no balance, so the last unit can be issued
-  whichever holder a request lands on. One ledger row per success, none per refusal.
+  single grant could move): every deduction is decided at the center, from the pool, into
+  which everything free is merged at once; agents keep no balance and forward every
+  request, so the last unit can be issued whichever holder a request lands on. One ledger
+  row per refill of the pool, none per deduction or refusal (docs/center.md#end-game).
 
 The mode is recomputed on every decision, so a top-up takes a budget back to NORMAL.
 Budgets whose policy strategy is ``central`` are always CENTRAL; ``static`` budgets are always

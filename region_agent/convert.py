@@ -40,6 +40,8 @@ def holding_from_pb(h: spb.AgentHolding) -> Holding:
         mode=_MODES.get(h.mode, Mode.CENTRAL),
         state=_STATES.get(h.state, State.UNSPECIFIED),
         lost=h.lost,
+        sold_out=h.availability.sold_out if h.HasField("availability") else None,
+        availability=h.availability.version,
     )
 
 

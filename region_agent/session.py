@@ -312,6 +312,9 @@ class Session:
         elif kind == "holding":
             times = self._reports.get(message.holding.budget_id)
             self._adopt(message.holding, times.popleft() if times else None)
+        elif kind == "availability":
+            a = message.availability
+            self.agent.hear(a.budget_id, a.sold_out, a.version)
         elif kind == "record_query":
             self._answer_query(message.record_query)
         elif kind == "error":
@@ -417,6 +420,8 @@ class Session:
         # Answers to what was sent on the old stream never come: forget them.
         self._out = None
         self.connected.clear()
+        # Refusing locally is right only while the center can tell this agent that budget came back.
+        self.agent.forget_sold_out()
         self._slice_requests.clear()
         self._asking.clear()
         for event in self._arrivals.values():

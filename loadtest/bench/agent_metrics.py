@@ -1,4 +1,5 @@
-"""What the agent's Prometheus text says: center calls per thousand deductions, and its slice."""
+"""What the servers' Prometheus text says: center calls per thousand deductions and the agent's
+slice (the agent's), Deduct calls answered (the center's)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,19 @@ def scrape(url: str) -> dict[str, float]:
         ):
             sums["served"] += float(value)
     return sums
+
+
+def center_deducts(url: str) -> float:
+    """Deduct and DeductBatch calls the center answered so far, from its Prometheus text."""
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("quota_requests_total{") and (
+            'method="Deduct"' in line or 'method="DeductBatch"' in line
+        ):
+            total += float(line.rpartition(" ")[2])
+    return total
 
 
 def slice_available(url: str, budget_id: str) -> float:

@@ -23,12 +23,14 @@ REPORTS = REPO_ROOT / "loadtest" / "reports"
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m loadtest.bench",
-        description="Start Redis, PostgreSQL, the center, a region agent and two echo servers on 127.0.0.1 "
+        description="Start Redis, PostgreSQL, the center, three region agents and two echo servers on 127.0.0.1 "
         "(all throwaway, in a temp dir), then measure in one run, for the agent's and the center's Deduct "
         "and DeductBatch and for their ceilings (echo, echo+EVALSHA): throughput at saturation (closed "
         "loop), p50/p99 latency at saturation and at a fixed open-loop rate, the ratio of each path to "
-        "its ceiling, center calls per thousand deductions served through the agent, and a drain of a "
-        "small budget. Prints tables on stdout (progress on stderr), writes a JSON report and a PNG chart.",
+        "its ceiling, center calls per thousand deductions served through the agent, a drain of a "
+        "small budget, and a flash sale through the three agents in three phases (serving, end game, "
+        "after the sell-out) with the window in which agents still refuse after a return. Prints "
+        "tables on stdout (progress on stderr), writes a JSON report and a PNG chart.",
         epilog="Exit status: 0 when every measurement ran (targets met or not, unless --fail-on-target), "
         "1 when a server could not be started or a measurement got no answer at all, 3 with "
         "--fail-on-target when a target is not met.",
@@ -84,7 +86,7 @@ def parser() -> argparse.ArgumentParser:
         "--tiny",
         action="store_true",
         help="a quick smoke run: --seconds 0.5 --warmup 0.3 --concurrency 8 --batch-concurrency 2 --batch 20"
-        " --drain-seconds 1.5 --pairs 1"
+        " --drain-seconds 1.5 --pairs 1 --sale-total 2000 --buyers 24 --sale-seconds 4 --window-trials 3"
         " (explicit options still win)",
     )
     p.add_argument(
@@ -93,6 +95,25 @@ def parser() -> argparse.ArgumentParser:
         default=3,
         help="closed-loop windows of each compared path and of its ceiling, in turn; the ratio is the"
         " median pair's (default 3)",
+    )
+    p.add_argument(
+        "--sale-total",
+        type=int,
+        default=20_000,
+        help="units of the flash sale, sold through three agents in 1-unit Deducts (default 20000)",
+    )
+    p.add_argument("--buyers", type=int, default=96, help="closed-loop buyers of the flash sale (default 96)")
+    p.add_argument(
+        "--sale-seconds",
+        type=float,
+        default=12.0,
+        help="how long the buyers buy: the sale, then the requests after the sell-out (default 12)",
+    )
+    p.add_argument(
+        "--window-trials",
+        type=int,
+        default=30,
+        help="returns at the center after the sell-out, each timed to the agents serving again (default 30)",
     )
     p.add_argument("--keep", action="store_true", help="keep the temp dir with the servers' logs")
     p.add_argument(
@@ -120,10 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     if (
         cfg.seconds <= 0
         or cfg.warmup < 0
+        or cfg.sale_seconds <= 0
         or min(cfg.clients, cfg.concurrency, cfg.batch_concurrency, cfg.batch, cfg.pairs) < 1
+        or min(cfg.sale_total, cfg.buyers) < 10
+        or cfg.window_trials < 0
     ):
         print(
-            "bench: --seconds, --clients, --concurrency, --batch-concurrency, --batch and --pairs must be positive",
+            "bench: --seconds, --sale-seconds, --clients, --concurrency, --batch-concurrency, --batch and"
+            " --pairs must be positive, --sale-total and --buyers at least 10, --window-trials 0 or more",
             file=sys.stderr,
         )
         return 2

@@ -58,6 +58,10 @@ class Job:
     concurrency: int = 1  # closed loop: calls in flight in this process
     rate: float = 0.0  # open loop: calls/s started by this process
     phase: float = 0.0  # open loop: offset of this process's schedule, in intervals (0..1)
+    trace: bool = False  # keep every call counted: (when it ended, its latency, answered OK)
+    # Closed loop: spread the calls over these targets (call k of a task goes to targets[k % n]);
+    # empty: all go to ``target``.
+    targets: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -70,6 +74,8 @@ class Outcome:
     errors: Counter[str] = field(default_factory=Counter)  # gRPC status names, DROPPED, CLIENT_ERROR
     latencies: list[float] = field(default_factory=list)  # seconds, one per call counted in `calls`
     failure: str | None = None  # the job itself failed
+    # With Job.trace: (time.monotonic() at the end, latency in seconds, OK) of every counted call.
+    trace: list[tuple[float, float, bool]] = field(default_factory=list)
 
     def merge(self, other: Outcome) -> None:
         self.calls += other.calls
@@ -77,6 +83,7 @@ class Outcome:
         self.items_refused += other.items_refused
         self.errors.update(other.errors)
         self.latencies.extend(other.latencies)
+        self.trace.extend(other.trace)
         if other.failure is not None and self.failure is None:
             self.failure = other.failure
 
@@ -86,6 +93,7 @@ class _Recorder:
         self.begin = job.start_at + job.warmup_s
         self.end = self.begin + job.seconds
         self.out = Outcome()
+        self.trace = job.trace
 
     def ended(self, started: float, ok: int, refused: int) -> None:
         now = time.monotonic()
@@ -94,6 +102,8 @@ class _Recorder:
             self.out.items_ok += ok
             self.out.items_refused += refused
             self.out.latencies.append(now - started)
+            if self.trace:
+                self.out.trace.append((now, now - started, ok > 0))
 
     def failed(self, what: str) -> None:
         self.out.errors[what] += 1
@@ -185,8 +195,14 @@ async def _open(call: Call, job: Job) -> Outcome:
     return rec.out
 
 
-async def run_job(channel: grpc.aio.Channel, job: Job, process: int) -> Outcome:
-    call = _caller(quota_pb2_grpc.QuotaStub(channel), job, process)
+async def run_job(channels: list[grpc.aio.Channel], job: Job, process: int) -> Outcome:
+    calls = [_caller(quota_pb2_grpc.QuotaStub(channel), job, process) for channel in channels]
+    spread = itertools.cycle(calls)
+
+    async def each_in_turn(n: int) -> tuple[int, int]:
+        return await next(spread)(n)
+
+    call = calls[0] if len(calls) == 1 else each_in_turn
     if job.mode == CLOSED:
         return await _closed(call, job)
     return await _open(call, job)
@@ -201,11 +217,11 @@ async def _serve_jobs(conn: Connection, process: int) -> None:
             if job is None:
                 return
             assert isinstance(job, Job)
-            channel = channels.get(job.target)
-            if channel is None:
-                channel = channels[job.target] = grpc.aio.insecure_channel(job.target)
+            for target in job.targets or (job.target,):
+                if target not in channels:
+                    channels[target] = grpc.aio.insecure_channel(target)
             try:
-                outcome = await run_job(channel, job, process)
+                outcome = await run_job([channels[t] for t in job.targets or (job.target,)], job, process)
             except Exception as exc:
                 outcome = Outcome(failure=f"{type(exc).__name__}: {exc}")
             conn.send(outcome)

@@ -20,6 +20,10 @@ class Config:
     keep: bool = False
     event_loop: str = "asyncio"
     pairs: int = 3
+    sale_total: int = 20_000
+    buyers: int = 96
+    sale_seconds: float = 12.0
+    window_trials: int = 30
 
 
 def config_from(args: argparse.Namespace, given: set[str]) -> Config:
@@ -31,6 +35,10 @@ def config_from(args: argparse.Namespace, given: set[str]) -> Config:
         "batch": 20,
         "drain_seconds": 1.5,
         "pairs": 1,
+        "sale_total": 2_000,
+        "buyers": 24,
+        "sale_seconds": 4.0,
+        "window_trials": 3,
     }
 
     def pick(name: str) -> Any:
@@ -52,6 +60,10 @@ def config_from(args: argparse.Namespace, given: set[str]) -> Config:
         keep=bool(args.keep),
         event_loop=str(args.event_loop),
         pairs=int(pick("pairs")),
+        sale_total=int(pick("sale_total")),
+        buyers=int(pick("buyers")),
+        sale_seconds=float(pick("sale_seconds")),
+        window_trials=int(pick("window_trials")),
     )
 
 

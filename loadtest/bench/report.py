@@ -142,6 +142,8 @@ def render(report: dict[str, Any]) -> str:
         f"{'balanced' if d['balanced'] else 'NOT balanced: ' + '; '.join(d['mismatches'])}"
     )
     out.append("")
+    out.extend(render_sale(report["flash_sale"]))
+    out.append("")
     out.append("Notes")
     out.append("* Closed-loop latency at saturation is queueing: the calls in flight wait for each other.")
     out.append(f"* Client model: {report['client_model']}")
@@ -157,6 +159,59 @@ def render(report: dict[str, Any]) -> str:
         " first slice arrives."
     )
     return "\n".join(out)
+
+
+def render_sale(sale: dict[str, Any]) -> list[str]:
+    """The flash sale's phases, its targets and the window after a return."""
+    out = [
+        f"Flash sale of {sale['total']:,} units through {sale['agents']} agents: {sale['buyers']} closed-loop "
+        f"buyers of 1-unit Deducts for {sale['seconds']:g} s; center calls from the center's metrics"
+    ]
+    if not sale["sold_out"]:
+        out.append(
+            f"  NOT sold out: {sale['sold']:,} sold in {sale['seconds']:g} s (give more --sale-seconds)"
+        )
+        return out
+    rows = []
+    for name, p in sale["phases"].items():
+        rows.append(
+            [
+                name,
+                _n(p["seconds"], 2),
+                _n(p["requests"]),
+                _n(p["requests_per_s"]),
+                _n(p["ok_per_s"]),
+                _n(p["p50_ms"], 2),
+                _n(p["p99_ms"], 2),
+                _n(p["center_per_thousand"], 2),
+            ]
+        )
+    header = [
+        "phase",
+        "seconds",
+        "requests",
+        "requests/s",
+        "OK/s",
+        "p50 ms",
+        "p99 ms",
+        "center calls per 1,000",
+    ]
+    out.append(_table(header, rows))
+    out.append(
+        "serving: until 90 % was sold; end game: the last 10 %; after the sell-out: from the last unit sold"
+        f" to the end; errors {', '.join(f'{k} {v}' for k, v in sorted(sale['errors'].items())) or '0'}"
+    )
+    rows = [[t["target"], _n(t["value"], 2), t["bound"], _met(t["met"])] for t in sale["targets"]]
+    out.append(_table(["target", "value", "bound", "result"], rows))
+    w = sale.get("window")
+    if w is not None:
+        out.append(
+            f"Window after a return: {w['trials']} Returns of {w['returned_each']} units at the center after the"
+            f" sell-out, each agent timed from the Return's answer to its first OK: p50 {_n(w['p50_ms'], 1)} ms,"
+            f" p99 {_n(w['p99_ms'], 1)} ms, max {_n(w['max_ms'], 1)} ms over {w['samples']} samples"
+            f" ({w['not_served']} not served within 5 s)"
+        )
+    return out
 
 
 def _errors(m: dict[str, Any]) -> str:

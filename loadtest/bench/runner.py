@@ -11,6 +11,7 @@ from loadtest.bench.agent_metrics import calls_per_thousand, scrape
 from loadtest.bench.client import CLOSED, DEDUCT, DEDUCT_BATCH, OPEN, Clients
 from loadtest.bench.config import Config
 from loadtest.bench.drain import drain
+from loadtest.bench.flash import flash_sale
 from loadtest.bench.measure import Bench
 from loadtest.bench.paths import path_specs, targets
 from loadtest.bench.servers import Servers
@@ -32,6 +33,10 @@ def run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
             "drain_seconds": cfg.drain_seconds,
             "cpus": os.cpu_count(),
             "event_loop": cfg.event_loop,
+            "sale_total": cfg.sale_total,
+            "buyers": cfg.buyers,
+            "sale_seconds": cfg.sale_seconds,
+            "window_trials": cfg.window_trials,
         },
         "client_model": client_model(cfg),
     }
@@ -110,6 +115,17 @@ def run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
             bench,
             paths["agent.deduct"]["closed"]["deductions_per_s"],
             paths["center.deduct"]["closed"]["deductions_per_s"],
+        )
+        report["flash_sale"] = flash_sale(
+            clients,
+            servers.center_target,
+            servers.center_metrics_url,
+            servers.agent_targets,
+            total=cfg.sale_total,
+            buyers=cfg.buyers,
+            seconds=cfg.sale_seconds,
+            trials=cfg.window_trials,
+            log=log,
         )
     finally:
         if bench is not None:

@@ -1,5 +1,6 @@
 """The servers the benchmark measures, all throwaway on loopback: devstack's stack (Redis, PostgreSQL,
-the center, one region agent) plus the two echo servers (``python -m loadtest.bench.echo``).
+the center, three region agents: the paths measure the first, the flash sale all three) plus the
+two echo servers (``python -m loadtest.bench.echo``).
 
 Every server runs on the event loop asked for, logs at WARNING (a log line per call would be
 measured too) and logs to the stack's temp dir, kept with ``keep``.
@@ -16,6 +17,7 @@ from devstack import GrpcProcess, Stack, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AGENT_REGION = "bench"
+AGENT_REGIONS = (AGENT_REGION, "bench-us", "bench-ap")
 
 
 class Servers:
@@ -26,7 +28,7 @@ class Servers:
     ) -> None:
         self.event_loop = event_loop
         self.stack = Stack(
-            regions=(AGENT_REGION,),
+            regions=AGENT_REGIONS,
             progress=log,
             keep=keep,
             # The background fill every 100 ms keeps the sub-buckets the center serves from full.
@@ -51,8 +53,16 @@ class Servers:
         return self.stack.agents[0]
 
     @property
+    def agent_targets(self) -> list[str]:
+        return list(self.stack.agents)
+
+    @property
     def agent_metrics_url(self) -> str:
         return self.stack.agent_metrics[0]
+
+    @property
+    def center_metrics_url(self) -> str:
+        return self.stack.center_metrics
 
     @property
     def echo_target(self) -> str:

@@ -8,16 +8,18 @@ repeats and reorderings change nothing; every answer is the holding read in that
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from quota_center.buckets.agents import AgentStore, Reported
 from quota_center.buckets.store import BucketStore, parse_pending
 from quota_center.budgets.registry import BudgetMeta, Registry
+from quota_center.budgets.sellout import Availability, SellOut
 from quota_center.errors import StaleGeneration
 from quota_center.holders import MAIN, agent_doubt_prefix, agent_holder, lost_gen, sub_holder
 from quota_center.ledger.models import LedgerEntry, RecordOutcome
@@ -64,6 +66,9 @@ class HoldingView:
     mode: Mode
     state: str  # active, paused, closed
     lost: bool = False
+    # The budget's sold-out mark as last read, and its version (budgets/sellout.py).
+    sold_out: bool = False
+    availability: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,7 @@ class AgentHoldings:
         demand: Demand | None = None,
         clock: Callable[[], int] = now_ms,
         recovery: Recovery | None = None,
+        sellout: SellOut | None = None,
     ) -> None:
         self.registry = registry
         self.buckets = buckets
@@ -107,7 +113,10 @@ class AgentHoldings:
         self.clock = clock
         self._rates: dict[tuple[str, str], tuple[float, float]] = {}  # (budget, agent) -> (rate, when)
         self._last_slice: dict[tuple[str, str], int] = {}
-        self._modes: dict[str, tuple[Mode, str, float]] = {}
+        self._modes: dict[str, tuple[Mode, str, Availability | None, float]] = {}
+        # Told when agents give budget back; its marks are told to every agent with its holding.
+        self.sellout = sellout
+        self._confirming: dict[str, asyncio.Task[None]] = {}  # budget -> its sold-out mark's check
 
     async def report(
         self, budget_id: str, agent_id: str, usage: Usage, *, renew: bool, available: int | None = None
@@ -157,6 +166,7 @@ class AgentHoldings:
                     )
                 if r.released > 0:
                     await self._release(meta, agent_id, tid, r.released)
+                    await self._changed(budget_id)
                 return await self._view(meta, r, lease_ms)
             if r.status == "LOST":
                 await self._settle_lost(meta, agent_id)
@@ -214,16 +224,19 @@ class AgentHoldings:
                 holders=meta.sub_buckets + max(1, len(agents)),
                 total_rate=self._total_rate(budget_id, meta.sub_buckets, now_s),
             )
-            wanted = slice_size(
-                meta.policy,
-                budget,
-                HolderState(
-                    balance=view.balance,
-                    rate=float(rate),
-                    need=need,
-                    last_slice=self._last_slice.get((budget_id, agent_id), 0),
-                ),
+            holder_state = HolderState(
+                balance=view.balance,
+                rate=float(rate),
+                need=need,
+                last_slice=self._last_slice.get((budget_id, agent_id), 0),
             )
+            wanted = slice_size(meta.policy, budget, holder_state)
+            # Main ran dry while the center's sub-buckets sit on what is left: bring it back to
+            # main (the end game serves the center's deductions from its pool).
+            dry = view.mode is Mode.SCARCE and wanted < max(need, 1) and budget.remaining > main
+            if dry and await self.replenisher.free_sub_buckets(meta):
+                main = await self.buckets.balance(budget_id, MAIN) or 0
+                wanted = slice_size(meta.policy, replace(budget, main=main), holder_state)
             if wanted > 0:
                 tid = f"t:{budget_id}:grant:{agent_id}:{uuid.uuid4().hex}"
                 moved = await self.transfers.move(
@@ -394,28 +407,58 @@ class AgentHoldings:
             if outcome is RecordOutcome.STALE:
                 raise StaleGeneration(meta.budget_id)
         await self.store.restore(meta.budget_id, agent_id, back, amount, meta.gen)
+        if amount > 0:
+            await self._changed(meta.budget_id)
+
+    async def _changed(self, budget_id: str) -> None:
+        """Budget came back (to main or to an agent's holding): a sold-out budget may serve again."""
+        if self.sellout is not None:
+            await self.sellout.changed(budget_id)
 
     async def _view(self, meta: BudgetMeta, r: Reported, lease_ms: int) -> HoldingView:
-        mode, state = await self._mode_and_state(meta)
+        mode, state, availability = await self._mode_and_state(meta)
         # Versions restart with a holding a rebuild replaced: the generation keeps them growing.
         version = (meta.gen << 32) + r.version
-        return HoldingView(meta.budget_id, version, r.balance, r.applied, lease_ms, mode, state)
+        sold_out, seen = (False, 0) if availability is None else (availability.sold_out, availability.version)
+        return HoldingView(
+            meta.budget_id, version, r.balance, r.applied, lease_ms, mode, state, False, sold_out, seen
+        )
 
-    async def _mode_and_state(self, meta: BudgetMeta) -> tuple[Mode, str]:
-        """The budget's mode and state, read at most every MODE_FRESH_S per budget.
+    async def _mode_and_state(self, meta: BudgetMeta) -> tuple[Mode, str, Availability | None]:
+        """The budget's mode, state and sold-out mark, read at most every MODE_FRESH_S per budget.
 
         Every heartbeat of every agent answers with them; reading every holder's balance each
         time would cost agents² reads a heartbeat. A mode a moment old only sizes what agents
-        ask for next; the center decides every grant and refusal on fresh reads.
+        ask for next; the center decides every grant and refusal on fresh reads. A sold-out
+        mark a moment old is told with its version, which agents compare with what the center
+        pushed them since (they keep the newest). A mark near its end is checked again here.
         """
         now = time.monotonic()
         cached = self._modes.get(meta.budget_id)
-        if cached is not None and now - cached[2] < MODE_FRESH_S:
-            return cached[0], cached[1]
+        if cached is not None and now - cached[3] < MODE_FRESH_S:
+            return cached[0], cached[1], cached[2]
         raw = await self.buckets.budget_state(meta.budget_id)
         mode, state = mode_for(meta.policy, await self._free(meta)), raw or "active"
-        self._modes[meta.budget_id] = (mode, state, now)
-        return mode, state
+        availability = None
+        if self.sellout is not None and meta.policy.strategy != "static":
+            availability = await self.sellout.read(meta.budget_id)
+            if availability.due_for_check and meta.budget_id not in self._confirming:
+                self._confirm(meta)
+        self._modes[meta.budget_id] = (mode, state, availability, now)
+        return mode, state, availability
+
+    def _confirm(self, meta: BudgetMeta) -> None:
+        """Check a budget's sold-out mark again in the background (one check per budget at a time)."""
+
+        async def check() -> None:
+            try:
+                await self.replenisher.confirm_sold_out(meta)
+            except Exception:
+                log.warning("budget %s: checking its sold-out mark failed", meta.budget_id, exc_info=True)
+            finally:
+                self._confirming.pop(meta.budget_id, None)
+
+        self._confirming[meta.budget_id] = asyncio.get_running_loop().create_task(check())
 
     async def _free(self, meta: BudgetMeta) -> int:
         """Main plus every holder's balance: what the mode is decided on."""
@@ -450,9 +493,7 @@ def lease_for(meta: BudgetMeta, now_ms: int, lease_ms: int) -> int:
 
 
 def _with_lease(view: HoldingView, lease_ms: int) -> HoldingView:
-    return HoldingView(
-        view.budget_id, view.version, view.balance, view.applied, lease_ms, view.mode, view.state, view.lost
-    )
+    return replace(view, lease_ms=lease_ms)
 
 
 def _refusal(budget_id: str, agent_id: str, usage: Usage, r: Reported) -> str:

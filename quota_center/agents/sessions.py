@@ -25,6 +25,7 @@ from quota.v1 import common_pb2 as pb
 from quota.v1 import session_pb2 as spb
 from quota_center.buckets.agents import AgentStore
 from quota_center.budgets.registry import BudgetMeta
+from quota_center.budgets.sellout import Availability
 from quota_center.errors import Unavailable
 from quota_center.holders import agent_of
 from quota_center.metrics import AGENT_RECLAIMS, AGENT_SESSION_ENDS, AGENT_SESSIONS
@@ -39,6 +40,10 @@ RETRY_LOOKBACK_MS = 60_000
 
 # Messages a session may have waiting for its stream before it is closed.
 MAX_UNREAD = 1024
+
+
+def availability_pb(a: Availability) -> spb.Availability:
+    return spb.Availability(budget_id=a.budget_id, sold_out=a.sold_out, version=a.version)
 
 
 def _code_name(code: int) -> str:
@@ -200,6 +205,14 @@ class Sessions:
                 f" holding budget {budget_id} may have served it and cannot be asked now: retry later"
             )
         return None
+
+    async def announce(self, availability: Availability) -> None:
+        """Tell the agents connected here that hold the budget its sold-out mark changed."""
+        message = spb.CenterMessage(availability=availability_pb(availability))
+        for agent_id in await self.store.agents(availability.budget_id):
+            session = self._live.get(agent_id)
+            if session is not None:
+                session.send(message)
 
     async def reclaim(self, meta: BudgetMeta, short: int) -> dict[str, int]:
         """Order every agent holding ``meta``'s budget to give back its unreserved balance.

@@ -220,6 +220,9 @@ def holding_pb(view: HoldingView) -> spb.AgentHolding:
         mode=_MODES[view.mode],
         state=_STATES.get(view.state, pb.BUDGET_STATE_UNSPECIFIED),
         lost=view.lost,
+        availability=spb.Availability(
+            budget_id=view.budget_id, sold_out=view.sold_out, version=view.availability
+        ),
     )
 
 

@@ -108,12 +108,13 @@ class AgentStore:
 
     async def held(self, budget_id: str) -> dict[str, int]:
         """Balance per agent holder of the budget (what a reclaim could bring back); none at 0."""
-        held: dict[str, int] = {}
-        for agent_id in await self.agents(budget_id):
-            bal = await self.buckets.balance(budget_id, agent_holder(agent_id))
-            if bal:
-                held[agent_holder(agent_id)] = bal
-        return held
+        return {h: bal for h, bal in (await self.holdings(budget_id)).items() if bal}
+
+    async def holdings(self, budget_id: str) -> dict[str, int]:
+        """Balance per agent holder of the budget, 0 included (a missing holding counts 0)."""
+        holders = [agent_holder(a) for a in await self.agents(budget_id)]
+        balances = await self.buckets.balances(budget_id, holders)  # at once, not one after another
+        return {h: bal or 0 for h, bal in zip(holders, balances, strict=True)}
 
     async def pending(self, budget_id: str, agent_id: str, transfer_id: str) -> str | None:
         """The pending record of a transfer out of the agent's holding; None once it is cleared."""

@@ -5,7 +5,7 @@ transfers live under main's tag, each sub-bucket and the records of the requests
 under a tag of its own, so a Redis Cluster spreads one hot budget's sub-buckets over shards. A
 request id's claim lives under its own tag ``{q:<id>}`` because ids are global across budgets. A
 region agent's holding of a budget is a bucket of its own; the agents that hold a budget are
-listed in a set under main's tag.
+listed in a set under main's tag, next to the budget's sold-out mark (``budgets/sellout.py``).
 
 A tag carries the budget id with its length in front, and a sub-bucket's index or an agent's id
 (with its length) after it, each behind a letter of its own::
@@ -35,7 +35,7 @@ LAYOUT = "2"
 
 # Kinds of keys under a bucket's tag, after the tag. ``req`` and ``in`` carry a name after them.
 STATE_KINDS = {MAIN: "main", "sub": "sub", "agent": "agent"}
-FIXED_KINDS = ("main", "sub", "agent", "pend", "agents", "resv")
+FIXED_KINDS = ("main", "sub", "agent", "pend", "agents", "resv", "out")
 NAMED_KINDS = ("req", "in")
 
 
@@ -83,6 +83,11 @@ def agent_keys(budget_id: str, agent_id: str) -> BucketKeys:
 def agents_set(budget_id: str) -> str:
     """The set of agent ids that have held ``budget_id`` (under main's tag)."""
     return _budget_tag(budget_id) + ":agents"
+
+
+def sold_out_key(budget_id: str) -> str:
+    """The budget's sold-out mark (under main's tag, with main's ``supply`` version it names)."""
+    return _budget_tag(budget_id) + ":out"
 
 
 def bucket_keys(budget_id: str, holder: str) -> BucketKeys:
@@ -152,6 +157,6 @@ def parse_key(key: str) -> KeyOwner:
         return KeyOwner(budget, holder, kind, name)
     if name or kind not in FIXED_KINDS or (kind in STATE_KINDS.values() and kind != expected):
         raise NotAKey(f"unknown kind {kind!r} in {key!r}")
-    if (kind in ("agents",) and holder != MAIN) or (kind == "resv" and not holder.startswith("sub:")):
+    if (kind in ("agents", "out") and holder != MAIN) or (kind == "resv" and not holder.startswith("sub:")):
         raise NotAKey(f"{kind!r} does not belong to {holder} in {key!r}")
     return KeyOwner(budget, holder, kind)

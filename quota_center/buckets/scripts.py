@@ -28,6 +28,10 @@ SCRIPT_NAMES = (
     "agent_restore",
     "agent_carry",
     "agent_drop",
+    "pool_open",
+    "sellout_read",
+    "sellout_mark",
+    "sellout_clear",
 )
 
 

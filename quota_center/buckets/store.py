@@ -75,6 +75,10 @@ def _texts(raw: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
     return {str(k): str(v) for k, v in raw.items()}
 
 
+def _sellout_keys(budget_id: str) -> list[str]:
+    return [keys.main_keys(budget_id).state, keys.sold_out_key(budget_id)]
+
+
 def parse_pending(source: str, transfer_id: str, record: str) -> Pending:
     amount, target, gen, created = record.split("|")
     return Pending(transfer_id, source, target, int(amount), int(gen), int(created))
@@ -178,6 +182,27 @@ class BucketStore:
             [amount, deduction_id, self.retention_s, gen, *extra],
         )
         return _served(reply, 3)
+
+    async def open_pool(self, budget_id: str, index: int, gen: int) -> Outcome:
+        """Mark sub-bucket ``index`` (not 0) to send new deductions to sub-bucket 0 (pool_open.lua)."""
+        reply = await self.scripts.run("pool_open", [keys.sub_keys(budget_id, index).state], [gen])
+        return _outcome(reply)
+
+    async def sell_out_read(self, budget_id: str) -> tuple[int, int, bool, int]:
+        """(main's generation, supply version, marked sold out, ms the mark still holds)."""
+        reply = await self.scripts.run("sellout_read", _sellout_keys(budget_id), [])
+        gen, supply, marked, ttl = (int(str(x)) for x in reply)
+        return gen, supply, bool(marked), ttl
+
+    async def sell_out_mark(self, budget_id: str, supply: int, ttl_ms: int) -> Outcome:
+        """Mark the budget sold out if its supply version is still ``supply`` (sellout_mark.lua)."""
+        return _outcome(await self.scripts.run("sellout_mark", _sellout_keys(budget_id), [supply, ttl_ms]))
+
+    async def sell_out_clear(self, budget_id: str) -> tuple[bool, int, int]:
+        """Bump the supply version and drop the mark: (whether it was marked, the new version,
+        main's generation)."""
+        was, version, gen = await self.scripts.run("sellout_clear", _sellout_keys(budget_id), [])
+        return bool(int(str(was))), int(str(version)), int(str(gen))
 
     async def take(
         self,

@@ -14,6 +14,7 @@ from datetime import datetime
 from quota_center.buckets.store import BucketStore, Pending
 from quota_center.budgets.audit import Auditor, AuditReport
 from quota_center.budgets.registry import Registry
+from quota_center.budgets.sellout import SellOut
 from quota_center.errors import BucketLost, StaleGeneration, UnknownBudget
 from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.errors import BudgetNotFound
@@ -62,6 +63,8 @@ class Admin:
         self.recovery = recovery
         self.auditor = auditor
         self.default_sub_buckets = default_sub_buckets
+        # Told of top-ups and state changes (a sold-out budget may serve again).
+        self.sellout: SellOut | None = None
 
     async def create(
         self,
@@ -141,6 +144,7 @@ class Admin:
                 raise
             if applied:
                 await self.transfers.finish(budget_id, _incoming(tid, amount, meta.gen))
+                await self._changed(budget_id)
                 return Change("OK", await self.view(budget_id))
             # A retry: the first attempt (or the sweeper) credits the original.
             await self._drop(budget_id, tid, mine)
@@ -151,6 +155,7 @@ class Admin:
         check_budget_id(budget_id)
         row = await self.ledger.set_state(budget_id, state, actor, reason)
         await self._mirror_state(budget_id, row)
+        await self._changed(budget_id)  # resumed: decided on afresh
         return Change("OK", await self.view(budget_id))
 
     async def view(self, budget_id: str) -> BudgetView:
@@ -185,6 +190,10 @@ class Admin:
                 # Lost from Redis: the rebuild creates the buckets with the ledger's state.
                 await self.recovery.rebuild(budget_id)
                 return
+
+    async def _changed(self, budget_id: str) -> None:
+        if self.sellout is not None:
+            await self.sellout.changed(budget_id)
 
     async def _drop(self, budget_id: str, tid: str, mine: bool) -> None:
         if mine:

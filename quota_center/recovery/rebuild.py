@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from quota_center.buckets.store import BucketStore
 from quota_center.budgets.registry import Registry
+from quota_center.budgets.sellout import SellOut
 from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.store import LedgerStore
 from quota_center.metrics import REBUILDS
@@ -41,6 +42,8 @@ class Recovery:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # Told each rebuilt budget: the settlement settles its in-doubt holders from the spend log.
         self.on_rebuilt = on_rebuilt
+        # Its sold-out mark is dropped: the rebuilt budget is decided on afresh.
+        self.sellout: SellOut | None = None
 
     async def rebuild(self, budget_id: str) -> bool:
         """Rebuild the budget's buckets unless they are all present in the current generation.
@@ -59,6 +62,8 @@ class Recovery:
             for index in range(meta.sub_buckets):
                 await self.buckets.init_bucket(budget_id, sub_holder(index), 0, rebuilt.gen, rebuilt.state)
             self.registry.forget(budget_id)
+            if self.sellout is not None:
+                await self.sellout.changed(budget_id)
             REBUILDS.inc()
             if self.on_rebuilt is not None:
                 self.on_rebuilt(budget_id)

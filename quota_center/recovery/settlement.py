@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from quota_center.buckets.store import BucketStore, Pending
 from quota_center.budgets.registry import BudgetMeta, Registry
+from quota_center.budgets.sellout import SellOut
 from quota_center.errors import BucketLost, Unavailable
 from quota_center.holders import MAIN, SUB_PREFIX, sub_holder
 from quota_center.ledger.models import RecordOutcome
@@ -140,6 +141,8 @@ class Settlement:
         self._cutoffs: dict[tuple[str, int], datetime] = {}
         self._starts: dict[tuple[str, int], datetime] = {}
         self.failures = LoopFailures("settlement")
+        # Told when a settlement gives budget back to main (a sold-out budget may serve again).
+        self.sellout: SellOut | None = None
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -292,6 +295,8 @@ class Settlement:
         with contextlib.suppress(BucketLost):  # main is rebuilt from the ledger, which has the row
             await self.transfers.finish(budget_id, Pending(tid, MAIN, MAIN, amount, meta.gen, 0))
         IN_DOUBT_SETTLED.labels(how, "returned").inc(amount)
+        if self.sellout is not None:
+            await self.sellout.changed(budget_id)
         return True
 
     # -- settlement by hand ------------------------------------------------------------------

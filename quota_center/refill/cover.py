@@ -1,11 +1,16 @@
-"""The end game at the center: refill a short sub-bucket from main, merging fragments when needed.
+"""Refill a short sub-bucket from main, merging fragments when needed; the end game's pool.
 
 One coroutine per budget does this at a time (per process): concurrent short
 requests queue on the budget's lock and find the merge done by the first one
 instead of starting their own, and a refusal is decided on a state nobody else is
 rearranging. Each round reads every bucket's free balance first, so a refusal is
 given only when main and all sub-buckets together hold less than the request,
-and costs no transfer (nor ledger row).
+and costs no transfer (nor ledger row). Requests that queued behind a refusal's
+check and ask more than it found get the same answer without a round of their own.
+
+In CENTRAL mode deductions are served by the pool (docs/center.md#end-game): everything
+free is merged into sub-bucket 0 once, and the other sub-buckets send new deductions there,
+so each is one Lua call; this lock is taken again only when the pool runs short.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from collections.abc import Awaitable, Callable
 
 from quota_center.buckets.store import BucketStore
 from quota_center.budgets.registry import BudgetMeta
-from quota_center.errors import BucketLost, Unavailable
+from quota_center.budgets.sellout import Availability, SellOut
+from quota_center.errors import BucketLost, StaleGeneration, Unavailable
 from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.store import LedgerStore
-from quota_center.metrics import MERGE_SECONDS, MERGES, observe_mode
+from quota_center.metrics import MERGE_SECONDS, MERGES, POOLS_OPENED, SHARED_REFUSALS, observe_mode
 from quota_center.refill.locks import BudgetLocks
 from quota_center.transfers.protocol import Movement, Transfers
 from quota_rules.allocation import refill_amount, slice_size
@@ -35,6 +41,7 @@ MAX_ROUNDS = 100
 # Orders the agents holding a budget to give back up to an amount; returns what those that did
 # not answer in time hold, by holder (agents/sessions.py).
 Reclaim = Callable[[BudgetMeta, int], Awaitable[dict[str, int]]]
+Held = Callable[[str], Awaitable[dict[str, int]]]
 
 
 class Replenisher:
@@ -47,6 +54,8 @@ class Replenisher:
         *,
         demand: Demand | None = None,
         reclaim: Reclaim | None = None,
+        held: Held | None = None,
+        sellout: SellOut | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.buckets = buckets
@@ -61,34 +70,66 @@ class Replenisher:
         # amount (reclaim orders over their sessions) and returns what those that did not
         # answer in time hold, by holder.
         self.reclaim = reclaim
+        # What each agent holding a budget holds (0 included), by holder; the sold-out mark it may set.
+        self.held = held
+        self.sellout = sellout
         self._unanswered: dict[str, dict[str, int]] = {}
+        self._decided: dict[str, tuple[float, int]] = {}  # budget -> (when, what was left) of a refusal
+        self._pools: set[tuple[str, int]] = set()  # (budget, generation) whose pool this process opened
 
-    async def cover(self, meta: BudgetMeta, index: int, amount: int) -> bool:
+    async def cover(self, meta: BudgetMeta, index: int, amount: int, *, pooled: bool = False) -> bool:
         """Make sub-bucket ``index`` hold at least ``amount``; False if the whole budget cannot.
 
-        False is honest: main plus every sub-bucket held less than ``amount`` when it was decided.
+        False is honest: main, every sub-bucket and every agent that answered a reclaim held
+        less than ``amount`` when it was decided (by this call, or by a call that decided after
+        this one began waiting for the lock). When they held nothing at all, and nothing was
+        moving, the budget is marked sold out (``budgets/sellout.py``).
+
+        ``pooled``: the caller is a deduction, which the end game serves from the pool
+        (sub-bucket 0, docs/center.md#end-game). In SCARCE and CENTRAL mode a deduction short at
+        another sub-bucket opens the pool and gets True: asked again, its sub-bucket sends it
+        there. The pool is refilled with an equal share of main (SCARCE) or everything free,
+        merged into it at once (CENTRAL), so the deductions after a refill are one Lua call
+        each, with no ledger row and no lock.
         """
         holder = sub_holder(index)
         if meta.policy.strategy == "static":
             return await self._cover_static(meta, holder, amount)
         reclaimed = False
-        self._unanswered.pop(meta.budget_id, None)
+        asked = time.monotonic()
         async with self.lock(meta.budget_id):
+            decided = self._decided.get(meta.budget_id)
+            if decided is not None and decided[0] >= asked and decided[1] < amount:
+                # A check begun after this request arrived found less than it asks: the same answer,
+                # without another round (concurrent refusals share one).
+                SHARED_REFUSALS.inc()
+                return False
+            self._unanswered.pop(meta.budget_id, None)
+            refusing = False  # a round found too little: the next one reads the supply version first
+            seen: Availability | None = None
             for _ in range(MAX_ROUNDS):
-                balances = await self._balances(meta)
+                looked = time.monotonic()
+                if refusing and self.sellout is not None:
+                    seen = await self.sellout.read(meta.budget_id)
+                # The mode counts what agents hold, as the agents' grants do: a budget whose
+                # agents hold most of what is left is not in the center's end game yet.
+                balances, agents = await asyncio.gather(self._balances(meta), self._agents(meta))
                 sub = balances[holder]
                 if sub >= amount:
                     return True
                 free = sum(balances.values())
-                mode = mode_for(meta.policy, free)
+                mode = mode_for(meta.policy, free + sum(agents.values()))
                 observe_mode(meta.budget_id, mode.value)
                 if free < amount:
                     if self.reclaim is not None and not reclaimed:
                         # Agents may hold the rest: order it back to main, then decide again.
-                        reclaimed = True
+                        reclaimed = refusing = True
                         unanswered = await self.reclaim(meta, amount - free)
                         if unanswered:
                             self._unanswered[meta.budget_id] = unanswered
+                        continue
+                    if self.sellout is not None and seen is None:
+                        refusing = True  # decided on balances read after the supply version
                         continue
                     moving = await self._in_flight(meta)
                     if moving and free + moving >= amount:
@@ -98,20 +139,80 @@ class Replenisher:
                             f"budget {meta.budget_id}: {moving} units are moving between holders and"
                             f" {free} are free; retry shortly"
                         )
+                    await self._refused(meta, seen, free + moving, looked)
                     return False
+                pool = pooled and mode is not Mode.NORMAL
+                if pool and index != 0:
+                    await self.open_pool(meta)
+                    return True  # asked again, the sub-bucket sends the deduction to the pool
+                if pool and mode is Mode.CENTRAL:
+                    # Everything free into the pool at once: one ledger row, then Lua calls only.
+                    if free - balances[MAIN] - sub > 0:
+                        await self._merge(meta, skip=holder)
+                    everything = Movement(
+                        meta.budget_id, MAIN, holder, MAX_AMOUNT, meta.gen, "refill", ACTOR, "end game"
+                    )
+                    await self.transfers.move(everything, mode="upto")
+                    continue
                 need = amount - sub
                 others = free - balances[MAIN] - sub
                 if others and (balances[MAIN] < need or mode is Mode.CENTRAL):
                     # Fragments elsewhere: merge them into main, then grant from there.
                     await self._merge(meta, skip=holder)
                     continue
-                slice_ = on_demand_slice(meta, index, balances, need, self.demand, self.clock())
-                give = grant_for(mode, meta.policy, need=need, main=balances[MAIN], slice_=slice_)
+                if pool:
+                    # SCARCE: the pool takes an equal share of main with the agents drawing on it.
+                    give = min(balances[MAIN], max(need, balances[MAIN] // (1 + len(agents))))
+                else:
+                    slice_ = on_demand_slice(meta, index, balances, need, self.demand, self.clock())
+                    give = grant_for(mode, meta.policy, need=need, main=balances[MAIN], slice_=slice_)
                 refill = Movement(meta.budget_id, MAIN, holder, give, meta.gen, "refill", ACTOR, mode.value)
                 if give and await self.transfers.move(refill):
                     return True
                 # Main changed between the read and the take (another process): look again.
         raise Unavailable(f"budget {meta.budget_id}: no stable state after {MAX_ROUNDS} refill rounds")
+
+    async def open_pool(self, meta: BudgetMeta) -> None:
+        """Mark every sub-bucket but 0 to send new deductions to sub-bucket 0, the pool."""
+        if (meta.budget_id, meta.gen) in self._pools:
+            return
+        marks = [self.buckets.open_pool(meta.budget_id, i, meta.gen) for i in range(1, meta.sub_buckets)]
+        for i, r in enumerate(await asyncio.gather(*marks), start=1):
+            if r.status == "LOST":
+                raise BucketLost(meta.budget_id, sub_holder(i))
+            if r.status == "STALE":
+                raise StaleGeneration(meta.budget_id)
+        self._pools.add((meta.budget_id, meta.gen))
+        POOLS_OPENED.inc()
+
+    async def free_sub_buckets(self, meta: BudgetMeta) -> int:
+        """Drain the sub-buckets into main for agents' grants (the caller holds the budget's lock);
+        the pool keeps its balance once this process opened it. Returns the amount moved."""
+        pool = sub_holder(0) if (meta.budget_id, meta.gen) in self._pools else ""
+        return await self._merge(meta, skip=pool)
+
+    async def _refused(self, meta: BudgetMeta, seen: Availability | None, free: int, looked: float) -> None:
+        """Note a refusal's check (begun at ``looked``) for the requests waiting behind it; mark the
+        budget sold out when nothing at all was left (main, sub-buckets and agents, nothing moving)."""
+        held = 0 if self.held is None else sum((await self.held(meta.budget_id)).values())
+        self._decided[meta.budget_id] = (looked, free + held)
+        if seen is not None and self.sellout is not None and free == 0 and held == 0:
+            await self.sellout.mark(seen)
+
+    async def confirm_sold_out(self, meta: BudgetMeta) -> None:
+        """Check a sold-out mark again on fresh reads: marked anew if nothing is left, else dropped."""
+        if self.sellout is None or meta.policy.strategy == "static":
+            return
+        async with self.lock(meta.budget_id):
+            seen = await self.sellout.read(meta.budget_id)
+            if not seen.due_for_check:
+                return  # confirmed (or dropped) meanwhile
+            free = sum((await self._balances(meta)).values()) + await self._in_flight(meta)
+            held = 0 if self.held is None else sum((await self.held(meta.budget_id)).values())
+            if free == 0 and held == 0:
+                await self.sellout.mark(seen)
+            else:
+                await self.sellout.changed(meta.budget_id)
 
     async def _cover_static(self, meta: BudgetMeta, holder: str, amount: int) -> bool:
         """The static strategy: a holder gets one equal share of the total, once; no refill, no merge.
@@ -177,6 +278,9 @@ class Replenisher:
             if view is not None:
                 moving += sum(p.amount for p in view.pending if p.gen == meta.gen and not p.incoming)
         return moving
+
+    async def _agents(self, meta: BudgetMeta) -> dict[str, int]:
+        return {} if self.held is None else await self.held(meta.budget_id)
 
     async def _balances(self, meta: BudgetMeta) -> dict[str, int]:
         holders = [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]

@@ -23,10 +23,11 @@ from typing import Protocol
 from quota_center.agents.sessions import ServedElsewhere
 from quota_center.buckets.store import BucketStore, Outcome
 from quota_center.budgets.registry import BudgetMeta, Registry
+from quota_center.budgets.sellout import SellOut
 from quota_center.errors import BucketLost, StaleGeneration, Unavailable
 from quota_center.holders import sub_holder
 from quota_center.ledger.spend_log import SpendEntry
-from quota_center.metrics import DEDUCT_WAITS
+from quota_center.metrics import DEDUCT_WAITS, SOLD_OUT_REFUSALS
 from quota_center.recovery.rebuild import Recovery
 from quota_center.recovery.recall import Prior, Recall
 from quota_center.recovery.writebehind import SpendLog, Unlogged, deduct_entry, refund_entry
@@ -81,8 +82,11 @@ class Spending:
         log: SpendLog | None = None,
         recall: Recall | None = None,
         vouch: Vouch | None = None,
+        sellout: SellOut | None = None,
     ) -> None:
         self.registry = registry
+        # The budgets' sold-out marks: read after a short sub-bucket, told of returns.
+        self.sellout = sellout
         self.buckets = buckets
         self.replenisher = replenisher
         self.recovery = recovery
@@ -131,14 +135,25 @@ class Spending:
                 if r.status != "UNCLAIMED":
                     claimed = True
                     _fence(r, budget_id, index, meta)
+                if r.status == "POOLED":
+                    # The end game serves new deductions from the pool, sub-bucket 0 (its sub-bucket
+                    # has no record of the id, and never will: docs/center.md#end-game).
+                    index = 0
+                    pooled = self.buckets.deduct(budget_id, 0, request_id, amount, meta.gen)
+                    r = await self.log.call(pooled, deduct_entry(budget_id, 0, request_id))
+                    _fence(r, budget_id, 0, meta)
                 settled = self._settled(r, budget_id, request_id, amount)
                 if settled is not None:
                     return settled
                 if r.status == "LOST":
                     raise BucketLost(budget_id, sub_holder(index))
-                # SHORT: this sub-bucket cannot cover it; refill it or refuse honestly.
+                # SHORT: this sub-bucket cannot cover it; a sold-out budget refuses at once, else
+                # refill it or refuse honestly.
+                if self.sellout is not None and (await self.sellout.read(budget_id)).sold_out:
+                    SOLD_OUT_REFUSALS.inc()
+                    return Answer("INSUFFICIENT", 0, messages.SOLD_OUT.format(b=budget_id, n=amount))
                 DEDUCT_WAITS.inc()
-                if not await self.replenisher.cover(meta, index, amount):
+                if not await self.replenisher.cover(meta, index, amount, pooled=True):
                     unanswered = tuple(sorted(self.replenisher.unanswered(budget_id).items()))
                     return Answer(
                         "INSUFFICIENT",
@@ -259,7 +274,12 @@ class Spending:
                 self.buckets.refund(budget_id, index, deduction_id, request_id, amount, meta.gen, restore),
                 refund_entry(budget_id, index, request_id, deduction_id),
             )
+            if r.status == "POOLED" and index != 0:
+                index = 0  # not here: a deduction the end game's pool served (docs/center.md#end-game)
+                continue
             if r.status == "OK":
+                if self.sellout is not None:
+                    await self.sellout.changed(budget_id)
                 return Answer("OK", amount, refundable=r.extra)
             if r.status == "EXISTS":
                 return Answer("EXISTS", r.value, messages.RETURN_APPLIED.format(r=request_id), r.extra)

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from quota_center.buckets.reservations import ReservationStore
 from quota_center.budgets.registry import Registry
+from quota_center.budgets.sellout import SellOut
 from quota_center.loop_failures import LoopFailures
 from quota_center.metrics import RESERVATIONS
 from quota_center.transfers.protocol import now_ms
@@ -39,8 +40,10 @@ class Expiry:
         *,
         clock: Callable[[], int] = now_ms,
         batch: int = BATCH,
+        sellout: SellOut | None = None,
     ) -> None:
         self.registry = registry
+        self.sellout = sellout  # told when an expiry released budget (a sold-out budget may serve again)
         self.store = store
         self.budget_ids = budget_ids
         self.clock = clock
@@ -59,6 +62,8 @@ class Expiry:
                 RESERVATIONS.labels("expired").inc(sweep.released)
                 if sweep.lost or sweep.looked_at < self.batch or sweep.removed == 0:
                     break
+        if released and self.sellout is not None:
+            await self.sellout.changed(budget_id)
         return released
 
     async def expire_all(self) -> int:

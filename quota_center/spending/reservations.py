@@ -12,10 +12,11 @@ from datetime import UTC, datetime
 from quota_center.buckets.reservations import ReservationStore
 from quota_center.buckets.store import Outcome
 from quota_center.budgets.registry import BudgetMeta, Registry
+from quota_center.budgets.sellout import SellOut
 from quota_center.errors import BucketLost, StaleGeneration, Unavailable
 from quota_center.holders import sub_holder
 from quota_center.ledger.spend_log import SpendEntry
-from quota_center.metrics import RESERVATIONS
+from quota_center.metrics import RESERVATIONS, SOLD_OUT_REFUSALS
 from quota_center.recovery.rebuild import Recovery
 from quota_center.recovery.recall import Recall
 from quota_center.recovery.writebehind import SpendLog, Unlogged, cancel_entry, deduct_entry
@@ -127,8 +128,11 @@ class Reservations:
         clock: Callable[[], int] = now_ms,
         log: SpendLog | None = None,
         recall: Recall | None = None,
+        sellout: SellOut | None = None,
     ) -> None:
         self.registry = registry
+        # Read after a short sub-bucket (a sold-out budget refuses at once), told of releases.
+        self.sellout = sellout
         self.store = store
         self.replenisher = replenisher
         self.recovery = recovery
@@ -167,7 +171,13 @@ class Reservations:
                 if r.status in ("LOST", "STALE"):
                     # Missing, or an older generation the rebuild has not reset yet: rebuild.
                     raise BucketLost(budget_id, sub_holder(index))
-                # SHORT: this sub-bucket cannot cover it; refill it or refuse honestly.
+                # SHORT: this sub-bucket cannot cover it; a sold-out budget refuses at once, else
+                # refill it or refuse honestly.
+                if self.sellout is not None and (await self.sellout.read(budget_id)).sold_out:
+                    SOLD_OUT_REFUSALS.inc()
+                    return ReservationAnswer(
+                        "INSUFFICIENT", message=messages.SOLD_OUT.format(b=budget_id, n=amount)
+                    )
                 if not await self.replenisher.cover(meta, index, amount):
                     return ReservationAnswer(
                         "INSUFFICIENT", message=messages.INSUFFICIENT.format(b=budget_id, n=amount)
@@ -196,6 +206,8 @@ class Reservations:
             answer = confirm_answer(r, budget_id, reservation_id)
             if answer is not None:
                 _count(r.status, "confirmed", released_now=r.extra)
+                if r.extra > 0 and r.status in ("OK", "EXPIRED"):
+                    await self._released(budget_id)
                 if answer.code == "UNKNOWN_REQUEST":
                     return await self._confirmed_before_loss(meta, reservation_id, amount) or answer
                 return answer
@@ -217,12 +229,19 @@ class Reservations:
             answer = cancel_answer(r, budget_id, reservation_id)
             if answer is not None:
                 _count(r.status, "cancelled", released_now=r.value)
+                if r.value > 0 and r.status in ("OK", "EXPIRED"):
+                    await self._released(budget_id)
                 if answer.code == "UNKNOWN_REQUEST":
                     return await self._cancelled_before_loss(meta, reservation_id) or answer
                 return answer
             await self.recovery.rebuild(budget_id)
             meta = await self.registry.get(budget_id)
         raise Unavailable(f"budget {budget_id}: sub-bucket {index} could not be rebuilt")
+
+    async def _released(self, budget_id: str) -> None:
+        """A reservation gave budget back: a sold-out budget may serve again."""
+        if self.sellout is not None:
+            await self.sellout.changed(budget_id)
 
     async def _ended_before_loss(self, meta: BudgetMeta, reservation_id: str) -> SpendEntry | None:
         """How a reservation Redis does not know ended before a loss, if the log knows. Its record

@@ -79,6 +79,8 @@ class Agent:
         self.cancel = self.reservations.cancel
 
         self.adopt = self.holdings.adopt
+        self.hear = self.holdings.hear
+        self.forget_sold_out = self.holdings.forget_sold_out
         self.release = self.holdings.release
         self.answer_reclaim = self.holdings.answer_reclaim
         self.granted = self.holdings.granted

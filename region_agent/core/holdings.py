@@ -34,6 +34,8 @@ class Holdings:
         """
         check_budget_id(holding.budget_id)
         s = self._books.slice(holding.budget_id, sent_at)
+        if holding.sold_out is not None:
+            s.hear(holding.sold_out, holding.availability)
         current = s.holding
         if current is not None and holding.version < current.version:
             return False
@@ -55,6 +57,16 @@ class Holdings:
             # Answers can arrive out of order; the center's lease only moves forward.
             s.lease_deadline = max(s.lease_deadline, sent_at + holding.lease_ms)
         return True
+
+    def hear(self, budget_id: str, sold_out: bool, version: int) -> bool:
+        """The center's sold-out mark of a budget held here (ignored if older, or not held)."""
+        s = self._slices.get(budget_id)
+        return s is not None and s.hear(sold_out, version)
+
+    def forget_sold_out(self) -> None:
+        """The session ended: what the center said of sold-out budgets may be out of date."""
+        for s in self._slices.values():
+            s.sold_out, s.availability = False, 0
 
     def release(self, budget_id: str, amount: int) -> int:
         """Give back up to ``amount`` of the unreserved available balance; return what was given."""

@@ -14,7 +14,7 @@ from quota_rules.limits import check_amount, check_budget_id, check_request_id
 from quota_rules.ttl import resolve_ttl
 from region_agent.core.books import Books
 from region_agent.core.records import Answer, Record, Reservation, Served
-from region_agent.core.serving import Forward, why_not_local
+from region_agent.core.serving import Forward, sold_out, why_not_local
 
 
 class Reservations:
@@ -44,6 +44,8 @@ class Reservations:
             self._books.note_demand(s, amount, now)
         refusal = why_not_local(s, amount, now)
         if refusal is not None:
+            if sold_out(s, refusal):
+                return Answer("INSUFFICIENT", message=messages.SOLD_OUT_HERE.format(b=budget_id, n=amount))
             return self._books.forward(request_id, fingerprint, refusal, now)
         assert s is not None
         c = s.counters

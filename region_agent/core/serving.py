@@ -38,6 +38,16 @@ _NOT_SPENDABLE = {
 }
 
 
+# Forward reasons that mean "this holding cannot cover it": refused here while the budget is sold out.
+_SHORT_HERE = frozenset({"short", "central"})
+
+
+def sold_out(s: BudgetSlice | None, why: Forward) -> bool:
+    """True if the request ``why`` forwards is refused here: the center said the budget is sold out
+    (nothing left anywhere) and this agent's own holding cannot cover it either."""
+    return s is not None and s.sold_out and why.reason in _SHORT_HERE
+
+
 def why_not_local(s: BudgetSlice | None, amount: int, now: int) -> Forward | None:
     """None if the slice ``s`` serves ``amount`` now; else why the center must decide."""
     if s is None:

@@ -38,6 +38,10 @@ class Holding:
     mode: Mode | None = Mode.NORMAL
     state: State = State.ACTIVE
     lost: bool = False
+    # The budget's sold-out mark when the center read this holding, with its version; None:
+    # the center did not say.
+    sold_out: bool | None = None
+    availability: int = 0
 
 
 @dataclass(slots=True)
@@ -57,6 +61,17 @@ class BudgetSlice:
     # millisecond decay alike, so adding them up first gives the same rate for one update.
     pending: int = 0
     pending_at: int = 0
+    # The center's newest word on whether the budget is sold out, and its version: while it is,
+    # a request this slice cannot cover is refused here (``serving.sold_out``).
+    sold_out: bool = False
+    availability: int = 0
+
+    def hear(self, sold_out: bool, version: int) -> bool:
+        """Take the center's sold-out mark if it is newer than the one held; True if taken."""
+        if version <= self.availability:
+            return False
+        self.sold_out, self.availability = sold_out, version
+        return True
 
     def note_demand(self, amount: int, now: int, half_life_s: float) -> None:
         """Count ``amount`` units asked for at ``now`` (agent-monotonic ms) as demand."""

@@ -16,7 +16,7 @@ from quota_rules.limits import MAX_AMOUNT, InvalidInput, check_amount, check_bud
 from quota_rules.usage import Usage
 from region_agent.core.books import Books
 from region_agent.core.records import Answer, Forwarded, Record, Reservation, Served, answer_again
-from region_agent.core.serving import SLICE_HELPS, Forward, why_not_local
+from region_agent.core.serving import SLICE_HELPS, Forward, sold_out, why_not_local
 
 _OK_ANSWERS_KEPT = 4096  # distinct amounts whose OK answer is shared
 
@@ -71,6 +71,8 @@ class Spending:
             return self._books.forward(request_id, fingerprint, Forward("retry", "a retry unknown here"), now)
         refusal = why_not_local(s, amount, now)
         if refusal is not None:
+            if sold_out(s, refusal):
+                return Answer("INSUFFICIENT", message=messages.SOLD_OUT_HERE.format(b=budget_id, n=amount))
             if wait and refusal.reason in SLICE_HELPS:
                 return replace(refusal, bound=False)
             if s is not None:
@@ -147,7 +149,7 @@ class Spending:
             why = Forward("short", "more than a number can hold") if total > MAX_AMOUNT else None
             why = why or why_not_local(s, total, now)
             if why is not None:
-                if wait and why.reason in SLICE_HELPS:
+                if wait and why.reason in SLICE_HELPS and not sold_out(s, why):
                     waiting[budget_id] = min(total, MAX_AMOUNT)
                     continue
                 for i in indexes:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers.agent import AgentThread
 from tests.helpers.center import CenterThread, center_settings
-from tests.helpers.regions import start_agents
+from tests.helpers.regions import agents_of
 from tests.helpers.tls import Tls, secured
 
 REGIONS = ("eu", "us", "ap")
@@ -39,7 +39,5 @@ def center(transport: Tls | None, redis_url: str, database_url: str) -> Iterator
 
 @pytest.fixture
 def agents(center: CenterThread, tmp_path: Path) -> Iterator[list[AgentThread]]:
-    running = start_agents(center.target, tmp_path, REGIONS)
-    yield running
-    for a in running:
-        a.stop()
+    with agents_of(center, tmp_path, REGIONS) as running:
+        yield running

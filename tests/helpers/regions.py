@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,17 @@ def start_agents(center_target: str, journals: Path, regions: Sequence[str]) -> 
         ).start()
         for r in regions
     ]
+
+
+@contextlib.contextmanager
+def agents_of(center: CenterThread, journals: Path, regions: Sequence[str]) -> Iterator[list[AgentThread]]:
+    """``start_agents`` next to ``center`` for a block; stopped when it ends."""
+    running = start_agents(center.target, journals, regions)
+    try:
+        yield running
+    finally:
+        for a in running:
+            a.stop()
 
 
 async def stop_all(clients: Sequence[Client], agents: Sequence[AgentThread], center: CenterThread) -> None:

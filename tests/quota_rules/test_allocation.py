@@ -16,7 +16,7 @@ from quota_rules.allocation import (
     slice_size,
 )
 from quota_rules.limits import MAX_AMOUNT
-from quota_rules.modes import grant_for, mode_for
+from quota_rules.modes import Mode, grant_for, mode_for
 from quota_rules.policy import Policy, resolve
 
 POLICY = resolve(Policy(sub_buckets=4, min_slice=10, max_slice=100), total=10_000)
@@ -64,10 +64,13 @@ def _budget(main: int, rate: float = 100.0, remaining: int = PLENTY, holders: in
         (_budget(1000, rate=0), HolderState(0, need=5), 333, "no rates at all: an equal share"),
         (_budget(1000, rate=0), HolderState(0), 10, "no rates at all, background: min_slice"),
         (_budget(1000, rate=50), HolderState(0, rate=80), 1000, "a stale total below its rate: all of main"),
-        # Scarcity (remaining < 3 000): slices shrink to the request size.
-        (_budget(1000, remaining=2_999), HolderState(0, rate=80, need=3), 10, "scarce: min_slice"),
-        (_budget(1000, remaining=2_999), HolderState(0, rate=80, need=30), 30, "scarce: the need"),
-        (_budget(1000, remaining=2_999), HolderState(0, rate=80), 10, "scarce background: min_slice"),
+        # Scarcity (remaining < 3 000): a quarter of the horizon's demand, within the fair share.
+        (_budget(1000, remaining=2_999), HolderState(0, rate=80, need=3), 400, "scarce: 5 s of demand"),
+        (_budget(1000, remaining=2_999), HolderState(0, rate=80, need=900), 900, "scarce: the need"),
+        (_budget(1000, remaining=2_999), HolderState(0, rate=80), 400, "scarce background: 5 s of demand"),
+        (_budget(1000, remaining=2_999), HolderState(0, rate=5), 25, "scarce cold: 5 s of demand"),
+        (_budget(400, remaining=2_999), HolderState(0, rate=80), 320, "scarce: the fair share caps it"),
+        (_budget(1000, remaining=2_999), HolderState(0, rate=0, need=3), 10, "scarce, no rate: min_slice"),
         (_budget(1000, remaining=2_999), HolderState(0, rate=0, last_slice=9), 0, "scarce idle: nothing"),
         (_budget(1000, remaining=3_000), HolderState(0, rate=80), 800, "at the threshold: normal"),
         # Central (remaining < 500): exactly the request, nothing in the background.
@@ -154,10 +157,15 @@ def test_slice_size_invariants(main: int, rates: list[float], need: int, remaini
         assert type(got) is int
         assert 0 <= got <= main
         assert got >= need or need > main
-        # The replenisher applies the mode with grant_for: a no-op on what slice_size gave.
+        # The replenisher applies the mode with grant_for: a no-op on what slice_size gave, except
+        # that a sub-bucket refilled in SCARCE mode (for a reservation) gets only what it needs.
         mode = mode_for(DOORMAN, budget.remaining)
         if need > 0:
-            assert grant_for(mode, DOORMAN, need=need, main=main, slice_=got) == got
+            given = grant_for(mode, DOORMAN, need=need, main=main, slice_=got)
+            if mode is Mode.SCARCE:
+                assert given == (0 if need > main else min(main, max(need, DOORMAN.min_slice))) <= got
+            else:
+                assert given == got
 
 
 @pytest.mark.parametrize(

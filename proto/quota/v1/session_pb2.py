@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from quota.v1 import common_pb2 as quota_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16quota/v1/session.proto\x12\x08quota.v1\x1a\x15quota/v1/common.proto\"\x99\x02\n\x0c\x41gentMessage\x12 \n\x05hello\x18\x01 \x01(\x0b\x32\x0f.quota.v1.HelloH\x00\x12/\n\rslice_request\x18\x02 \x01(\x0b\x32\x16.quota.v1.SliceRequestH\x00\x12(\n\theartbeat\x18\x03 \x01(\x0b\x32\x13.quota.v1.HeartbeatH\x00\x12 \n\x05usage\x18\x04 \x01(\x0b\x32\x0f.quota.v1.UsageH\x00\x12\x31\n\x0ereclaim_answer\x18\x05 \x01(\x0b\x32\x17.quota.v1.ReclaimAnswerH\x00\x12/\n\rrecord_answer\x18\x06 \x01(\x0b\x32\x16.quota.v1.RecordAnswerH\x00\x42\x06\n\x04\x62ody\"\xb6\x02\n\rCenterMessage\x12$\n\x07welcome\x18\x01 \x01(\x0b\x32\x11.quota.v1.WelcomeH\x00\x12 \n\x05grant\x18\x02 \x01(\x0b\x32\x0f.quota.v1.GrantH\x00\x12\'\n\x05lease\x18\x03 \x01(\x0b\x32\x16.quota.v1.LeaseRenewalH\x00\x12)\n\x07reclaim\x18\x04 \x01(\x0b\x32\x16.quota.v1.ReclaimOrderH\x00\x12\'\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x16.quota.v1.SessionErrorH\x00\x12)\n\x07holding\x18\x06 \x01(\x0b\x32\x16.quota.v1.AgentHoldingH\x00\x12-\n\x0crecord_query\x18\x07 \x01(\x0b\x32\x15.quota.v1.RecordQueryH\x00\x42\x06\n\x04\x62ody\"F\n\x0bRecordQuery\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x11\n\tbudget_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x84\x01\n\x0cRecordAnswer\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\r\n\x05known\x18\x02 \x01(\x08\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tbudget_id\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\x03\x12\"\n\x04\x63ode\x18\x06 \x01(\x0e\x32\x14.quota.v1.ResultCode\"\x95\x01\n\x05Usage\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x10\n\x08\x63onsumed\x18\x03 \x01(\x03\x12\x10\n\x08returned\x18\x04 \x01(\x03\x12\x10\n\x08reserved\x18\x05 \x01(\x03\x12\x10\n\x08released\x18\x06 \x01(\x03\x12\x16\n\tavailable\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x0c\n\n_available\"\xc9\x01\n\x0c\x41gentHolding\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0f\n\x07\x62\x61lance\x18\x03 \x01(\x03\x12 \n\x07\x61pplied\x18\x04 \x01(\x0b\x32\x0f.quota.v1.Usage\x12\x10\n\x08lease_ms\x18\x05 \x01(\x03\x12\x1c\n\x04mode\x18\x06 \x01(\x0e\x32\x0e.quota.v1.Mode\x12$\n\x05state\x18\x07 \x01(\x0e\x32\x15.quota.v1.BudgetState\x12\x0c\n\x04lost\x18\x08 \x01(\x08\"I\n\x05Hello\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x1e\n\x05usage\x18\x03 \x03(\x0b\x32\x0f.quota.v1.Usage\"o\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08lease_ms\x18\x02 \x01(\x03\x12\x14\n\x0cheartbeat_ms\x18\x03 \x01(\x03\x12(\n\x08holdings\x18\x04 \x03(\x0b\x32\x16.quota.v1.AgentHolding\"|\n\x0cSliceRequest\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06needed\x18\x03 \x01(\x03\x12\x15\n\robserved_rate\x18\x04 \x01(\x03\x12\x1e\n\x05usage\x18\x05 \x01(\x0b\x32\x0f.quota.v1.Usage\"\xb1\x01\n\x05Grant\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x13\n\x0btransfer_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\"\n\x04\x63ode\x18\x05 \x01(\x0e\x32\x14.quota.v1.ResultCode\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\'\n\x07holding\x18\x07 \x01(\x0b\x32\x16.quota.v1.AgentHolding\"?\n\tHeartbeat\x12\x12\n\nsent_at_ms\x18\x01 \x01(\x03\x12\x1e\n\x05usage\x18\x02 \x03(\x0b\x32\x0f.quota.v1.Usage\"L\n\x0cLeaseRenewal\x12\x12\n\nsent_at_ms\x18\x01 \x01(\x03\x12(\n\x08holdings\x18\x02 \x03(\x0b\x32\x16.quota.v1.AgentHolding\"X\n\x0cReclaimOrder\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\tbudget_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x04 \x01(\x03\"f\n\rReclaimAnswer\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\tbudget_id\x18\x02 \x01(\t\x12\x10\n\x08released\x18\x03 \x01(\x03\x12\x1e\n\x05usage\x18\x04 \x01(\x0b\x32\x0f.quota.v1.Usage\"\x1f\n\x0cSessionError\x12\x0f\n\x07message\x18\x01 \x01(\t2N\n\x0c\x41gentSession\x12>\n\x07Session\x12\x16.quota.v1.AgentMessage\x1a\x17.quota.v1.CenterMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16quota/v1/session.proto\x12\x08quota.v1\x1a\x15quota/v1/common.proto\"\x99\x02\n\x0c\x41gentMessage\x12 \n\x05hello\x18\x01 \x01(\x0b\x32\x0f.quota.v1.HelloH\x00\x12/\n\rslice_request\x18\x02 \x01(\x0b\x32\x16.quota.v1.SliceRequestH\x00\x12(\n\theartbeat\x18\x03 \x01(\x0b\x32\x13.quota.v1.HeartbeatH\x00\x12 \n\x05usage\x18\x04 \x01(\x0b\x32\x0f.quota.v1.UsageH\x00\x12\x31\n\x0ereclaim_answer\x18\x05 \x01(\x0b\x32\x17.quota.v1.ReclaimAnswerH\x00\x12/\n\rrecord_answer\x18\x06 \x01(\x0b\x32\x16.quota.v1.RecordAnswerH\x00\x42\x06\n\x04\x62ody\"\xe6\x02\n\rCenterMessage\x12$\n\x07welcome\x18\x01 \x01(\x0b\x32\x11.quota.v1.WelcomeH\x00\x12 \n\x05grant\x18\x02 \x01(\x0b\x32\x0f.quota.v1.GrantH\x00\x12\'\n\x05lease\x18\x03 \x01(\x0b\x32\x16.quota.v1.LeaseRenewalH\x00\x12)\n\x07reclaim\x18\x04 \x01(\x0b\x32\x16.quota.v1.ReclaimOrderH\x00\x12\'\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x16.quota.v1.SessionErrorH\x00\x12)\n\x07holding\x18\x06 \x01(\x0b\x32\x16.quota.v1.AgentHoldingH\x00\x12-\n\x0crecord_query\x18\x07 \x01(\x0b\x32\x15.quota.v1.RecordQueryH\x00\x12.\n\x0c\x61vailability\x18\x08 \x01(\x0b\x32\x16.quota.v1.AvailabilityH\x00\x42\x06\n\x04\x62ody\"D\n\x0c\x41vailability\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x10\n\x08sold_out\x18\x02 \x01(\x08\x12\x0f\n\x07version\x18\x03 \x01(\x03\"F\n\x0bRecordQuery\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x11\n\tbudget_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x84\x01\n\x0cRecordAnswer\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\r\n\x05known\x18\x02 \x01(\x08\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tbudget_id\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\x03\x12\"\n\x04\x63ode\x18\x06 \x01(\x0e\x32\x14.quota.v1.ResultCode\"\x95\x01\n\x05Usage\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x10\n\x08\x63onsumed\x18\x03 \x01(\x03\x12\x10\n\x08returned\x18\x04 \x01(\x03\x12\x10\n\x08reserved\x18\x05 \x01(\x03\x12\x10\n\x08released\x18\x06 \x01(\x03\x12\x16\n\tavailable\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x0c\n\n_available\"\xf7\x01\n\x0c\x41gentHolding\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0f\n\x07\x62\x61lance\x18\x03 \x01(\x03\x12 \n\x07\x61pplied\x18\x04 \x01(\x0b\x32\x0f.quota.v1.Usage\x12\x10\n\x08lease_ms\x18\x05 \x01(\x03\x12\x1c\n\x04mode\x18\x06 \x01(\x0e\x32\x0e.quota.v1.Mode\x12$\n\x05state\x18\x07 \x01(\x0e\x32\x15.quota.v1.BudgetState\x12\x0c\n\x04lost\x18\x08 \x01(\x08\x12,\n\x0c\x61vailability\x18\t \x01(\x0b\x32\x16.quota.v1.Availability\"I\n\x05Hello\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x1e\n\x05usage\x18\x03 \x03(\x0b\x32\x0f.quota.v1.Usage\"o\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08lease_ms\x18\x02 \x01(\x03\x12\x14\n\x0cheartbeat_ms\x18\x03 \x01(\x03\x12(\n\x08holdings\x18\x04 \x03(\x0b\x32\x16.quota.v1.AgentHolding\"|\n\x0cSliceRequest\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06needed\x18\x03 \x01(\x03\x12\x15\n\robserved_rate\x18\x04 \x01(\x03\x12\x1e\n\x05usage\x18\x05 \x01(\x0b\x32\x0f.quota.v1.Usage\"\xb1\x01\n\x05Grant\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x13\n\x0btransfer_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\"\n\x04\x63ode\x18\x05 \x01(\x0e\x32\x14.quota.v1.ResultCode\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\'\n\x07holding\x18\x07 \x01(\x0b\x32\x16.quota.v1.AgentHolding\"?\n\tHeartbeat\x12\x12\n\nsent_at_ms\x18\x01 \x01(\x03\x12\x1e\n\x05usage\x18\x02 \x03(\x0b\x32\x0f.quota.v1.Usage\"L\n\x0cLeaseRenewal\x12\x12\n\nsent_at_ms\x18\x01 \x01(\x03\x12(\n\x08holdings\x18\x02 \x03(\x0b\x32\x16.quota.v1.AgentHolding\"X\n\x0cReclaimOrder\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\tbudget_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x04 \x01(\x03\"f\n\rReclaimAnswer\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\tbudget_id\x18\x02 \x01(\t\x12\x10\n\x08released\x18\x03 \x01(\x03\x12\x1e\n\x05usage\x18\x04 \x01(\x0b\x32\x0f.quota.v1.Usage\"\x1f\n\x0cSessionError\x12\x0f\n\x07message\x18\x01 \x01(\t2N\n\x0c\x41gentSession\x12>\n\x07Session\x12\x16.quota.v1.AgentMessage\x1a\x17.quota.v1.CenterMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,33 +35,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTMESSAGE']._serialized_start=60
   _globals['_AGENTMESSAGE']._serialized_end=341
   _globals['_CENTERMESSAGE']._serialized_start=344
-  _globals['_CENTERMESSAGE']._serialized_end=654
-  _globals['_RECORDQUERY']._serialized_start=656
-  _globals['_RECORDQUERY']._serialized_end=726
-  _globals['_RECORDANSWER']._serialized_start=729
-  _globals['_RECORDANSWER']._serialized_end=861
-  _globals['_USAGE']._serialized_start=864
-  _globals['_USAGE']._serialized_end=1013
-  _globals['_AGENTHOLDING']._serialized_start=1016
-  _globals['_AGENTHOLDING']._serialized_end=1217
-  _globals['_HELLO']._serialized_start=1219
-  _globals['_HELLO']._serialized_end=1292
-  _globals['_WELCOME']._serialized_start=1294
-  _globals['_WELCOME']._serialized_end=1405
-  _globals['_SLICEREQUEST']._serialized_start=1407
-  _globals['_SLICEREQUEST']._serialized_end=1531
-  _globals['_GRANT']._serialized_start=1534
-  _globals['_GRANT']._serialized_end=1711
-  _globals['_HEARTBEAT']._serialized_start=1713
-  _globals['_HEARTBEAT']._serialized_end=1776
-  _globals['_LEASERENEWAL']._serialized_start=1778
-  _globals['_LEASERENEWAL']._serialized_end=1854
-  _globals['_RECLAIMORDER']._serialized_start=1856
-  _globals['_RECLAIMORDER']._serialized_end=1944
-  _globals['_RECLAIMANSWER']._serialized_start=1946
-  _globals['_RECLAIMANSWER']._serialized_end=2048
-  _globals['_SESSIONERROR']._serialized_start=2050
-  _globals['_SESSIONERROR']._serialized_end=2081
-  _globals['_AGENTSESSION']._serialized_start=2083
-  _globals['_AGENTSESSION']._serialized_end=2161
+  _globals['_CENTERMESSAGE']._serialized_end=702
+  _globals['_AVAILABILITY']._serialized_start=704
+  _globals['_AVAILABILITY']._serialized_end=772
+  _globals['_RECORDQUERY']._serialized_start=774
+  _globals['_RECORDQUERY']._serialized_end=844
+  _globals['_RECORDANSWER']._serialized_start=847
+  _globals['_RECORDANSWER']._serialized_end=979
+  _globals['_USAGE']._serialized_start=982
+  _globals['_USAGE']._serialized_end=1131
+  _globals['_AGENTHOLDING']._serialized_start=1134
+  _globals['_AGENTHOLDING']._serialized_end=1381
+  _globals['_HELLO']._serialized_start=1383
+  _globals['_HELLO']._serialized_end=1456
+  _globals['_WELCOME']._serialized_start=1458
+  _globals['_WELCOME']._serialized_end=1569
+  _globals['_SLICEREQUEST']._serialized_start=1571
+  _globals['_SLICEREQUEST']._serialized_end=1695
+  _globals['_GRANT']._serialized_start=1698
+  _globals['_GRANT']._serialized_end=1875
+  _globals['_HEARTBEAT']._serialized_start=1877
+  _globals['_HEARTBEAT']._serialized_end=1940
+  _globals['_LEASERENEWAL']._serialized_start=1942
+  _globals['_LEASERENEWAL']._serialized_end=2018
+  _globals['_RECLAIMORDER']._serialized_start=2020
+  _globals['_RECLAIMORDER']._serialized_end=2108
+  _globals['_RECLAIMANSWER']._serialized_start=2110
+  _globals['_RECLAIMANSWER']._serialized_end=2212
+  _globals['_SESSIONERROR']._serialized_start=2214
+  _globals['_SESSIONERROR']._serialized_end=2245
+  _globals['_AGENTSESSION']._serialized_start=2247
+  _globals['_AGENTSESSION']._serialized_end=2325
 # @@protoc_insertion_point(module_scope)

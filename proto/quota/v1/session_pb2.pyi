@@ -24,7 +24,7 @@ class AgentMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., slice_request: _Optional[_Union[SliceRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., reclaim_answer: _Optional[_Union[ReclaimAnswer, _Mapping]] = ..., record_answer: _Optional[_Union[RecordAnswer, _Mapping]] = ...) -> None: ...
 
 class CenterMessage(_message.Message):
-    __slots__ = ("welcome", "grant", "lease", "reclaim", "error", "holding", "record_query")
+    __slots__ = ("welcome", "grant", "lease", "reclaim", "error", "holding", "record_query", "availability")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     GRANT_FIELD_NUMBER: _ClassVar[int]
     LEASE_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class CenterMessage(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     HOLDING_FIELD_NUMBER: _ClassVar[int]
     RECORD_QUERY_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     grant: Grant
     lease: LeaseRenewal
@@ -39,7 +40,18 @@ class CenterMessage(_message.Message):
     error: SessionError
     holding: AgentHolding
     record_query: RecordQuery
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., grant: _Optional[_Union[Grant, _Mapping]] = ..., lease: _Optional[_Union[LeaseRenewal, _Mapping]] = ..., reclaim: _Optional[_Union[ReclaimOrder, _Mapping]] = ..., error: _Optional[_Union[SessionError, _Mapping]] = ..., holding: _Optional[_Union[AgentHolding, _Mapping]] = ..., record_query: _Optional[_Union[RecordQuery, _Mapping]] = ...) -> None: ...
+    availability: Availability
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., grant: _Optional[_Union[Grant, _Mapping]] = ..., lease: _Optional[_Union[LeaseRenewal, _Mapping]] = ..., reclaim: _Optional[_Union[ReclaimOrder, _Mapping]] = ..., error: _Optional[_Union[SessionError, _Mapping]] = ..., holding: _Optional[_Union[AgentHolding, _Mapping]] = ..., record_query: _Optional[_Union[RecordQuery, _Mapping]] = ..., availability: _Optional[_Union[Availability, _Mapping]] = ...) -> None: ...
+
+class Availability(_message.Message):
+    __slots__ = ("budget_id", "sold_out", "version")
+    BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
+    SOLD_OUT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    budget_id: str
+    sold_out: bool
+    version: int
+    def __init__(self, budget_id: _Optional[str] = ..., sold_out: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
 
 class RecordQuery(_message.Message):
     __slots__ = ("query_id", "budget_id", "request_id")
@@ -86,7 +98,7 @@ class Usage(_message.Message):
     def __init__(self, budget_id: _Optional[str] = ..., seq: _Optional[int] = ..., consumed: _Optional[int] = ..., returned: _Optional[int] = ..., reserved: _Optional[int] = ..., released: _Optional[int] = ..., available: _Optional[int] = ...) -> None: ...
 
 class AgentHolding(_message.Message):
-    __slots__ = ("budget_id", "version", "balance", "applied", "lease_ms", "mode", "state", "lost")
+    __slots__ = ("budget_id", "version", "balance", "applied", "lease_ms", "mode", "state", "lost", "availability")
     BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +107,7 @@ class AgentHolding(_message.Message):
     MODE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     LOST_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
     budget_id: str
     version: int
     balance: int
@@ -103,7 +116,8 @@ class AgentHolding(_message.Message):
     mode: _common_pb2.Mode
     state: _common_pb2.BudgetState
     lost: bool
-    def __init__(self, budget_id: _Optional[str] = ..., version: _Optional[int] = ..., balance: _Optional[int] = ..., applied: _Optional[_Union[Usage, _Mapping]] = ..., lease_ms: _Optional[int] = ..., mode: _Optional[_Union[_common_pb2.Mode, str]] = ..., state: _Optional[_Union[_common_pb2.BudgetState, str]] = ..., lost: _Optional[bool] = ...) -> None: ...
+    availability: Availability
+    def __init__(self, budget_id: _Optional[str] = ..., version: _Optional[int] = ..., balance: _Optional[int] = ..., applied: _Optional[_Union[Usage, _Mapping]] = ..., lease_ms: _Optional[int] = ..., mode: _Optional[_Union[_common_pb2.Mode, str]] = ..., state: _Optional[_Union[_common_pb2.BudgetState, str]] = ..., lost: _Optional[bool] = ..., availability: _Optional[_Union[Availability, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("agent_id", "region", "usage")

@@ -25,6 +25,11 @@
 --   {"STALE", 0, gen}         the sub-bucket is in another generation than ARGV[3]
 --   {"LOST", 0, 0}            the sub-bucket does not exist (Redis lost it)
 --   {"UNCLAIMED", 0, 0}       (with KEYS[3]) the id is bound to another request: nothing done
+--   {"POOLED", 0, gen}        the budget's end game serves new deductions from sub-bucket 0 (the
+--                             pool), and this sub-bucket has no record of the id: nothing done
+--                             here, deduct at the pool (docs/center.md#end-game). Sub-bucket 0 is
+--                             never marked, and a mark lasts as long as the generation, so an id
+--                             is served here or at the pool, never both.
 -- Every check happens before the first write: Redis does not roll back.
 if KEYS[3] then
   local bound = redis.call("SET", KEYS[3], ARGV[4], "NX", "GET", "EX", ARGV[2])
@@ -40,7 +45,7 @@ if rec[1] then
   end
   return {"CONFLICT", 0, 0}
 end
-local b = redis.call("HMGET", KEYS[1], "bal", "state", "gen")
+local b = redis.call("HMGET", KEYS[1], "bal", "state", "gen", "pool")
 if not b[1] then
   return {"LOST", 0, 0}
 end
@@ -54,6 +59,9 @@ if b[2] == "paused" then
 end
 if b[2] == "closed" then
   return {"CLOSED", 0, gen}
+end
+if b[4] then
+  return {"POOLED", 0, gen}
 end
 local bal = tonumber(b[1])
 if bal < amount then

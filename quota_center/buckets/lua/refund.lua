@@ -18,6 +18,8 @@
 --   {"CONFLICT", 0, 0, 0}          this return id was used for something else here
 --   {"UNKNOWN", 0, 0, gen}         no such deduction here (never made, past retention, or made
 --                                  before a Redis loss and not recreated)
+--   {"POOLED", 0, 0, gen}          no such deduction here, and the budget's end game serves new
+--                                  deductions from sub-bucket 0: it may be there (deduct.lua)
 --   {"EXCEEDS", 0, refundable, gen}  amount is more than the deduction has left to refund
 --   {"STALE", 0, 0, gen}           the sub-bucket is in another generation than ARGV[4]
 --   {"LOST", 0, 0, 0}              the sub-bucket does not exist (Redis lost it)
@@ -30,7 +32,8 @@ if r[1] then
   end
   return {"CONFLICT", 0, 0, 0}
 end
-local g = redis.call("HGET", KEYS[1], "gen")
+local h = redis.call("HMGET", KEYS[1], "gen", "pool")
+local g = h[1]
 if not g then
   return {"LOST", 0, 0, 0}
 end
@@ -43,6 +46,9 @@ local d = redis.call("HMGET", KEYS[2], "kind", "amount", "returned")
 local restore = false
 if d[1] ~= "deduct" then
   if d[1] or tonumber(ARGV[5] or "0") <= 0 then
+    if h[2] and not d[1] then
+      return {"POOLED", 0, 0, gen}
+    end
     return {"UNKNOWN", 0, 0, gen}
   end
   d = {"deduct", ARGV[5], ARGV[6]}

@@ -48,7 +48,7 @@ async def test_ledger_rows_per_thousand_deductions_and_merge_latency(
         assert await _thousand(client, name, 10) == 1000
         rows[name] = await _rows(database_url, name) - before
         await assert_balanced(client, name)
-    assert rows[central] == 1000  # exactly one grant per success
+    assert rows[central] <= 2  # everything into the pool once (docs/center.md#end-game)
     assert rows[normal] <= 50
 
     # Merge latency: budgets whose remainder is spread over 8 sub-buckets (one small deduction

@@ -53,13 +53,17 @@ async def test_static_gives_each_sub_bucket_one_share_and_never_merges(
     assert report.main == 500  # the shares of sub-buckets 2 and 3, never asked for yet
 
 
-async def test_central_grants_exactly_each_request(client: Client, budget_id: str, database_url: str) -> None:
+async def test_central_serves_every_deduction_from_one_pool(
+    client: Client, budget_id: str, database_url: str
+) -> None:
+    """Everything is merged into the pool (sub-bucket 0) once, one ledger row; every deduction,
+    whichever sub-bucket it hashes to, is then served there (docs/center.md#end-game)."""
     await _create(client, budget_id, 10_000, pb.STRATEGY_CENTRAL, 4)
     for i in range(20):
         assert (await deduct(client, budget_id, f"{budget_id}-{i}", 7)).code == OK
     b = await get(client, budget_id)
     assert b.mode == pb.MODE_CENTRAL
-    assert (b.consumed, b.held) == (140, 0)  # no slices parked in sub-buckets
+    assert b.consumed == 140
     conn = await asyncpg.connect(database_url)
     try:
         grants = await conn.fetchval(
@@ -67,5 +71,6 @@ async def test_central_grants_exactly_each_request(client: Client, budget_id: st
         )
     finally:
         await conn.close()
-    assert grants == 20
-    await assert_balanced(client, budget_id)
+    assert grants == 1
+    report = await assert_balanced(client, budget_id)
+    assert {h.holder: h.balance for h in report.holders if h.balance} == {"sub:0": 10_000 - 140}

@@ -45,9 +45,9 @@ def count_waits(running: CenterThread) -> Waits:
     cover = replenisher.cover
     waits = Waits()
 
-    async def counting(meta: BudgetMeta, index: int, amount: int) -> bool:
+    async def counting(meta: BudgetMeta, index: int, amount: int, *, pooled: bool = False) -> bool:
         waits.calls.append((meta.budget_id, index))
-        return await cover(meta, index, amount)
+        return await cover(meta, index, amount, pooled=pooled)
 
     replenisher.cover = counting  # type: ignore[method-assign]
     return waits
