@@ -22,6 +22,9 @@ class Scenario:
     # Scarce scenarios spend the budget to zero: the check looks for false refusals and finishes
     # with a sequential drain of what is left. They make no returns and no reservations.
     scarce: bool
+    # Every deduction's end, latency and outcome is kept: the report shows the sale's phases
+    # (serving, end game, after the sell-out; ``loadtest.phases``).
+    phases: bool = False
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -44,6 +47,7 @@ SCENARIOS: dict[str, Scenario] = {
             total=1_000,
             max_amount=1,
             scarce=True,
+            phases=True,
         ),
         Scenario(
             "drain",

@@ -34,6 +34,8 @@ from typing import Any
 import grpc
 
 from loadtest.catalog import SCENARIOS, Scenario
+from loadtest.phases import phases as sale_phases
+from loadtest.phases import table as phase_table
 from loadtest.tally import Tally, Unknown, read_all
 from loadtest.verdict import SurelyLeft
 from quota.v1 import admin_pb2, admin_pb2_grpc, quota_pb2_grpc
@@ -73,6 +75,8 @@ class Result:
     audit_balanced: bool | None = None
     audit_mismatches: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    # Scenarios with phases: the sale's phases and targets (``loadtest.phases``), shown, not checked.
+    phases: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -104,7 +108,9 @@ def check(
     *,
     settle_timeout: float = 15.0,
     progress: Callable[[str], None] = lambda _: None,
+    center_samples: list[tuple[float, float]] | None = None,
 ) -> Result:
+    """Check a run; ``center_samples``: the center's Deduct count while it ran (for the phases)."""
     result = Result(scenario.name, budget_id)
     result.tally, result.tally_files = read_all(tally_dir)
     tally = result.tally
@@ -119,6 +125,10 @@ def check(
         progress("waiting for the agents' reports to reach the center")
         result.numbers = _settled(center, budget_id, result.expected_consumed, settle_timeout)
         _check_numbers(result)
+        if scenario.phases and tally.trace:
+            start = min(t - latency for t, latency, _ in tally.trace)
+            end = max(t for t, _, _ in tally.trace)
+            result.phases = sale_phases(tally.trace, center_samples or [], result.numbers.total, start, end)
         if scenario.scarce:
             _check_refusals(result)
             _final_drain(center, result, settle_timeout, progress)
@@ -331,6 +341,15 @@ def summary(result: Result) -> str:
     lines.append(f"  audit            {balanced}")
     for note in (t.mismatches + t.unexpected)[:10]:
         lines.append(f"  ! {note}")
+    if result.phases is not None:
+        lines.append("")
+        if result.phases["sold_out"]:
+            lines.append(
+                "phases of the sale (center calls: the center's Deduct count, sampled while it ran):"
+            )
+            lines.extend("  " + line for line in phase_table(result.phases))
+        else:
+            lines.append(f"phases: not sold out during the run ({result.phases['sold']} units sold)")
     lines.append(
         "result: PASS" if result.ok else "result: FAIL\n" + "\n".join(f"  - {f}" for f in result.failures)
     )
@@ -343,6 +362,7 @@ def to_json(result: Result) -> dict[str, Any]:
     # The per-call lists are the tallies' business; the summary keeps their sizes.
     data["tally"]["ok_deductions"] = len(result.tally.ok_deductions)
     data["tally"]["unknown"] = len(result.tally.unknown)
+    data["tally"]["trace"] = len(result.tally.trace)
     data["ok"] = result.ok
     return data
 

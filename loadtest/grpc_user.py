@@ -107,6 +107,7 @@ class QuotaUser(User):
     max_amount: int = 1
     call_timeout: float = 10.0
     record_times: bool = False
+    record_phases: bool = False
     # How many earlier requests a user remembers for repeats and refunds.
     memory = 200
 
@@ -130,6 +131,9 @@ class QuotaUser(User):
         unknown = Unknown("Deduct", target.address, self.budget_id, rid, amount, sent)
         request = pb.DeductRequest(budget_id=self.budget_id, request_id=rid, amount=amount)
         r = self.call("Deduct", target, request, {OK, INSUFFICIENT}, unknown)
+        if self.record_phases:
+            answered = time.monotonic()
+            TALLY.trace.append((answered, answered - sent, r is not None and r.code == OK))
         if r is None:
             return 0
         if r.code == OK:

@@ -3,7 +3,9 @@
 Without --center it starts a throwaway stack on 127.0.0.1 (Redis, PostgreSQL, the center and, for
 the agent scenarios, three region agents), creates the scenario's budget, runs Locust headless for
 --time (one master and --workers worker processes, or one local process with --workers 0), then
-checks the budget against what the users counted (`loadtest.check`) and stops the stack. Locust's
+checks the budget against what the users counted (`loadtest.check`) and stops the stack; flash_sale's
+report also shows the sale's three phases (serving, end game, after the sell-out), with center
+calls from the center's own metrics, read while the run went on. Locust's
 CSV and HTML reports, the users' tallies, the service logs and the invariant summary go to --out.
 Exit status: 0 when Locust recorded no failure and every invariant held, 1 when either did not,
 2 when the stack could not start or the center could not be reached.
@@ -29,6 +31,7 @@ import grpc
 from devstack import LOOPBACK, Stack, StackError, free_port
 from loadtest import check
 from loadtest.catalog import REGIONS, SCENARIOS, SKEW, Scenario
+from loadtest.phases import CenterSampler
 from quota.v1 import admin_pb2, admin_pb2_grpc
 from quota.v1 import common_pb2 as pb
 
@@ -106,6 +109,12 @@ def parser() -> argparse.ArgumentParser:
         help="spend this existing budget instead of creating one; flash_sale and drain spend it to 0 "
         "(env LOADTEST_BUDGET)",
     )
+    p.add_argument(
+        "--center-metrics",
+        default=os.environ.get("LOADTEST_CENTER_METRICS", ""),
+        help="with --center: the center's metrics URL (http://HOST:PORT/metrics), read during the run for"
+        " the center calls of flash_sale's phases (env LOADTEST_CENTER_METRICS)",
+    )
     p.add_argument("--total", type=_positive, help="total of the budget created (default: the scenario's)")
     p.add_argument(
         "--duplicate-fraction",
@@ -123,6 +132,7 @@ def parser() -> argparse.ArgumentParser:
 class Targets:
     center: str
     agents: list[str]
+    center_metrics: str = ""  # the center's Prometheus URL: its Deduct count for the sale's phases
 
 
 @contextlib.contextmanager
@@ -130,7 +140,7 @@ def targets(args: argparse.Namespace, scenario: Scenario, out: Path) -> Iterator
     """The given targets, or a stack started for the run (stopped when the block ends)."""
     agents = [a.strip() for a in args.agents.split(",") if a.strip()]
     if args.center:
-        yield Targets(args.center, agents)
+        yield Targets(args.center, agents, args.center_metrics)
         return
     if agents:
         raise SystemExit("loadtest: --agents needs --center (without it the run starts its own stack)")
@@ -139,7 +149,7 @@ def targets(args: argparse.Namespace, scenario: Scenario, out: Path) -> Iterator
     )
     regions = REGIONS[: len(SKEW)] if scenario.agents else ()
     with Stack(regions=regions, log_dir=out / "logs", progress=say) as stack:
-        yield Targets(stack.center, stack.agents)
+        yield Targets(stack.center, stack.agents, stack.center_metrics)
         say("stopping the stack")
 
 
@@ -242,12 +252,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with targets(args, scenario, out) as t:
             if not scenario.agents:
-                t = Targets(t.center, [])
+                t = Targets(t.center, [], t.center_metrics)
             budget_id = prepare_budget(t.center, args, scenario, stamp)
-            locust_code = run_locust(args, scenario, t, budget_id, out)
+            sampler = CenterSampler(t.center_metrics) if scenario.phases and t.center_metrics else None
+            if sampler is not None:
+                sampler.start()
+            try:
+                locust_code = run_locust(args, scenario, t, budget_id, out)
+            finally:
+                if sampler is not None:
+                    sampler.stop()
             say(f"Locust exited with {locust_code}; checking the budget")
             result = check.check(
-                t.center, budget_id, scenario, out / "tallies", progress=lambda line: say(f"check: {line}")
+                t.center,
+                budget_id,
+                scenario,
+                out / "tallies",
+                progress=lambda line: say(f"check: {line}"),
+                center_samples=None if sampler is None else sampler.samples,
             )
     except StackError as exc:
         say(f"could not start the stack: {exc}")

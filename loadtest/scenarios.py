@@ -121,6 +121,7 @@ class ScenarioUser(QuotaUser):
         self.max_amount = int(getattr(options, "max_amount", 0)) or spec.max_amount
         self.call_timeout = float(getattr(options, "call_timeout", 10.0))
         self.record_times = spec.scarce
+        self.record_phases = spec.phases
         self.targets = self.choose_targets()
         if not self.targets or not self.budget_id:
             raise StopUser()

@@ -62,6 +62,8 @@ class Tally:
     # Refusals that named holders the center could not reach (not false refusals by contract).
     refusals_unreachable: int = 0
     unknown: list[Unknown] = field(default_factory=list)
+    # Scenarios with phases: (when it was answered, latency s, OK) of every deduction.
+    trace: list[tuple[float, float, bool]] = field(default_factory=list)
 
     def count(self, method: str, code: str, target: str) -> None:
         self.codes.setdefault(method, Counter())[code] += 1
@@ -95,6 +97,7 @@ class Tally:
             self.refused(amount, answered)
         self.refusals_unreachable += other.refusals_unreachable
         self.unknown += other.unknown
+        self.trace += other.trace
 
     def to_json(self) -> dict[str, Any]:
         # Not asdict: it would rebuild the Counters from (key, value) pairs.
@@ -115,6 +118,7 @@ class Tally:
             "earliest_refusal": {str(k): v for k, v in self.earliest_refusal.items()},
             "refusals_unreachable": self.refusals_unreachable,
             "unknown": [asdict(u) for u in self.unknown],
+            "trace": self.trace,
         }
 
     @classmethod
@@ -136,6 +140,7 @@ class Tally:
             earliest_refusal={int(k): float(v) for k, v in data["earliest_refusal"].items()},
             refusals_unreachable=int(data["refusals_unreachable"]),
             unknown=[Unknown(**u) for u in data["unknown"]],
+            trace=[(float(t), float(s), bool(ok)) for t, s, ok in data.get("trace", [])],
         )
 
     def write(self, directory: Path) -> Path:

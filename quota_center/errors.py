@@ -26,5 +26,9 @@ class UnknownBudget(LookupError):
         self.budget_id = budget_id
 
 
+class LockBusy(Exception):
+    """A budget's lock was not free before the caller's deadline: nothing was done."""
+
+
 class Unavailable(Exception):
     """Redis or PostgreSQL did not answer; nothing acknowledged was lost."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from loadtest.phases import table
+
 
 def _n(x: float | None, digits: int = 0) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -172,37 +174,9 @@ def render_sale(sale: dict[str, Any]) -> list[str]:
             f"  NOT sold out: {sale['sold']:,} sold in {sale['seconds']:g} s (give more --sale-seconds)"
         )
         return out
-    rows = []
-    for name, p in sale["phases"].items():
-        rows.append(
-            [
-                name,
-                _n(p["seconds"], 2),
-                _n(p["requests"]),
-                _n(p["requests_per_s"]),
-                _n(p["ok_per_s"]),
-                _n(p["p50_ms"], 2),
-                _n(p["p99_ms"], 2),
-                _n(p["center_per_thousand"], 2),
-            ]
-        )
-    header = [
-        "phase",
-        "seconds",
-        "requests",
-        "requests/s",
-        "OK/s",
-        "p50 ms",
-        "p99 ms",
-        "center calls per 1,000",
-    ]
-    out.append(_table(header, rows))
-    out.append(
-        "serving: until 90 % was sold; end game: the last 10 %; after the sell-out: from the last unit sold"
-        f" to the end; errors {', '.join(f'{k} {v}' for k, v in sorted(sale['errors'].items())) or '0'}"
-    )
-    rows = [[t["target"], _n(t["value"], 2), t["bound"], _met(t["met"])] for t in sale["targets"]]
-    out.append(_table(["target", "value", "bound", "result"], rows))
+    out.extend(table(sale))
+    if sale["errors"]:
+        out.append(f"errors: {', '.join(f'{k} {v}' for k, v in sorted(sale['errors'].items()))}")
     w = sale.get("window")
     if w is not None:
         out.append(

@@ -16,13 +16,14 @@ so each is one Lua call; this lock is taken again only when the pool runs short.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from quota_center.buckets.store import BucketStore
 from quota_center.budgets.registry import BudgetMeta
 from quota_center.budgets.sellout import Availability, SellOut
-from quota_center.errors import BucketLost, StaleGeneration, Unavailable
+from quota_center.errors import BucketLost, LockBusy, StaleGeneration, Unavailable
 from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.store import LedgerStore
 from quota_center.metrics import MERGE_SECONDS, MERGES, POOLS_OPENED, SHARED_REFUSALS, observe_mode
@@ -77,7 +78,15 @@ class Replenisher:
         self._decided: dict[str, tuple[float, int]] = {}  # budget -> (when, what was left) of a refusal
         self._pools: set[tuple[str, int]] = set()  # (budget, generation) whose pool this process opened
 
-    async def cover(self, meta: BudgetMeta, index: int, amount: int, *, pooled: bool = False) -> bool:
+    async def cover(
+        self,
+        meta: BudgetMeta,
+        index: int,
+        amount: int,
+        *,
+        pooled: bool = False,
+        wait_until: float | None = None,
+    ) -> bool:
         """Make sub-bucket ``index`` hold at least ``amount``; False if the whole budget cannot.
 
         False is honest: main, every sub-bucket and every agent that answered a reclaim held
@@ -91,13 +100,16 @@ class Replenisher:
         there. The pool is refilled with an equal share of main (SCARCE) or everything free,
         merged into it at once (CENTRAL), so the deductions after a refill are one Lua call
         each, with no ledger row and no lock.
+
+        ``wait_until`` (the event loop's clock): LockBusy, with nothing done, if the budget's lock
+        is not free by then (a batch answers such an item UNSETTLED instead of answering late).
         """
         holder = sub_holder(index)
         if meta.policy.strategy == "static":
             return await self._cover_static(meta, holder, amount)
         reclaimed = False
         asked = time.monotonic()
-        async with self.lock(meta.budget_id):
+        async with self._locked(meta.budget_id, wait_until):
             decided = self._decided.get(meta.budget_id)
             if decided is not None and decided[0] >= asked and decided[1] < amount:
                 # A check begun after this request arrived found less than it asks: the same answer,
@@ -171,6 +183,23 @@ class Replenisher:
                     return True
                 # Main changed between the read and the take (another process): look again.
         raise Unavailable(f"budget {meta.budget_id}: no stable state after {MAX_ROUNDS} refill rounds")
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, budget_id: str, wait_until: float | None) -> AsyncIterator[None]:
+        lock = self.lock(budget_id)
+        if wait_until is None:
+            async with lock:
+                yield
+            return
+        try:
+            async with asyncio.timeout_at(wait_until):
+                await lock.acquire()
+        except TimeoutError:
+            raise LockBusy(budget_id) from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     async def open_pool(self, meta: BudgetMeta) -> None:
         """Mark every sub-bucket but 0 to send new deductions to sub-bucket 0, the pool."""

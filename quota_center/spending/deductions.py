@@ -24,7 +24,7 @@ from quota_center.agents.sessions import ServedElsewhere
 from quota_center.buckets.store import BucketStore, Outcome
 from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.budgets.sellout import SellOut
-from quota_center.errors import BucketLost, StaleGeneration, Unavailable
+from quota_center.errors import BucketLost, LockBusy, StaleGeneration, Unavailable
 from quota_center.holders import sub_holder
 from quota_center.ledger.spend_log import SpendEntry
 from quota_center.metrics import DEDUCT_WAITS, SOLD_OUT_REFUSALS
@@ -95,7 +95,15 @@ class Spending:
         # Asks the agents holding a budget whether one served a request id from its slice.
         self.vouch = vouch
 
-    async def deduct(self, budget_id: str, request_id: str, amount: int, *, retry: bool = False) -> Answer:
+    async def deduct(
+        self,
+        budget_id: str,
+        request_id: str,
+        amount: int,
+        *,
+        retry: bool = False,
+        answer_by: float | None = None,
+    ) -> Answer:
         """Deduct ``amount`` once per ``request_id``. A ``retry`` (quota_rules/retries.py) the
         center has no claim of may have been served from an agent's slice: the agents holding
         the budget are asked first (UNAVAILABLE when one that might have cannot be asked)."""
@@ -153,7 +161,7 @@ class Spending:
                     SOLD_OUT_REFUSALS.inc()
                     return Answer("INSUFFICIENT", 0, messages.SOLD_OUT.format(b=budget_id, n=amount))
                 DEDUCT_WAITS.inc()
-                if not await self.replenisher.cover(meta, index, amount, pooled=True):
+                if not await self.replenisher.cover(meta, index, amount, pooled=True, wait_until=answer_by):
                     unanswered = tuple(sorted(self.replenisher.unanswered(budget_id).items()))
                     return Answer(
                         "INSUFFICIENT",
@@ -220,10 +228,14 @@ class Spending:
         async def in_order(indexes: list[int]) -> None:
             for i in indexes:
                 async with slots:
+                    unsettled = Answer("UNSETTLED", message=messages.UNSETTLED.format(r=items[i][1]))
                     if answer_by is not None and loop.time() >= answer_by:
-                        answers[i] = Answer("UNSETTLED", message=messages.UNSETTLED.format(r=items[i][1]))
+                        answers[i] = unsettled
                     elif not retry:
-                        answers[i] = await self.deduct(*items[i])
+                        try:
+                            answers[i] = await self.deduct(*items[i], answer_by=answer_by)
+                        except LockBusy:  # its sub-bucket was short and the refill not begun in time
+                            answers[i] = unsettled
                     else:
                         try:
                             answers[i] = await self.deduct(*items[i], retry=True)

@@ -45,9 +45,11 @@ def count_waits(running: CenterThread) -> Waits:
     cover = replenisher.cover
     waits = Waits()
 
-    async def counting(meta: BudgetMeta, index: int, amount: int, *, pooled: bool = False) -> bool:
+    async def counting(
+        meta: BudgetMeta, index: int, amount: int, *, pooled: bool = False, wait_until: float | None = None
+    ) -> bool:
         waits.calls.append((meta.budget_id, index))
-        return await cover(meta, index, amount, pooled=pooled)
+        return await cover(meta, index, amount, pooled=pooled, wait_until=wait_until)
 
     replenisher.cover = counting  # type: ignore[method-assign]
     return waits
