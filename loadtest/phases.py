@@ -143,7 +143,17 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
 def table(result: dict[str, Any]) -> list[str]:
     """The phases and the targets as text lines (the sale must have sold out)."""
     rows = [
-        ["phase", "seconds", "requests", "requests/s", "OK/s", "p50 ms", "p99 ms", "center calls per 1,000"]
+        [
+            "phase",
+            "seconds",
+            "requests",
+            "requests/s",
+            "OK/s",
+            "p50 ms",
+            "p99 ms",
+            "center calls",
+            "per 1,000",
+        ]
     ]
     for name, p in result["phases"].items():
         rows.append(
@@ -155,6 +165,7 @@ def table(result: dict[str, Any]) -> list[str]:
                 _n(p["ok_per_s"]),
                 _n(p["p50_ms"], 2),
                 _n(p["p99_ms"], 2),
+                _n(p["center_calls"]),
                 _n(p["center_per_thousand"], 2),
             ]
         )

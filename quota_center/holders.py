@@ -59,6 +59,12 @@ def agent_loss_doubt(agent_id: str, gen: int) -> str:
     return f"{agent_doubt_prefix(agent_id, gen)}0"
 
 
+def is_sub_doubt(holder: str) -> bool:
+    """True for what a Redis loss took from a sub-bucket (``doubt:sub:3@1``), which the spend log
+    settles by itself; an agent's (``doubt:agent:...``) waits for the agent or an operator."""
+    return holder.startswith(DOUBT_PREFIX + SUB_PREFIX)
+
+
 def lost_holder(doubt: str) -> str:
     """The holder an in-doubt holder stands for: ``sub:3`` for ``doubt:sub:3@1``."""
     return doubt.removeprefix(DOUBT_PREFIX).rpartition("@")[0]

@@ -194,6 +194,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         reclaim=sessions.reclaim,
         held=agent_store.holdings,
         sellout=sellout,
+        settles=settings.settle_release != 0,
     )
     spending = Spending(
         registry, buckets, replenisher, recovery, spend_log, recall, vouch=sessions.lookup, sellout=sellout

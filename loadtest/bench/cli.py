@@ -106,8 +106,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sale-seconds",
         type=float,
-        default=12.0,
-        help="how long the buyers buy: the sale, then the requests after the sell-out (default 12)",
+        default=45.0,
+        help="how long the buyers buy: the sale, then the requests after the sell-out, most of a real"
+        " sale's (default 45)",
     )
     p.add_argument(
         "--window-trials",

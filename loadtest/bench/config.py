@@ -22,7 +22,7 @@ class Config:
     pairs: int = 3
     sale_total: int = 20_000
     buyers: int = 96
-    sale_seconds: float = 12.0
+    sale_seconds: float = 45.0
     window_trials: int = 30
 
 

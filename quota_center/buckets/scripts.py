@@ -32,6 +32,7 @@ SCRIPT_NAMES = (
     "sellout_read",
     "sellout_mark",
     "sellout_clear",
+    "snapshot",
 )
 
 

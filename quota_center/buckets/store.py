@@ -28,6 +28,8 @@ class Outcome:
     value: int = 0
     extra: int = 0
     gen: int = 0
+    # deduct only: the pool (sub-bucket 0) answered, in the same call (docs/center.md#end-game).
+    pooled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +67,23 @@ def _outcome(reply: list[object]) -> Outcome:
 
 
 def _served(reply: list[object], gen_at: int) -> Outcome:
-    """A deduct or refund answer: the generation comes last, after the script's integers."""
+    """A deduct or refund answer: the generation comes after the script's integers. A deduct
+    answered by the pool in the same call (one server) says so after it: ``pooled``."""
     gen = int(str(reply[gen_at])) if len(reply) > gen_at else 0
-    return Outcome(str(reply[0]), int(str(reply[1])), int(str(reply[2])) if gen_at > 2 else 0, gen)
+    extra = int(str(reply[2])) if gen_at > 2 else 0
+    pooled = gen_at == 2 and len(reply) > 3 and int(str(reply[3])) == 1
+    return Outcome(str(reply[0]), int(str(reply[1])), extra, gen, pooled)
+
+
+def _claim_keys(budget_id: str, index: int, request_id: str) -> list[str]:
+    """deduct.lua's keys on one server: the sub-bucket, the claim and, unless it is the pool
+    itself, the pool (sub-bucket 0) to go on to when the sub-bucket answers POOLED."""
+    sub = keys.sub_keys(budget_id, index)
+    found = [sub.state, sub.request(request_id), keys.claim_key(request_id)]
+    if index != 0:
+        pool = keys.sub_keys(budget_id, 0)
+        found += [pool.state, pool.request(request_id)]
+    return found
 
 
 def _texts(raw: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
@@ -129,11 +145,8 @@ class BucketStore:
         deduct.lua binds the id to ``fingerprint`` if it is free and goes on only if it holds
         ``fingerprint``: UNCLAIMED when the id is bound to another request (nothing done).
         """
-        sub = keys.sub_keys(budget_id, index)
         reply = await self.scripts.run(
-            "deduct",
-            [sub.state, sub.request(request_id), keys.claim_key(request_id)],
-            [amount, self.retention_s, gen, fingerprint],
+            "deduct", _claim_keys(budget_id, index, request_id), [amount, self.retention_s, gen, fingerprint]
         )
         return _served(reply, 2)
 
@@ -147,18 +160,8 @@ class BucketStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             sha = self.scripts.sha("deduct")
             for request_id, fingerprint, budget_id, index, amount, gen in calls:
-                sub = keys.sub_keys(budget_id, index)
-                pipe.evalsha(
-                    sha,
-                    3,
-                    sub.state,
-                    sub.request(request_id),
-                    keys.claim_key(request_id),
-                    amount,
-                    self.retention_s,
-                    gen,
-                    fingerprint,
-                )
+                names = _claim_keys(budget_id, index, request_id)
+                pipe.evalsha(sha, len(names), *names, amount, self.retention_s, gen, fingerprint)
             replies = await pipe.execute(raise_on_error=False)
         return [None if isinstance(reply, Exception) else _served(reply, 2) for reply in replies]
 
@@ -182,6 +185,16 @@ class BucketStore:
             [amount, deduction_id, self.retention_s, gen, *extra],
         )
         return _served(reply, 3)
+
+    async def snapshot(self, budget_id: str, holders: list[str], gen: int) -> tuple[list[int | None], int]:
+        """Balances of ``holders`` (None: missing) and the amount of their pending transfers of
+        ``gen``, read in one step (snapshot.lua; one Redis server only)."""
+        names: list[str] = []
+        for holder in holders:
+            bucket = keys.bucket_keys(budget_id, holder)
+            names += [bucket.state, bucket.pending]
+        reply = [int(str(x)) for x in await self.scripts.run("snapshot", names, [gen])]
+        return [None if b < 0 else b for b in reply[:-1]], reply[-1]
 
     async def open_pool(self, budget_id: str, index: int, gen: int) -> Outcome:
         """Mark sub-bucket ``index`` (not 0) to send new deductions to sub-bucket 0 (pool_open.lua)."""

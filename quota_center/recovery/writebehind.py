@@ -70,12 +70,14 @@ class Unlogged:
 
 
 def deduct_entry(budget_id: str, index: int, request_id: str) -> EntryFor:
-    """The entry of a deduction served (or found served) by sub-bucket ``index``."""
+    """The entry of a deduction served (or found served) by sub-bucket ``index``, or by the pool
+    (sub-bucket 0) when the script went on to it (``pooled``, docs/center.md#end-game)."""
 
     def entry(r: Outcome) -> SpendEntry | None:
         if r.status not in ("OK", "EXISTS") or r.gen <= 0:
             return None
-        return SpendEntry(request_id, budget_id, r.gen, sub_holder(index), "deduct", r.value)
+        holder = sub_holder(0 if r.pooled else index)
+        return SpendEntry(request_id, budget_id, r.gen, holder, "deduct", r.value)
 
     return entry
 

@@ -24,7 +24,7 @@ from quota_center.buckets.store import BucketStore
 from quota_center.budgets.registry import BudgetMeta
 from quota_center.budgets.sellout import Availability, SellOut
 from quota_center.errors import BucketLost, LockBusy, StaleGeneration, Unavailable
-from quota_center.holders import MAIN, sub_holder
+from quota_center.holders import MAIN, is_sub_doubt, sub_holder
 from quota_center.ledger.store import LedgerStore
 from quota_center.metrics import MERGE_SECONDS, MERGES, POOLS_OPENED, SHARED_REFUSALS, observe_mode
 from quota_center.refill.locks import BudgetLocks
@@ -57,6 +57,7 @@ class Replenisher:
         reclaim: Reclaim | None = None,
         held: Held | None = None,
         sellout: SellOut | None = None,
+        settles: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.buckets = buckets
@@ -74,6 +75,9 @@ class Replenisher:
         # What each agent holding a budget holds (0 included), by holder; the sold-out mark it may set.
         self.held = held
         self.sellout = sellout
+        # Whether the settlement gives main back what a Redis loss put in doubt by itself
+        # (QUOTA_CENTER_SETTLE_RELEASE): then a refusal waits for it (UNAVAILABLE) instead.
+        self.settles = settles
         self._unanswered: dict[str, dict[str, int]] = {}
         self._decided: dict[str, tuple[float, int]] = {}  # budget -> (when, what was left) of a refusal
         self._pools: set[tuple[str, int]] = set()  # (budget, generation) whose pool this process opened
@@ -125,7 +129,7 @@ class Replenisher:
                     seen = await self.sellout.read(meta.budget_id)
                 # The mode counts what agents hold, as the agents' grants do: a budget whose
                 # agents hold most of what is left is not in the center's end game yet.
-                balances, agents = await asyncio.gather(self._balances(meta), self._agents(meta))
+                balances, agents, moving = await self._look(meta)
                 sub = balances[holder]
                 if sub >= amount:
                     return True
@@ -143,7 +147,8 @@ class Replenisher:
                     if self.sellout is not None and seen is None:
                         refusing = True  # decided on balances read after the supply version
                         continue
-                    moving = await self._in_flight(meta)
+                    if moving is None:
+                        moving = await self._in_flight(meta)
                     if moving and free + moving >= amount:
                         # Not an honest refusal: units are between holders (a transfer not finished,
                         # perhaps of a center that died); they land or go back within the sweep.
@@ -151,7 +156,15 @@ class Replenisher:
                             f"budget {meta.budget_id}: {moving} units are moving between holders and"
                             f" {free} are free; retry shortly"
                         )
-                    await self._refused(meta, seen, free + moving, looked)
+                    settling = await self._settling(meta)
+                    if settling and free + moving + settling >= amount:
+                        # Nor while what a Redis loss took from the sub-buckets (in the end game, the
+                        # pool: most of what is left) is being settled from the spend log.
+                        raise Unavailable(
+                            f"budget {meta.budget_id}: {settling} units are in doubt after a Redis loss and"
+                            f" being settled, {free} are free; retry shortly"
+                        )
+                    await self._refused(meta, seen, free + moving, sum(agents.values()), looked)
                     return False
                 pool = pooled and mode is not Mode.NORMAL
                 if pool and index != 0:
@@ -220,10 +233,12 @@ class Replenisher:
         pool = sub_holder(0) if (meta.budget_id, meta.gen) in self._pools else ""
         return await self._merge(meta, skip=pool)
 
-    async def _refused(self, meta: BudgetMeta, seen: Availability | None, free: int, looked: float) -> None:
+    async def _refused(
+        self, meta: BudgetMeta, seen: Availability | None, free: int, held: int, looked: float
+    ) -> None:
         """Note a refusal's check (begun at ``looked``) for the requests waiting behind it; mark the
-        budget sold out when nothing at all was left (main, sub-buckets and agents, nothing moving)."""
-        held = 0 if self.held is None else sum((await self.held(meta.budget_id)).values())
+        budget sold out when nothing at all was left (main, sub-buckets and agents' ``held``,
+        nothing moving)."""
         self._decided[meta.budget_id] = (looked, free + held)
         if seen is not None and self.sellout is not None and free == 0 and held == 0:
             await self.sellout.mark(seen)
@@ -236,9 +251,10 @@ class Replenisher:
             seen = await self.sellout.read(meta.budget_id)
             if not seen.due_for_check:
                 return  # confirmed (or dropped) meanwhile
-            free = sum((await self._balances(meta)).values()) + await self._in_flight(meta)
-            held = 0 if self.held is None else sum((await self.held(meta.budget_id)).values())
-            if free == 0 and held == 0:
+            balances, agents, moving = await self._look(meta)
+            if moving is None:
+                moving = await self._in_flight(meta)
+            if sum(balances.values()) + moving + sum(agents.values()) == 0:
                 await self.sellout.mark(seen)
             else:
                 await self.sellout.changed(meta.budget_id)
@@ -299,14 +315,42 @@ class Replenisher:
         MERGE_SECONDS.observe(time.perf_counter() - started)
         return total
 
+    async def _settling(self, meta: BudgetMeta) -> int:
+        """Units a Redis loss put in doubt from the sub-buckets, not released yet: the settlement
+        (recovery/settlement.py) books what the spend log says was spent and gives main the rest
+        (0 when it releases nothing by itself: an operator settles them)."""
+        if not self.settles:
+            return 0
+        rows = await self.ledger.doubt_holders(meta.budget_id)
+        return sum(r.balance for r in rows if r.released is None and r.balance > 0 and is_sub_doubt(r.holder))
+
     async def _in_flight(self, meta: BudgetMeta) -> int:
-        """Units taken from main or a sub-bucket by a transfer of this generation not cleared yet."""
+        """Units taken from main or a sub-bucket by a transfer of this generation not cleared yet,
+        and units on their way into main (a settlement's release, a top-up) not credited yet."""
         moving = 0
         for holder in [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]:
             view = await self.buckets.read(meta.budget_id, holder)
             if view is not None:
-                moving += sum(p.amount for p in view.pending if p.gen == meta.gen and not p.incoming)
+                moving += sum(p.amount for p in view.pending if p.gen == meta.gen)
         return moving
+
+    async def _look(self, meta: BudgetMeta) -> tuple[dict[str, int], dict[str, int], int | None]:
+        """Main's and the sub-buckets' balances, the agents' holdings, and what is moving between
+        them. On one Redis server all in one step (snapshot.lua), so that a refusal is honest while
+        another center process moves budget between these buckets; on a cluster read one by one
+        (moving: None, read when a refusal needs it)."""
+        if not self.buckets.one_server:
+            balances, agents = await asyncio.gather(self._balances(meta), self._agents(meta))
+            return balances, agents, None
+        subs = [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]
+        agent_holders = [] if self.held is None else await self.buckets.agent_holders(meta.budget_id)
+        values, moving = await self.buckets.snapshot(meta.budget_id, subs + agent_holders, meta.gen)
+        for holder, value in zip(subs, values, strict=False):
+            if value is None:
+                raise BucketLost(meta.budget_id, holder)
+        balances = {h: v or 0 for h, v in zip(subs, values, strict=False)}
+        agents = {h: v or 0 for h, v in zip(agent_holders, values[len(subs) :], strict=True)}
+        return balances, agents, moving
 
     async def _agents(self, meta: BudgetMeta) -> dict[str, int]:
         return {} if self.held is None else await self.held(meta.budget_id)

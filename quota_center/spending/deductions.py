@@ -140,6 +140,8 @@ class Spending:
                 else:
                     work = self.buckets.deduct(budget_id, index, request_id, amount, meta.gen)
                 r = await self.log.call(work, deduct_entry(budget_id, index, request_id))
+                if r.pooled:
+                    index = 0  # the pool answered, in the same call (one server)
                 if r.status != "UNCLAIMED":
                     claimed = True
                     _fence(r, budget_id, index, meta)

@@ -14,8 +14,11 @@
 --          the loss can be looked up first (quota_center/recovery/recall.py).
 --
 -- ARGV[4]  (with KEYS[3]) the request's fingerprint
+-- KEYS[4], KEYS[5]  (optional, one Redis server only, with KEYS[3]) sub-bucket 0's hash and the
+--          request's record there: a POOLED answer goes on to the pool in the same call, whose
+--          answer is returned with a 4th value, 1
 --
--- Returns {status, n, gen}; gen is the sub-bucket's generation when it served the request
+-- Returns {status, n, gen[, 1]}; gen is the sub-bucket's generation when it served the request
 -- (what the write-behind spend log records), 0 when there is none:
 --   {"OK", amount, gen}       deducted now
 --   {"EXISTS", amount, gen}   this request id already deducted this amount here (gen: when)
@@ -38,38 +41,49 @@ if KEYS[3] then
   end
 end
 local amount = tonumber(ARGV[1])
-local rec = redis.call("HMGET", KEYS[2], "kind", "amount", "gen")
-if rec[1] then
-  if rec[1] == "deduct" and tonumber(rec[2]) == amount then
-    return {"EXISTS", amount, tonumber(rec[3] or "0")}
-  end
-  return {"CONFLICT", 0, 0}
-end
-local b = redis.call("HMGET", KEYS[1], "bal", "state", "gen", "pool")
-if not b[1] then
-  return {"LOST", 0, 0}
-end
-local gen = tonumber(b[3] or "0")
 local want = tonumber(ARGV[3] or "0")
-if want ~= 0 and want ~= gen then
-  return {"STALE", 0, gen}
+
+local function serve(bucket, record)
+  local rec = redis.call("HMGET", record, "kind", "amount", "gen")
+  if rec[1] then
+    if rec[1] == "deduct" and tonumber(rec[2]) == amount then
+      return {"EXISTS", amount, tonumber(rec[3] or "0")}
+    end
+    return {"CONFLICT", 0, 0}
+  end
+  local b = redis.call("HMGET", bucket, "bal", "state", "gen", "pool")
+  if not b[1] then
+    return {"LOST", 0, 0}
+  end
+  local gen = tonumber(b[3] or "0")
+  if want ~= 0 and want ~= gen then
+    return {"STALE", 0, gen}
+  end
+  if b[2] == "paused" then
+    return {"PAUSED", 0, gen}
+  end
+  if b[2] == "closed" then
+    return {"CLOSED", 0, gen}
+  end
+  if b[4] then
+    return {"POOLED", 0, gen}
+  end
+  local bal = tonumber(b[1])
+  if bal < amount then
+    return {"SHORT", bal, gen}
+  end
+  local n = string.format("%d", amount)
+  redis.call("HINCRBY", bucket, "bal", "-" .. n)
+  redis.call("HINCRBY", bucket, "consumed", n)
+  redis.call("HSET", record, "kind", "deduct", "amount", n, "returned", "0", "gen", string.format("%d", gen))
+  redis.call("EXPIRE", record, ARGV[2])
+  return {"OK", amount, gen}
 end
-if b[2] == "paused" then
-  return {"PAUSED", 0, gen}
+
+local r = serve(KEYS[1], KEYS[2])
+if r[1] == "POOLED" and KEYS[5] then
+  -- One server: on to the pool in the same call; the 4th value says the pool answered.
+  r = serve(KEYS[4], KEYS[5])
+  r[4] = 1
 end
-if b[2] == "closed" then
-  return {"CLOSED", 0, gen}
-end
-if b[4] then
-  return {"POOLED", 0, gen}
-end
-local bal = tonumber(b[1])
-if bal < amount then
-  return {"SHORT", bal, gen}
-end
-local n = string.format("%d", amount)
-redis.call("HINCRBY", KEYS[1], "bal", "-" .. n)
-redis.call("HINCRBY", KEYS[1], "consumed", n)
-redis.call("HSET", KEYS[2], "kind", "deduct", "amount", n, "returned", "0", "gen", string.format("%d", gen))
-redis.call("EXPIRE", KEYS[2], ARGV[2])
-return {"OK", amount, gen}
+return r
