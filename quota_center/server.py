@@ -27,6 +27,7 @@ from quota.v1 import (
     session_pb2_grpc,
 )
 from quota_center.agents.holdings import AgentHoldings
+from quota_center.agents.relay import Relay
 from quota_center.agents.sessions import Sessions
 from quota_center.api.admin import AdminServicer
 from quota_center.api.quota import QuotaServicer
@@ -181,6 +182,9 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         stale_after_s=3 * settings.agent_heartbeat_ms / 1000,
         max_unread=settings.agent_session_max_unread,
     )
+    # Reclaim orders reach the agents connected to the other center processes through Redis.
+    relay = Relay(redis)
+    sessions.relay = relay
     # The budgets' sold-out marks, told to the agents connected here as they change.
     sellout = SellOut(buckets)
     sellout.listeners.append(sessions.announce)
@@ -312,6 +316,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
             asyncio.create_task(_expire_leases(admin, holdings, settings.agent_expiry_interval_ms / 1000))
         )
         center.tasks.append(asyncio.create_task(_refresh_gauges(admin, auditor, settings.gauge_interval_s)))
+        center.tasks.append(asyncio.create_task(relay.run(sessions.order)))
         if demand is not None:
             filler = Filler(
                 registry,

@@ -43,6 +43,36 @@ def center_deducts(url: str) -> float:
     return total
 
 
+# The center's counters that say where a sale's center work went (``cost``).
+_CENTER_COSTS = (
+    "quota_transfers_total",
+    "quota_agent_reclaims_total",
+    "quota_shared_refusals_total",
+    "quota_sold_out_refusals_total",
+    "quota_sold_out_changes_total",
+    "quota_end_game_pools_opened_total",
+    "quota_deduct_waits_total",
+)
+
+
+def cost(center_url: str, agent_urls: list[str]) -> dict[str, float]:
+    """The counters of the center's work, by name and labels, and the agents' forwards by reason
+    (summed over the agents): subtract two of these for what happened in between."""
+    out: dict[str, float] = {}
+    with urllib.request.urlopen(center_url, timeout=5) as reply:
+        text = reply.read().decode()
+    for line in text.splitlines():
+        name = line.partition("{")[0].partition(" ")[0]
+        if name in _CENTER_COSTS and 'outcome="aborted"' not in line:
+            key, _, value = line.rpartition(" ")
+            out[key] = out.get(key, 0.0) + float(value)
+    for url in agent_urls:
+        for key, value in scrape(url).items():
+            if key.startswith("forwarded:") or key == "refills":
+                out[f"agent {key}"] = out.get(f"agent {key}", 0.0) + value
+    return out
+
+
 def slice_available(url: str, budget_id: str) -> float:
     """``agent_slice_available`` of one budget (0 when the agent does not hold it)."""
     with urllib.request.urlopen(url, timeout=5) as reply:

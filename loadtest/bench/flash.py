@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from loadtest.bench.agent_metrics import cost
 from loadtest.bench.client import CLOSED, DEDUCT, Clients, Job
 from loadtest.bench.measure import percentile, sleep_until
 from loadtest.phases import CenterSampler, phases, targets
@@ -89,6 +90,7 @@ def flash_sale(
     center: str,
     center_metrics: str,
     agents: list[str],
+    agent_metrics: list[str],
     *,
     total: int,
     buyers: int,
@@ -138,6 +140,7 @@ def flash_sale(
         for _ in range(n)
     ]
     sampler = CenterSampler(center_metrics)
+    before = cost(center_metrics, agent_metrics)
     sampler.start()
     try:
         clients.start(jobs)
@@ -145,6 +148,7 @@ def flash_sale(
         outcome = clients.collect()
     finally:
         sampler.stop()
+    after = cost(center_metrics, agent_metrics)
     if outcome.failure is not None:
         raise RuntimeError(f"flash sale: a client failed: {outcome.failure}")
     result = phases(outcome.trace, sampler.samples, total, start_at, start_at + seconds)
@@ -156,6 +160,8 @@ def flash_sale(
             "seconds": seconds,
             "agents": len(agents),
             "errors": dict(outcome.errors),
+            # What the whole sale cost the center, from its and the agents' own counters.
+            "cost": {k: v - before.get(k, 0.0) for k, v in sorted(after.items()) if v > before.get(k, 0.0)},
         }
     )
     result["targets"] = targets(result)

@@ -177,6 +177,11 @@ def render_sale(sale: dict[str, Any]) -> list[str]:
     out.extend(table(sale))
     if sale["errors"]:
         out.append(f"errors: {', '.join(f'{k} {v}' for k, v in sorted(sale['errors'].items()))}")
+    if sale.get("cost"):
+        out.append(
+            "What the sale cost the center (its own counters and the agents' forwards, over the whole sale): "
+            + ", ".join(f"{k} {v:,.0f}" for k, v in sale["cost"].items())
+        )
     w = sale.get("window")
     if w is not None:
         out.append(

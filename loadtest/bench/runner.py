@@ -121,6 +121,7 @@ def run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
             servers.center_target,
             servers.center_metrics_url,
             servers.agent_targets,
+            servers.agent_metrics_urls,
             total=cfg.sale_total,
             buyers=cfg.buyers,
             seconds=cfg.sale_seconds,

@@ -61,6 +61,10 @@ class Servers:
         return self.stack.agent_metrics[0]
 
     @property
+    def agent_metrics_urls(self) -> list[str]:
+        return list(self.stack.agent_metrics)
+
+    @property
     def center_metrics_url(self) -> str:
         return self.stack.center_metrics
 

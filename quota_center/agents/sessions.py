@@ -23,6 +23,7 @@ from typing import Any
 
 from quota.v1 import common_pb2 as pb
 from quota.v1 import session_pb2 as spb
+from quota_center.agents.relay import Relay
 from quota_center.buckets.agents import AgentStore
 from quota_center.budgets.registry import BudgetMeta
 from quota_center.budgets.sellout import Availability
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 # A retry is checked with agents whose lease ran out at most this long ago: one gone for longer
 # stopped serving before, and its records of what it served are beyond the center's reach.
 RETRY_LOOKBACK_MS = 60_000
+
+# How often a relayed reclaim looks whether the agents elsewhere gave their holdings back.
+RELAY_POLL_S = 0.01
 
 # Messages a session may have waiting for its stream before it is closed.
 MAX_UNREAD = 1024
@@ -121,6 +125,9 @@ class Sessions:
         self.stale_after_s = stale_after_s
         self.max_unread = max_unread
         self._live: dict[str, Session] = {}
+        # Reaches the agents connected to other center processes (agents/relay.py); None: only
+        # this process's agents are ordered, the others count as not answering.
+        self.relay: Relay | None = None
 
     def attach(self, agent_id: str) -> Session:
         """A session for ``agent_id``; AlreadyConnected while another one of it is live."""
@@ -214,6 +221,49 @@ class Sessions:
             if session is not None:
                 session.send(message)
 
+    def order(self, budget_id: str, agent_ids: list[str], amount: int) -> None:
+        """A reclaim order relayed from another center process: sent to those agents connected here
+        (their answers are applied as reports; the publisher watches their holdings fall)."""
+        deadline = now_ms() + int(self.reclaim_timeout_s * 1000)
+        for agent_id in agent_ids:
+            session = self._live.get(agent_id)
+            if session is not None:
+                AGENT_RECLAIMS.labels("relayed").inc()
+                session.send(
+                    spb.CenterMessage(
+                        reclaim=spb.ReclaimOrder(
+                            order_id=uuid.uuid4().hex,
+                            budget_id=budget_id,
+                            amount=amount,
+                            deadline_ms=deadline,
+                        )
+                    )
+                )
+
+    async def _relayed(self, budget_id: str, elsewhere: dict[str, int]) -> dict[str, int]:
+        """Order agents connected to other processes through the relay, and wait (the reclaim
+        timeout at most) until what they hold is gone; returns what those that did not give back hold."""
+        if self.relay is None or not self.relay.ready.is_set():
+            return elsewhere
+        now = now_ms()
+        live = []
+        for holder in elsewhere:
+            agent_id = agent_of(holder) or ""
+            lease = int((await self.store.fields(budget_id, agent_id)).get("lease", "0") or 0)
+            if lease > now:  # a holding whose lease ran out is in doubt, not reclaimable
+                live.append(agent_id)
+        if not live:
+            return elsewhere
+        await self.relay.publish(budget_id, live, max(elsewhere.values()))
+        deadline = time.monotonic() + self.reclaim_timeout_s
+        while True:
+            held = await self.store.held(budget_id)
+            left = {h: held[h] for h in elsewhere if held.get(h)}
+            if not left or time.monotonic() >= deadline:
+                AGENT_RECLAIMS.labels("relay_answered").inc(len(elsewhere) - len(left))
+                return left
+            await asyncio.sleep(RELAY_POLL_S)
+
     async def reclaim(self, meta: BudgetMeta, short: int) -> dict[str, int]:
         """Order every agent holding ``meta``'s budget to give back its unreserved balance.
 
@@ -227,12 +277,12 @@ class Sessions:
         deadline = now_ms() + int(self.reclaim_timeout_s * 1000)
         waits: dict[str, asyncio.Future[int]] = {}
         unanswered: dict[str, int] = {}
+        elsewhere: dict[str, int] = {}
         for holder, amount in held.items():
             agent_id = agent_of(holder) or ""
             session = self._live.get(agent_id)
             if session is None:
-                unanswered[holder] = amount
-                AGENT_RECLAIMS.labels("disconnected").inc()
+                elsewhere[holder] = amount  # connected to another process, or not at all
                 continue
             order_id = uuid.uuid4().hex
             future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -245,6 +295,7 @@ class Sessions:
                     )
                 )
             )
+        relayed = asyncio.ensure_future(self._relayed(meta.budget_id, elsewhere))
         if waits:
             done, _ = await asyncio.wait(waits.values(), timeout=self.reclaim_timeout_s)
             for holder, future in waits.items():
@@ -254,6 +305,9 @@ class Sessions:
                     future.cancel()
                     AGENT_RECLAIMS.labels("timeout").inc()
                     unanswered[holder] = held[holder]
+        for holder, amount in (await relayed).items():
+            AGENT_RECLAIMS.labels("disconnected").inc()
+            unanswered[holder] = amount
         if unanswered:
             # What they hold now (an answer may have come in just after the timeout).
             now_held = await self.store.held(meta.budget_id)
