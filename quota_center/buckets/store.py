@@ -186,14 +186,17 @@ class BucketStore:
         )
         return _served(reply, 3)
 
-    async def snapshot(self, budget_id: str, holders: list[str], gen: int) -> tuple[list[int | None], int]:
-        """Balances of ``holders`` (None: missing) and the amount of their pending transfers of
-        ``gen``, read in one step (snapshot.lua; one Redis server only)."""
+    async def snapshot(
+        self, budget_id: str, holders: list[str], gen: int, *, moving_of: int
+    ) -> tuple[list[int | None], int]:
+        """Balances of ``holders`` (None: missing) and the amount of the pending transfers of
+        ``gen`` of the first ``moving_of`` of them, read in one step (snapshot.lua; one Redis
+        server only)."""
         names: list[str] = []
         for holder in holders:
             bucket = keys.bucket_keys(budget_id, holder)
             names += [bucket.state, bucket.pending]
-        reply = [int(str(x)) for x in await self.scripts.run("snapshot", names, [gen])]
+        reply = [int(str(x)) for x in await self.scripts.run("snapshot", names, [gen, moving_of])]
         return [None if b < 0 else b for b in reply[:-1]], reply[-1]
 
     async def open_pool(self, budget_id: str, index: int, gen: int) -> Outcome:

@@ -344,7 +344,11 @@ class Replenisher:
             return balances, agents, None
         subs = [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]
         agent_holders = [] if self.held is None else await self.buckets.agent_holders(meta.budget_id)
-        values, moving = await self.buckets.snapshot(meta.budget_id, subs + agent_holders, meta.gen)
+        # Moving: transfers out of (or into) main and the sub-buckets; an agent's release is
+        # answered only once it landed in main (the reclaim round waits for it).
+        values, moving = await self.buckets.snapshot(
+            meta.budget_id, subs + agent_holders, meta.gen, moving_of=len(subs)
+        )
         for holder, value in zip(subs, values, strict=False):
             if value is None:
                 raise BucketLost(meta.budget_id, holder)

@@ -4,16 +4,22 @@
 --
 -- KEYS[2k-1], KEYS[2k]  a bucket's hash and its pending-transfer hash, for each bucket
 -- ARGV[1]  the generation whose pending transfers count ("0": all)
+-- ARGV[2]  how many buckets, from the first, have their pending transfers counted
 --
 -- Returns {bal_1, ..., bal_n, moving}: each bucket's balance (-1 when it does not exist), then the
--- sum of the pending transfers' amounts ("amount|target|gen|created_ms") of that generation.
+-- sum of the pending transfers' amounts ("amount|target|gen|created_ms") of that generation, of
+-- the first ARGV[2] buckets.
 local want = tonumber(ARGV[1])
+local counted = tonumber(ARGV[2])
 local out = {}
 local moving = 0
 for k = 1, #KEYS, 2 do
   local bal = redis.call("HGET", KEYS[k], "bal")
   out[#out + 1] = bal and tonumber(bal) or -1
-  local pending = redis.call("HVALS", KEYS[k + 1])
+  local pending = {}
+  if (k + 1) / 2 <= counted then
+    pending = redis.call("HVALS", KEYS[k + 1])
+  end
   for _, rec in ipairs(pending) do
     local amount, _, gen = string.match(rec, "^(%d+)|([^|]*)|(%d+)|")
     if amount and (want == 0 or tonumber(gen) == want) then

@@ -54,7 +54,9 @@ async def test_the_pool_serves_once_refunds_and_settles_after_a_redis_loss(
     if early == OK:
         served += 3  # settled already: served, never refused
     else:
-        assert (early, "being settled" in details) == (grpc.StatusCode.UNAVAILABLE, True), (early, details)
+        # Not refused: what is left is being settled, or on its way into main.
+        assert early == grpc.StatusCode.UNAVAILABLE, (early, details)
+        assert "being settled" in details or "moving between holders" in details, details
     final = await settled(lone_center, client, budget_id)
     assert final.consumed == served
     late = await deduct(client, budget_id, f"{budget_id}-late", 3)
