@@ -24,6 +24,7 @@ from quota.v1 import quota_pb2_grpc
 from quota_rules.decoding import Malformed, failure_status
 from quota_rules.limits import InvalidInput, check_batch_size, check_budget_id
 from quota_rules.retries import is_retry
+from region_agent.coalesce import Coalescer
 from region_agent.convert import MODE_PB, STATE_PB, answer_of, code_name, code_value, wire_code
 from region_agent.core.agent import Agent
 from region_agent.core.records import Answer
@@ -86,6 +87,10 @@ def rpc(method: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
     return wrap
 
 
+# Forwards that go alone, not in a batch: a retry (the center checks who served it) and a budget
+# not known here (which may not exist: the center would refuse the whole batch).
+ALONE = frozenset({"retry", "unknown"})
+
 # Budget ids kept as known to exist; the set starts afresh beyond this.
 _MAX_KNOWN = 100_000
 
@@ -105,6 +110,8 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
     ) -> None:
         self.agent = agent
         self.center = center
+        # Forwarded deductions leave together while a call is in flight (region_agent/coalesce.py).
+        self.coalesce = Coalescer(center, counted=lambda how: metrics.forward_calls.labels(how).inc())
         self.metrics = metrics
         self.clock = clock
         # Budgets the center said exist (a budget is closed, never deleted), for DeductBatch.
@@ -201,10 +208,12 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
             if isinstance(again, Answer):
                 return self._served("Deduct", budget_id, request_id, again)
             decided = again
-        retry = decided.reason == "retry"
-        response = await self._forward(
-            "Deduct", decided, budget_id, amount, lambda: self.center.deduct(request, retry=retry)
-        )
+        if decided.reason in ALONE:
+            retry = decided.reason == "retry"
+            call = lambda: self.center.deduct(request, retry=retry)  # noqa: E731
+        else:
+            call = lambda: self.coalesce.deduct(request)  # noqa: E731
+        response = await self._forward("Deduct", decided, budget_id, amount, call)
         self.agent.remember(request_id, answer_of(response))
         return response
 

@@ -33,6 +33,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.forward_calls = Counter(
+            "agent_forward_calls_total",
+            "Calls to the center carrying forwarded deductions: alone (a Deduct) or batch (a DeductBatch"
+            " of those forwarded while a call was in flight).",
+            ["how"],
+            registry=r,
+        )
         self.refills = Counter(
             "agent_refills_total",
             "Slice requests answered by the center, by result code (OK, INSUFFICIENT, ...).",

@@ -190,8 +190,8 @@ class BucketStore:
         self, budget_id: str, holders: list[str], gen: int, *, moving_of: int
     ) -> tuple[list[int | None], int]:
         """Balances of ``holders`` (None: missing) and the amount of the pending transfers of
-        ``gen`` of the first ``moving_of`` of them, read in one step (snapshot.lua; one Redis
-        server only)."""
+        ``gen`` of the first ``moving_of`` of them plus those of the others on their way to main
+        (agents' releases), read in one step (snapshot.lua; one Redis server only)."""
         names: list[str] = []
         for holder in holders:
             bucket = keys.bucket_keys(budget_id, holder)

@@ -38,6 +38,10 @@ ACTOR = "center"
 # Other center processes may move budget at the same time; past this many rounds
 # the state is too unsettled to decide and the caller gets UNAVAILABLE.
 MAX_ROUNDS = 100
+# Units seen moving between holders when a refusal is due: looked at again this many times,
+# this far apart, before the caller gets UNAVAILABLE.
+MOVING_WAITS = 10
+MOVING_WAIT_S = 0.01
 
 # Orders the agents holding a budget to give back up to an amount; returns what those that did
 # not answer in time hold, by holder (agents/sessions.py).
@@ -123,6 +127,7 @@ class Replenisher:
             self._unanswered.pop(meta.budget_id, None)
             refusing = False  # a round found too little: the next one reads the supply version first
             seen: Availability | None = None
+            waited = 0
             for _ in range(MAX_ROUNDS):
                 looked = time.monotonic()
                 if refusing and self.sellout is not None:
@@ -150,8 +155,13 @@ class Replenisher:
                     if moving is None:
                         moving = await self._in_flight(meta)
                     if moving and free + moving >= amount:
-                        # Not an honest refusal: units are between holders (a transfer not finished,
-                        # perhaps of a center that died); they land or go back within the sweep.
+                        # Not an honest refusal: units are between holders. Most land within
+                        # milliseconds (another process's refill or release): look again. One of a
+                        # center that died lands or goes back within the sweep: UNAVAILABLE.
+                        if waited < MOVING_WAITS:
+                            waited += 1
+                            await asyncio.sleep(MOVING_WAIT_S)
+                            continue
                         raise Unavailable(
                             f"budget {meta.budget_id}: {moving} units are moving between holders and"
                             f" {free} are free; retry shortly"
@@ -326,12 +336,18 @@ class Replenisher:
 
     async def _in_flight(self, meta: BudgetMeta) -> int:
         """Units taken from main or a sub-bucket by a transfer of this generation not cleared yet,
-        and units on their way into main (a settlement's release, a top-up) not credited yet."""
+        units on their way into main (a settlement's release, a top-up) not credited yet, and
+        agents' releases to main not credited yet."""
         moving = 0
         for holder in [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]:
             view = await self.buckets.read(meta.budget_id, holder)
             if view is not None:
                 moving += sum(p.amount for p in view.pending if p.gen == meta.gen)
+        if self.held is not None:
+            for holder in await self.buckets.agent_holders(meta.budget_id):
+                view = await self.buckets.read(meta.budget_id, holder)
+                if view is not None:
+                    moving += sum(p.amount for p in view.pending if p.gen == meta.gen and p.target == MAIN)
         return moving
 
     async def _look(self, meta: BudgetMeta) -> tuple[dict[str, int], dict[str, int], int | None]:
@@ -344,8 +360,9 @@ class Replenisher:
             return balances, agents, None
         subs = [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]
         agent_holders = [] if self.held is None else await self.buckets.agent_holders(meta.budget_id)
-        # Moving: transfers out of (or into) main and the sub-buckets; an agent's release is
-        # answered only once it landed in main (the reclaim round waits for it).
+        # Moving: transfers out of (or into) main and the sub-buckets, and agents' releases not
+        # credited to main yet (an agent of another process answering a relayed reclaim, or one
+        # giving back on its own): those units are free in a moment, not gone.
         values, moving = await self.buckets.snapshot(
             meta.budget_id, subs + agent_holders, meta.gen, moving_of=len(subs)
         )
