@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -174,6 +175,16 @@ def observe_budget(budget_id: str, available: int, consumed: int, in_doubt: int)
     REMAINING.labels(budget_id).set(available)
     CONSUMED.labels(budget_id).set(consumed)
     IN_DOUBT.labels(budget_id).set(in_doubt)
+
+
+def forget_budget(budget_id: str) -> None:
+    """Drop a budget's series (it left the active set, or was closed): a platform's idle budgets
+    cost no series. They come back with the next audit of the budget."""
+    series: list[tuple[Gauge, tuple[str, ...]]] = [(g, (budget_id,)) for g in (REMAINING, CONSUMED, IN_DOUBT)]
+    series += [(MODE, (budget_id, name)) for name in ("normal", "scarce", "central")]
+    for gauge, labels in series:
+        with contextlib.suppress(KeyError):  # never set in this process
+            gauge.remove(*labels)
 
 
 def observe_mode(budget_id: str, mode: str) -> None:

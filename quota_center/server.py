@@ -38,6 +38,7 @@ from quota_center.buckets.client import connect
 from quota_center.buckets.reservations import ReservationStore
 from quota_center.buckets.scripts import RedisClient
 from quota_center.buckets.store import BucketStore
+from quota_center.budgets.activity import Activity, Pending
 from quota_center.budgets.admin import Admin
 from quota_center.budgets.audit import Auditor
 from quota_center.budgets.registry import Registry
@@ -45,7 +46,7 @@ from quota_center.budgets.sellout import SellOut
 from quota_center.health import Health
 from quota_center.ledger.store import LedgerStore
 from quota_center.loop_failures import LoopFailures
-from quota_center.metrics import ACCESS_DENIED, LEDGER
+from quota_center.metrics import ACCESS_DENIED, LEDGER, forget_budget
 from quota_center.recovery.rebuild import Recovery
 from quota_center.recovery.recall import Recall
 from quota_center.recovery.settlement import Settlement
@@ -147,7 +148,10 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     migrating = await _key_layout(redis)
     buckets = BucketStore(redis, settings.retention_s)
     registry = Registry(ledger)
+    # Which budgets the background loops look after (budgets/activity.py).
+    activity = Activity(redis, buckets.scripts, await ledger.identity())
     transfers = Transfers(buckets, ledger)
+    transfers.touch = activity.touch
     spend_log = WriteBehind(
         ledger,
         interval_ms=settings.writebehind_interval_ms,
@@ -208,7 +212,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         buckets,
         transfers,
         recovery,
-        admin,
+        activity.active,
         settings.transfer_stale_ms,
         settlement=settlement,
         ledger=ledger,
@@ -226,7 +230,9 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         recall=recall,
         sellout=sellout,
     )
-    expiry = Expiry(registry, reservation_store, admin.all_ids, sellout=sellout)
+    expiry = Expiry(registry, reservation_store, activity, sellout=sellout)
+    spending.touch = activity.touch
+    reservations.activity = admin.activity = activity
     holdings = AgentHoldings(
         registry,
         buckets,
@@ -313,14 +319,27 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         center.tasks.append(asyncio.create_task(sweeper.run(settings.sweep_interval_ms / 1000)))
         center.tasks.append(asyncio.create_task(expiry.run(settings.expiry_interval_ms / 1000)))
         center.tasks.append(
-            asyncio.create_task(_expire_leases(admin, holdings, settings.agent_expiry_interval_ms / 1000))
+            asyncio.create_task(_expire_leases(activity, holdings, settings.agent_expiry_interval_ms / 1000))
         )
-        center.tasks.append(asyncio.create_task(_refresh_gauges(admin, auditor, settings.gauge_interval_s)))
+        center.tasks.append(
+            asyncio.create_task(_refresh_gauges(activity, auditor, settings.gauge_interval_s))
+        )
+        pending = Pending(registry, buckets, activity)
+        center.tasks.append(
+            asyncio.create_task(
+                activity.run(
+                    pending.busy,
+                    functools.partial(admin.all_ids, closed=False),
+                    idle_ms=settings.idle_after_ms,
+                    interval_s=settings.activity_interval_ms / 1000,
+                )
+            )
+        )
         center.tasks.append(asyncio.create_task(relay.run(sessions.order)))
         if demand is not None:
             filler = Filler(
                 registry,
-                admin,
+                activity.active,
                 buckets,
                 transfers,
                 recovery,
@@ -353,13 +372,23 @@ async def _key_layout(redis: RedisClient) -> asyncio.Task[None] | None:
 
 
 async def _every_budget(
-    name: str, admin: Admin, work: Callable[[str], Awaitable[object]], interval_s: float
+    name: str,
+    activity: Activity,
+    work: Callable[[str], Awaitable[object]],
+    interval_s: float,
+    left: Callable[[str], object] = lambda budget_id: None,
 ) -> None:
-    """Run ``work`` on every budget each interval; a budget that fails does not stop the others."""
+    """Run ``work`` on every active budget each interval (budgets/activity.py); a budget that fails
+    does not stop the others. ``left`` is told of each budget that is no longer active."""
     failures = LoopFailures(name)
+    seen: set[str] = set()
     while True:
         try:
-            for budget_id in await admin.all_ids():
+            active = await activity.active()
+            for budget_id in seen.difference(active):
+                left(budget_id)
+            seen = set(active)
+            for budget_id in active:
                 try:
                     await work(budget_id)
                 except Exception as exc:
@@ -373,14 +402,16 @@ async def _every_budget(
         await asyncio.sleep(interval_s)
 
 
-async def _expire_leases(admin: Admin, holdings: AgentHoldings, interval_s: float) -> None:
+async def _expire_leases(activity: Activity, holdings: AgentHoldings, interval_s: float) -> None:
     """Move the balance of agents whose lease ran out into doubt (docs/agents.md, Leases)."""
-    await _every_budget("leases", admin, holdings.expire_due, interval_s)
+    await _every_budget("leases", activity, holdings.expire_due, interval_s)
 
 
-async def _refresh_gauges(admin: Admin, auditor: Auditor, interval_s: float) -> None:
-    """Keep the per-budget gauges current between audits (each audit also sets them)."""
-    await _every_budget("gauges", admin, functools.partial(auditor.audit, attempts=1), interval_s)
+async def _refresh_gauges(activity: Activity, auditor: Auditor, interval_s: float) -> None:
+    """Keep the per-budget gauges of active budgets current between audits (each audit also sets
+    them); a budget that left the active set leaves the metrics too."""
+    audit = functools.partial(auditor.audit, attempts=1)
+    await _every_budget("gauges", activity, audit, interval_s, left=forget_budget)
 
 
 def _transport(settings: Settings) -> str:

@@ -43,6 +43,10 @@ class Settings:
     health_interval_ms: int = 1000
     # Per-budget gauges (remaining, consumed, in doubt) are recomputed this often.
     gauge_interval_s: float = 15.0
+    # A budget with nothing pending that nothing happened to for this long leaves the active set
+    # the background loops walk (and its per-budget series leave the metrics); checked this often.
+    idle_after_ms: int = 60_000
+    activity_interval_ms: int = 5_000
     # On SIGTERM: health turns NOT_SERVING, then in-flight calls get this long to finish.
     drain_grace_s: float = 10.0
     # The filler tops up sub-buckets before they run dry and takes back what idle ones hold.
@@ -109,6 +113,8 @@ HELP: dict[str, str] = {
     "ledger_pool_size": "PostgreSQL connections",
     "default_sub_buckets": "sub-buckets of a budget created without a policy value",
     "gauge_interval_s": "how often the per-budget gauges are recomputed",
+    "idle_after_ms": "a budget with nothing pending and no activity for this long leaves the background loops (docs/center.md#activity)",
+    "activity_interval_ms": "how often idle budgets are looked for",
     "health_interval_ms": "how often Redis and PostgreSQL are checked for the health service",
     "drain_grace_s": "seconds in-flight calls get to finish on SIGTERM",
     "fill_interval_ms": "how often sub-buckets are topped up from main in the background (0 turns it off)",

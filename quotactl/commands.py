@@ -8,7 +8,12 @@ raised as :class:`CtlError`. Nothing here prints.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+import time
 import uuid
+from collections.abc import Callable
+from concurrent import futures
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -17,7 +22,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from quota.v1 import admin_pb2, admin_pb2_grpc, common_pb2, quota_pb2_grpc
-from quotactl import parse, render
+from quotactl import bulk, parse, render
 from quotactl.exit_codes import ExitCode, for_result, for_status
 
 _Req = TypeVar("_Req", bound=Message)
@@ -27,12 +32,19 @@ _Resp = TypeVar("_Resp", bound=Message)
 MAX_PAGE_SIZE = 1000
 
 
+def silent(line: str) -> None:
+    """Where a Context without a terminal sends its lines."""
+
+
 @dataclass(frozen=True)
 class Context:
     admin: admin_pb2_grpc.AdminStub
     quota: quota_pb2_grpc.QuotaStub
     timeout: float  # seconds, per RPC
     actor: str
+    # Long commands print what they have as they go (stdout), and say how far they got (stderr).
+    stream: Callable[[str], None] = silent
+    progress: Callable[[str], None] = silent
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,12 @@ def _before(first: Timestamp, second: Timestamp) -> bool:
 
 
 def create(ctx: Context, args: argparse.Namespace) -> Outcome:
+    if args.from_file is not None:
+        if args.budget_id or args.total is not None:
+            raise CtlError("--from-file names its budgets: give no BUDGET nor --total", ExitCode.USAGE)
+        return create_many(ctx, args.from_file, args.format)
+    if not args.budget_id or args.total is None:
+        raise CtlError("give BUDGET and --total N, or --from-file PATH", ExitCode.USAGE)
     min_slice: int | None = args.min_slice
     max_slice: int | None = args.max_slice
     valid_from: Timestamp | None = args.valid_from
@@ -125,6 +143,71 @@ def create(ctx: Context, args: argparse.Namespace) -> Outcome:
     if valid_until is not None:
         request.valid_until.CopyFrom(valid_until)
     return _budget_outcome(_invoke(ctx, ctx.admin.CreateBudget, request))
+
+
+# CreateBudget calls in flight at once when creating from a file.
+CREATE_CONCURRENCY = 16
+
+
+def create_many(ctx: Context, path: str, fmt: str | None) -> Outcome:
+    """Every budget of a file, one CreateBudget each (``CREATE_CONCURRENCY`` at a time), after the
+    whole file was checked. A budget that exists with the same definition counts as done, so a
+    rerun after a failure creates only what is missing."""
+    try:
+        kind = bulk.format_of(path, fmt)
+        with open(path, encoding="utf-8") if path != "-" else contextlib.nullcontext(sys.stdin) as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CtlError(f"{path}: {exc}", ExitCode.USAGE) from None
+    parsed = bulk.parse_rows(text, kind, actor=ctx.actor)
+    if parsed.problems:
+        raise CtlError(f"{path}: nothing created: " + "; ".join(parsed.problems), ExitCode.USAGE)
+    tally: dict[str, list[str]] = {"created": [], "existed": [], "conflict": [], "failed": []}
+    started = last = time.monotonic()
+    total = len(parsed.requests)
+
+    def one(line: int, request: admin_pb2.CreateBudgetRequest) -> tuple[str, str]:
+        try:
+            response = ctx.admin.CreateBudget(request, timeout=ctx.timeout)
+        except grpc.RpcError as error:
+            return "failed", f"line {line}: {request.budget_id}: {CtlError.from_rpc(error).message}"
+        code = response.code
+        if code == common_pb2.RESULT_CODE_OK:
+            return "created", request.budget_id
+        if code == common_pb2.RESULT_CODE_EXISTS:
+            return "existed", request.budget_id
+        if code == common_pb2.RESULT_CODE_CONFLICT:
+            return "conflict", f"line {line}: {request.budget_id}: {response.message}"
+        return (
+            "failed",
+            f"line {line}: {request.budget_id}: {common_pb2.ResultCode.Name(code)} {response.message}",
+        )
+
+    with futures.ThreadPoolExecutor(CREATE_CONCURRENCY) as pool:
+        for done, (how, what) in enumerate(pool.map(lambda lr: one(*lr), parsed.requests), start=1):
+            tally[how].append(what)
+            now = time.monotonic()
+            if now - last >= 1.0 and done < total:
+                last = now
+                ctx.progress(
+                    f"create: {done:,} of {total:,} ({len(tally['created']):,} created,"
+                    f" {len(tally['existed']):,} already there), {done / (now - started):,.0f}/s"
+                )
+    lines = [
+        f"created {len(tally['created']):,}, already there {len(tally['existed']):,},"
+        f" conflicting {len(tally['conflict']):,}, failed {len(tally['failed']):,} (of {total:,} in {path})"
+    ]
+    lines += [f"conflict: {c}" for c in tally["conflict"]] + [f"failed: {f}" for f in tally["failed"]]
+    if tally["failed"]:
+        lines.append("run the same command again: budgets already there count as done")
+    payload: render.JsonDict = {
+        "created": len(tally["created"]),
+        "existed": len(tally["existed"]),
+        "conflicts": list(tally["conflict"]),
+        "failed": list(tally["failed"]),
+    }
+    code = ExitCode.ERROR if tally["failed"] else ExitCode.REFUSED if tally["conflict"] else ExitCode.OK
+    return Outcome(payload, "\n".join(lines), code)
 
 
 def top_up(ctx: Context, args: argparse.Namespace) -> Outcome:
@@ -193,15 +276,53 @@ def list_budgets(ctx: Context, args: argparse.Namespace) -> Outcome:
     return _outcome(collected, text, ExitCode.OK)
 
 
+# Budgets per Audit call when auditing many: each page is one round of pipelined reads at the center.
+AUDIT_PAGE = 500
+
+
 def audit(ctx: Context, args: argparse.Namespace) -> Outcome:
-    response = _invoke(ctx, ctx.admin.Audit, admin_pb2.AuditRequest(budget_id=args.budget_id or ""))
+    """One budget, or every budget (of --state, after --after, at most --limit) page by page: the
+    text of each page is printed as it comes (``ctx.stream``), the summary at the end."""
+    if args.budget_id:
+        if args.state or args.after or args.limit:
+            raise CtlError("--state, --after and --limit audit many budgets: not with BUDGET", ExitCode.USAGE)
+        response = _invoke(ctx, ctx.admin.Audit, admin_pb2.AuditRequest(budget_id=args.budget_id))
+        return _audit_outcome(response, render.audit_text(response))
+    limit: int | None = args.limit
+    collected = admin_pb2.AuditResponse(balanced=True)
+    token: str = args.after or ""
+    started = time.monotonic()
+    while True:
+        wanted = AUDIT_PAGE if limit is None else min(AUDIT_PAGE, limit - len(collected.budgets))
+        request = admin_pb2.AuditRequest(
+            page_size=wanted,
+            page_token=token,
+            state=parse.STATES[args.state] if args.state else common_pb2.BUDGET_STATE_UNSPECIFIED,
+        )
+        page = _invoke(ctx, ctx.admin.Audit, request)
+        collected.budgets.extend(page.budgets)
+        collected.balanced = collected.balanced and page.balanced
+        for budget in page.budgets:
+            ctx.stream(render.budget_audit_text(budget))
+        token = page.next_page_token
+        if not token or (limit is not None and len(collected.budgets) >= limit):
+            break
+        count = len(collected.budgets)
+        bad = sum(1 for b in collected.budgets if not render.budget_audit_balanced(b))
+        rate = count / max(time.monotonic() - started, 1e-9)
+        ctx.progress(f"audit: {count:,} budgets so far, {bad:,} not balanced, {rate:,.0f} budgets/s")
+    collected.next_page_token = token
+    return _audit_outcome(collected, render.audit_summary(collected, more=bool(token)))
+
+
+def _audit_outcome(response: admin_pb2.AuditResponse, text: str) -> Outcome:
     if render.audit_balanced(response):
         exit_code = ExitCode.OK
     elif all(b.unsettled or render.budget_audit_balanced(b) for b in response.budgets):
         exit_code = ExitCode.UNAVAILABLE  # no mismatch found, but a busy budget: try again
     else:
         exit_code = ExitCode.AUDIT_MISMATCH
-    return _outcome(response, render.audit_text(response), exit_code)
+    return _outcome(response, text, exit_code)
 
 
 def settle(ctx: Context, args: argparse.Namespace) -> Outcome:

@@ -34,7 +34,7 @@ import grpc
 
 from quota.v1 import admin_pb2_grpc, quota_pb2_grpc
 from quota_rules.limits import MAX_AMOUNT
-from quotactl import commands, connection, parse
+from quotactl import bulk, commands, connection, parse
 from quotactl.exit_codes import EPILOG, ExitCode
 
 PROG = "quotactl"
@@ -157,9 +157,22 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         p.add_argument("--reason", default="", help="free text recorded in the audit trail")
 
     # Admin ---------------------------------------------------------------------------------
-    p = command("create", commands.create, "create a budget")
-    budget_arg(p)
-    p.add_argument("--total", type=_amount, required=True, metavar="N", help="total, in minor units")
+    p = command("create", commands.create, "create a budget, or every budget of a file")
+    p.add_argument("budget_id", metavar="BUDGET", nargs="?", type=_budget, help="budget id")
+    p.add_argument("--total", type=_amount, metavar="N", help="total, in minor units (required with BUDGET)")
+    p.add_argument(
+        "--from-file",
+        metavar="PATH",
+        help="create every budget of a CSV file (header: budget_id,total[,unit,sub_buckets,min_slice,"
+        "max_slice,strategy,valid_from,valid_until,reason]) or JSON Lines file (one object per line,"
+        " same fields); '-' reads stdin. The whole file is checked first (a bad row: nothing is"
+        " created); then one CreateBudget per budget, with progress on stderr and a summary. A budget"
+        " that already exists with the same definition counts as done, so a rerun creates only what"
+        " is missing",
+    )
+    p.add_argument(
+        "--format", choices=list(bulk.FORMATS), help="of --from-file (default: from its extension)"
+    )
     p.add_argument(
         "--unit",
         default="unit",
@@ -235,6 +248,20 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "audit", commands.audit, "check total = main + held + in flight + reserved + in doubt + consumed"
     )
     p.add_argument("budget_id", metavar="BUDGET", nargs="?", type=_budget, help="budget id (default: all)")
+    p.add_argument("--state", choices=list(parse.STATES), help="only budgets in this state (without BUDGET)")
+    p.add_argument(
+        "--after",
+        type=_budget,
+        metavar="BUDGET",
+        help="start after this budget id, in id order (without BUDGET): where an earlier run stopped",
+    )
+    p.add_argument(
+        "--limit",
+        type=_arg(lambda text: parse.parse_int(text, what="limit", minimum=1, maximum=MAX_AMOUNT)),
+        metavar="N",
+        help="audit at most N budgets (without BUDGET; default: all). Without --json each budget is"
+        " printed as soon as its page is audited, the verdict last; progress goes to stderr",
+    )
 
     p = command("settle", commands.settle, "resolve a holder's in-doubt amount")
     budget_arg(p)
@@ -312,6 +339,19 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     return parser
 
 
+def _print(line: str) -> None:
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        # The reader went away (`quotactl audit | head`): stop the work, quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise commands.CtlError("stdout was closed; stopped", ExitCode.INTERRUPTED) from None
+
+
+def _progress(line: str) -> None:
+    print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+
+
 def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
@@ -340,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 quota=quota_pb2_grpc.QuotaStub(channel),
                 timeout=args.timeout,
                 actor=args.actor,
+                stream=commands.silent if args.json else _print,
+                progress=_progress,
             )
             outcome = handler(ctx, args)
     except commands.CtlError as error:

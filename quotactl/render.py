@@ -288,13 +288,20 @@ def budget_audit_text(audit: admin_pb2.BudgetAudit) -> str:
 
 def audit_text(response: admin_pb2.AuditResponse) -> str:
     blocks = [budget_audit_text(b) for b in response.budgets]
+    return "\n".join([*blocks, audit_summary(response)])
+
+
+def audit_summary(response: admin_pb2.AuditResponse, *, more: bool = False) -> str:
+    """The last line of an audit: its verdict over the budgets audited."""
     bad = sum(1 for b in response.budgets if not budget_audit_balanced(b))
     count = len(response.budgets)
     if audit_balanced(response):
         summary = f"audit: BALANCED ({count} budget{'' if count == 1 else 's'})"
     else:
         summary = f"audit: MISMATCH ({bad} of {count} budget{'' if count == 1 else 's'})"
-    return "\n".join([*blocks, summary])
+    if more:
+        summary += f"; more budgets exist: go on with --after {response.budgets[-1].budget_id}"
+    return summary
 
 
 def settle_text(response: admin_pb2.SettleResponse) -> str:

@@ -141,12 +141,30 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
 
     @rpc("Audit")
     async def Audit(self, request: apb.AuditRequest, context: Context) -> apb.AuditResponse:
+        token = ""
         if request.budget_id:
-            ids = [check_budget_id(request.budget_id)]
+            check_budget_id(request.budget_id)
             await self.admin.view(request.budget_id)  # NOT_FOUND for an unknown budget
+            reports = [await self.auditor.audit(request.budget_id)]
         else:
-            ids = await self.admin.all_ids()
-        reports = [await self.auditor.audit(budget_id) for budget_id in ids]
+            state = state_name(request.state)
+            after = request.page_token or None
+            if after is not None:
+                check_budget_id(after)
+            if request.page_size > MAX_PAGE:
+                raise InvalidInput(f"page_size must be at most {MAX_PAGE}")
+            size = request.page_size or MAX_PAGE
+            reports = []
+            while True:  # page_size 0: every page, in one answer
+                rows = await self.admin.ledger.list_budgets(state=state, after=after, limit=size)
+                page = await self.auditor.audit_many([r.budget_id for r in rows])
+                reports += [page[r.budget_id] for r in rows if r.budget_id in page]
+                after = rows[-1].budget_id if len(rows) == size else None
+                if request.page_size or after is None:
+                    break
+            token = (after or "") if request.page_size else ""
         return apb.AuditResponse(
-            budgets=[audit_to_pb(r) for r in reports], balanced=all(r.balanced for r in reports)
+            budgets=[audit_to_pb(r) for r in reports],
+            balanced=all(r.balanced for r in reports),
+            next_page_token=token,
         )

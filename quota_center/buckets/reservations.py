@@ -83,6 +83,11 @@ class ReservationStore:
         )
         return _outcome(reply)
 
+    async def first_expiry(self, budget_id: str, index: int) -> int | None:
+        """When sub-bucket ``index``'s earliest reservation expires (None: it holds none)."""
+        first = await self.buckets.redis.zrange(expiry_key(budget_id, index), 0, 0, withscores=True)
+        return int(first[0][1]) if first else None
+
     async def expire_due(self, budget_id: str, index: int, now_ms: int, limit: int) -> Sweep:
         """Release up to ``limit`` reservations of sub-bucket ``index`` that expired by ``now_ms``."""
         zset = expiry_key(budget_id, index)

@@ -33,6 +33,7 @@ SCRIPT_NAMES = (
     "sellout_mark",
     "sellout_clear",
     "snapshot",
+    "zrem_if",
 )
 
 

@@ -100,6 +100,19 @@ def parse_pending(source: str, transfer_id: str, record: str) -> Pending:
     return Pending(transfer_id, source, target, int(amount), int(gen), int(created))
 
 
+def _view(holder: str, fields: dict[str, str], records: dict[str, str]) -> BucketView:
+    pending = tuple(parse_pending(holder, tid, rec) for tid, rec in sorted(records.items()))
+    return BucketView(
+        holder=holder,
+        balance=int(fields.get("bal", 0)),
+        consumed=int(fields.get("consumed", 0)),
+        gen=int(fields.get("gen", 0)),
+        state=fields.get("state", ""),
+        pending=pending,
+        reserved=int(fields.get("reserved", 0)),
+    )
+
+
 class BucketStore:
     """Bucket operations of one budget's main bucket and sub-buckets."""
 
@@ -302,14 +315,28 @@ class BucketStore:
         fields = _texts(await self.redis.hgetall(bucket.state))
         if not fields:
             return None
-        records = _texts(await self.redis.hgetall(bucket.pending))
-        pending = tuple(parse_pending(holder, tid, rec) for tid, rec in sorted(records.items()))
-        return BucketView(
-            holder=holder,
-            balance=int(fields.get("bal", 0)),
-            consumed=int(fields.get("consumed", 0)),
-            gen=int(fields.get("gen", 0)),
-            state=fields.get("state", ""),
-            pending=pending,
-            reserved=int(fields.get("reserved", 0)),
-        )
+        return _view(holder, fields, _texts(await self.redis.hgetall(bucket.pending)))
+
+    async def read_many(self, buckets: Sequence[tuple[str, str]]) -> list[BucketView | None]:
+        """``read`` of each (budget, holder), in one pipeline (one round trip; a cluster client
+        splits it by node). As with ``read``, a bucket's two hashes are two reads: the audit,
+        which reads every bucket twice, tells when they moved in between."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for budget_id, holder in buckets:
+                bucket = keys.bucket_keys(budget_id, holder)
+                pipe.hgetall(bucket.state)
+                pipe.hgetall(bucket.pending)
+            replies = await pipe.execute()
+        views: list[BucketView | None] = []
+        for n, (_, holder) in enumerate(buckets):
+            fields = _texts(replies[2 * n])
+            views.append(_view(holder, fields, _texts(replies[2 * n + 1])) if fields else None)
+        return views
+
+    async def agent_holders_many(self, budget_ids: Sequence[str]) -> list[list[str]]:
+        """``agent_holders`` of each budget, in one pipeline."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for budget_id in budget_ids:
+                pipe.smembers(keys.agents_set(budget_id))
+            replies = await pipe.execute()
+        return [sorted(agent_holder(str(a)) for a in members) for members in replies]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from quota_center.buckets.store import BucketStore, Pending
+from quota_center.budgets.activity import Activity
 from quota_center.budgets.audit import Auditor, AuditReport
 from quota_center.budgets.registry import Registry
 from quota_center.budgets.sellout import SellOut
@@ -65,6 +66,8 @@ class Admin:
         self.default_sub_buckets = default_sub_buckets
         # Told of top-ups and state changes (a sold-out budget may serve again).
         self.sellout: SellOut | None = None
+        # A budget changed by an operator is active (its gauges follow); a closed one leaves.
+        self.activity: Activity | None = None
 
     async def create(
         self,
@@ -123,6 +126,8 @@ class Admin:
         check_request_id(request_id)
         check_amount(amount)
         tid = f"top_up:{budget_id}:{request_id}"
+        if self.activity is not None:
+            await self.activity.touch(budget_id)  # before the take: the sweeper finishes what a crash left
         for _ in range(3):
             meta = await self.registry.get(budget_id)
             took = await self.buckets.take(budget_id, MAIN, tid, amount, "in", meta.gen, MAIN, now_ms())
@@ -155,6 +160,10 @@ class Admin:
         check_budget_id(budget_id)
         row = await self.ledger.set_state(budget_id, state, actor, reason)
         await self._mirror_state(budget_id, row)
+        if self.activity is not None:
+            await (
+                self.activity.close(budget_id) if row.state == "closed" else self.activity.touch(budget_id)
+            )
         await self._changed(budget_id)  # resumed: decided on afresh
         return Change("OK", await self.view(budget_id))
 
@@ -170,15 +179,18 @@ class Admin:
         return BudgetView(row, report)
 
     async def list_views(self, *, state: str | None, after: str | None, limit: int) -> list[BudgetView]:
+        """A page of budgets in id order, with their numbers computed together (``Auditor.audit_many``)."""
         rows = await self.ledger.list_budgets(state=state, after=after, limit=limit)
-        return [BudgetView(row, await self.auditor.audit(row.budget_id)) for row in rows]
+        reports = await self.auditor.audit_many([r.budget_id for r in rows])
+        return [BudgetView(row, reports[row.budget_id]) for row in rows if row.budget_id in reports]
 
-    async def all_ids(self) -> list[str]:
+    async def all_ids(self, *, closed: bool = True) -> list[str]:
+        """Every budget's id (``closed``: closed ones too), in id order."""
         ids: list[str] = []
         after: str | None = None
         while True:
             rows = await self.ledger.list_budgets(state=None, after=after, limit=1000)
-            ids.extend(r.budget_id for r in rows)
+            ids.extend(r.budget_id for r in rows if closed or r.state != "closed")
             if len(rows) < 1000:
                 return ids
             after = rows[-1].budget_id

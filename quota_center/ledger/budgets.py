@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -128,6 +129,13 @@ async def get(pool: Any, budget_id: str) -> BudgetRow | None:
     validate.text("budget_id", budget_id, max_len=validate.MAX_BUDGET_ID)
     rec = await pool.fetchrow(f"SELECT {_COLUMNS} FROM budgets WHERE budget_id = $1", budget_id)
     return None if rec is None else budget_from_record(rec)
+
+
+async def get_many(conn: Any, budget_ids: Sequence[str]) -> dict[str, BudgetRow]:
+    """The budgets among ``budget_ids`` that exist, by id (one query)."""
+    ids = [validate.text("budget_id", b, max_len=validate.MAX_BUDGET_ID) for b in budget_ids]
+    recs = await conn.fetch(f"SELECT {_COLUMNS} FROM budgets WHERE budget_id = ANY($1::text[])", ids)
+    return {str(r["budget_id"]): budget_from_record(r) for r in recs}
 
 
 async def list_page(pool: Any, *, state: str | None, after: str | None, limit: int) -> list[BudgetRow]:

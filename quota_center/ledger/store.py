@@ -48,6 +48,18 @@ SELECT holder, gen, sum(delta) AS balance FROM (
 GROUP BY holder, gen
 """
 
+# The same for several budgets at once.
+_BALANCES_MANY = """
+SELECT budget_id, holder, gen, sum(delta) AS balance FROM (
+    SELECT budget_id, to_holder AS holder, gen, amount AS delta FROM ledger
+    WHERE budget_id = ANY($1::text[]) AND NOT (kind = ANY($2::text[]))
+    UNION ALL
+    SELECT budget_id, from_holder, gen, -amount FROM ledger
+    WHERE budget_id = ANY($1::text[]) AND NOT (kind = ANY($2::text[]))
+) moves
+GROUP BY budget_id, holder, gen
+"""
+
 
 class LedgerStore:
     """Budgets and the append-only ledger, over an asyncpg pool. Create with `await open(dsn)`."""
@@ -157,6 +169,10 @@ class LedgerStore:
             reason=reason,
         )
 
+    async def identity(self) -> str:
+        """This ledger's id (migration 0005): names the Redis keys that are the ledger's own."""
+        return str(await self._pool.fetchval("SELECT id FROM ledger_identity"))
+
     async def get_budget(self, budget_id: str) -> BudgetRow | None:
         return await budgets.get(self._pool, budget_id)
 
@@ -223,9 +239,21 @@ class LedgerStore:
         """The budget, the kinds of these transfers and the holder balances, read in one
         REPEATABLE READ transaction: one instant of the ledger (quota_center/budgets/audit.py)."""
         validate.text("budget_id", budget_id, max_len=validate.MAX_BUDGET_ID)
+        rows, kinds, balances = await self.audit_snapshots([budget_id], transfer_ids)
+        return rows.get(budget_id), kinds, balances.get(budget_id, {})
+
+    async def get_budgets(self, budget_ids: Sequence[str]) -> dict[str, BudgetRow]:
+        """The budgets among ``budget_ids`` that exist, by id (one query)."""
+        return await budgets.get_many(self._pool, budget_ids)
+
+    async def audit_snapshots(
+        self, budget_ids: Sequence[str], transfer_ids: Sequence[str]
+    ) -> tuple[dict[str, BudgetRow], dict[str, str], dict[str, dict[tuple[str, int], int]]]:
+        """``audit_snapshot`` of a page of budgets in one REPEATABLE READ transaction (three queries
+        in all): the rows by id, the kinds of these transfers, each budget's holder balances."""
         ids = [validate.text("transfer_id", t, max_len=validate.MAX_TRANSFER_ID) for t in transfer_ids]
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            row = await budgets.get(conn, budget_id)
+            rows = await budgets.get_many(conn, budget_ids)
             recs = (
                 await conn.fetch(
                     "SELECT transfer_id, kind FROM ledger WHERE transfer_id = ANY($1::text[])", ids
@@ -233,12 +261,11 @@ class LedgerStore:
                 if ids
                 else []
             )
-            balances = await conn.fetch(_BALANCES, budget_id, sorted(MARKER_KINDS))
-        return (
-            row,
-            {str(r["transfer_id"]): str(r["kind"]) for r in recs},
-            {(str(r["holder"]), int(r["gen"])): int(r["balance"]) for r in balances},
-        )
+            balances = await conn.fetch(_BALANCES_MANY, list(rows), sorted(MARKER_KINDS))
+        by_budget: dict[str, dict[tuple[str, int], int]] = {b: {} for b in rows}
+        for r in balances:
+            by_budget[str(r["budget_id"])][(str(r["holder"]), int(r["gen"]))] = int(r["balance"])
+        return rows, {str(r["transfer_id"]): str(r["kind"]) for r in recs}, by_budget
 
     async def holder_balances(self, budget_id: str) -> dict[tuple[str, int], int]:
         """Net amount (Σ in − Σ out) per (holder, generation). The values always sum to 0.

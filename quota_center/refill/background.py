@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from quota_center.buckets.store import BucketStore, BucketView
-from quota_center.budgets.admin import Admin
 from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.errors import BucketLost, StaleGeneration, UnknownBudget
 from quota_center.holders import MAIN, sub_holder
@@ -28,9 +27,6 @@ from quota_rules.rates import Demand
 log = logging.getLogger(__name__)
 
 ACTOR = "filler"
-# New budgets are picked up within this long; listing them every pass would cost a
-# PostgreSQL query per pass.
-IDS_REFRESH_S = 1.0
 # A budget none of whose sub-buckets consumed for this long is tended this often only
 # (its idle sub-buckets still release on time, give or take this much).
 QUIET_S = 1.0
@@ -45,7 +41,7 @@ class Filler:
     def __init__(
         self,
         registry: Registry,
-        admin: Admin,
+        budget_ids: Callable[[], Awaitable[list[str]]],
         buckets: BucketStore,
         transfers: Transfers,
         recovery: Recovery,
@@ -57,7 +53,8 @@ class Filler:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
-        self.admin = admin
+        # The budgets to tend: the active set (budgets/activity.py); idle ones need no fill.
+        self.budget_ids = budget_ids
         self.buckets = buckets
         self.transfers = transfers
         self.recovery = recovery
@@ -69,8 +66,6 @@ class Filler:
         # Measured time between the starts of two passes (fills and a busy event loop
         # make it longer than the interval), smoothed.
         self.period_s = interval_s
-        self._ids: list[str] = []
-        self._ids_at: float | None = None
         self.failures = LoopFailures("filler")
         self._next: dict[str, float] = {}  # when a quiet budget is tended next
 
@@ -221,8 +216,8 @@ class Filler:
         return main, sub
 
     async def _budget_ids(self) -> list[str]:
-        now = self.clock()
-        if self._ids_at is None or now - self._ids_at >= IDS_REFRESH_S:
-            self._ids = await self.admin.all_ids()
-            self._ids_at = now
-        return self._ids
+        ids = await self.budget_ids()
+        if len(self._next) > 2 * len(ids):  # budgets that left the active set: forgotten
+            kept = set(ids)
+            self._next = {b: t for b, t in self._next.items() if b in kept}
+        return ids

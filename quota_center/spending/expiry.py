@@ -1,7 +1,9 @@
 """Releases reservations whose TTL has passed, in the background (promise 6).
 
-Every round walks every budget's sub-buckets and runs ``expire.lua`` on each in
-bounded batches. The script is what makes an ending exactly once: a confirm or
+Every round takes the budgets whose earliest reservation is due from the schedule
+(``budgets/activity.py``: a reservation schedules its budget at its expiry), runs
+``expire.lua`` on their sub-buckets in bounded batches, and schedules each again at the
+next reservation it finds. Budgets without reservations due cost nothing. The script is what makes an ending exactly once: a confirm or
 cancel racing with the sweep, or another center process sweeping too, finds the
 reservation ended. A late confirm or cancel does not wait for this loop: it
 releases its own reservation (see ``quota_center.spending.reservations``). A sub-bucket
@@ -13,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from quota_center.buckets.reservations import ReservationStore
+from quota_center.budgets.activity import Activity
 from quota_center.budgets.registry import Registry
 from quota_center.budgets.sellout import SellOut
 from quota_center.loop_failures import LoopFailures
@@ -36,7 +39,7 @@ class Expiry:
         self,
         registry: Registry,
         store: ReservationStore,
-        budget_ids: Callable[[], Awaitable[list[str]]],
+        activity: Activity,
         *,
         clock: Callable[[], int] = now_ms,
         batch: int = BATCH,
@@ -45,7 +48,7 @@ class Expiry:
         self.registry = registry
         self.sellout = sellout  # told when an expiry released budget (a sold-out budget may serve again)
         self.store = store
-        self.budget_ids = budget_ids
+        self.activity = activity
         self.clock = clock
         self.failures = LoopFailures("expiry")
         self.batch = batch
@@ -66,16 +69,33 @@ class Expiry:
             await self.sellout.changed(budget_id)
         return released
 
+    async def next_due(self, budget_id: str) -> int | None:
+        """When the budget's earliest reservation expires (None: it has none)."""
+        meta = await self.registry.get(budget_id)
+        firsts = [await self.store.first_expiry(budget_id, index) for index in range(meta.sub_buckets)]
+        due = [f for f in firsts if f is not None]
+        return min(due) if due else None
+
     async def expire_all(self) -> int:
-        """Release what is due in every budget; one that fails is counted and the others go on."""
+        """Release what is due in every scheduled budget; one that fails is counted, scheduled again
+        at once, and the others go on."""
         released = 0
-        for budget_id in await self.budget_ids():
+        now = self.clock()
+        for budget_id, due in await self.activity.due(now):
             stop_if_cancelled()
+            # Off the schedule before its reservations are read: one made meanwhile is either read
+            # below or schedules the budget itself (docs/center.md#activity).
+            if not await self.activity.taken(budget_id, due):
+                continue  # scheduled earlier meanwhile: next round
             try:
                 released += await self.expire_budget(budget_id)
+                following = await self.next_due(budget_id)
             except Exception as exc:
+                await self.activity.expiring(budget_id, now)
                 self.failures.failed(exc, budget_id)
             else:
+                if following is not None:
+                    await self.activity.expiring(budget_id, following)
                 self.failures.succeeded(budget_id)
         return released
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from quota_center.buckets.reservations import ReservationStore
 from quota_center.buckets.store import Outcome
+from quota_center.budgets.activity import Activity
 from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.budgets.sellout import SellOut
 from quota_center.errors import BucketLost, StaleGeneration, Unavailable
@@ -142,6 +143,8 @@ class Reservations:
         self.log: SpendLog = log or Unlogged()
         # After a Redis loss, how a reservation ended before it is known from the spend log only.
         self.recall = recall
+        # budgets/activity.py: the budget marked active, then its new reservation scheduled to expire.
+        self.activity: Activity | None = None
 
     async def reserve(self, budget_id: str, request_id: str, amount: int, ttl_ms: int) -> ReservationAnswer:
         check_budget_id(budget_id)
@@ -158,6 +161,8 @@ class Reservations:
         if previous is not None and previous != fingerprint:
             return ReservationAnswer("CONFLICT", message=_REFUSALS["CONFLICT"][1].format(r=request_id))
         expires_at = now + ttl
+        if self.activity is not None:
+            await self.activity.touch(budget_id)
         # The loop of Spending.deduct around another script; sharing it needs a change there.
         for _ in range(MAX_ATTEMPTS):
             index = sub_bucket_for(request_id, meta.sub_buckets)
@@ -165,6 +170,8 @@ class Reservations:
                 r = await self.store.reserve(budget_id, index, request_id, amount, expires_at, meta.gen)
                 answer = reserve_answer(r, budget_id, request_id)
                 if answer is not None:
+                    if r.status == "OK" and self.activity is not None:
+                        await self.activity.expiring(budget_id, expires_at)
                     return answer
                 if r.status == "STALE" and r.extra > meta.gen:
                     raise StaleGeneration(budget_id)  # rebuilt since the budget was read: reload

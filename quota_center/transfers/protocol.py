@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from quota_center.buckets.store import BucketStore, Outcome, Pending, TakeMode
@@ -48,6 +49,9 @@ class Transfers:
     def __init__(self, buckets: BucketStore, ledger: LedgerStore) -> None:
         self.buckets = buckets
         self.ledger = ledger
+        # Marks a budget active before budget moves between its holders (budgets/activity.py): the
+        # sweeper looks only at active budgets, and must find a transfer a crash left pending.
+        self.touch: Callable[[str], Awaitable[None]] | None = None
 
     async def move(self, m: Movement, mode: TakeMode = "exact", transfer_id: str | None = None) -> int:
         """Run all four steps; return the amount moved (0 if the source could not cover it).
@@ -57,6 +61,8 @@ class Transfers:
         the sweeper, which completes or undoes it by the ledger.
         """
         tid = transfer_id or new_transfer_id(m.budget_id)
+        if self.touch is not None:
+            await self.touch(m.budget_id)
         took = await self.buckets.take(m.budget_id, m.source, tid, m.amount, mode, m.gen, m.target, now_ms())
         if took.status == "SHORT":
             return 0
@@ -70,6 +76,8 @@ class Transfers:
         budget, an expired lease) record the pending transfer themselves and finish here.
         """
         tid = transfer_id
+        if self.touch is not None:
+            await self.touch(m.budget_id)
         entry = LedgerEntry(m.budget_id, tid, m.kind, m.source, m.target, amount, m.actor, m.reason, m.gen)
         outcome = await self.ledger.record(entry)
         if outcome in (RecordOutcome.COMMITTED, RecordOutcome.ALREADY_COMMITTED):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from quota_center.buckets.store import BucketStore
-from quota_center.budgets.admin import Admin
 from quota_center.budgets.registry import Registry
 from quota_center.errors import BucketLost
 from quota_center.holders import MAIN, sub_holder
@@ -35,7 +35,7 @@ class Sweeper:
         buckets: BucketStore,
         transfers: Transfers,
         recovery: Recovery,
-        admin: Admin,
+        budget_ids: Callable[[], Awaitable[list[str]]],
         stale_ms: int,
         settlement: Settlement | None = None,
         *,
@@ -46,7 +46,8 @@ class Sweeper:
         self.buckets = buckets
         self.transfers = transfers
         self.recovery = recovery
-        self.admin = admin
+        # The budgets to sweep: the active set (budgets/activity.py; a transfer marks its budget first).
+        self.budget_ids = budget_ids
         self.stale_ms = stale_ms
         self.settlement = settlement
         # Which centers are alive (the spend log's heartbeats): a transfer older than every one of
@@ -98,7 +99,7 @@ class Sweeper:
         """Sweep every budget; one that fails is counted and the others are still swept."""
         totals = {"aborted": 0, "completed": 0}
         orphaned_before = await self.orphaned_before()
-        for budget_id in await self.admin.all_ids():
+        for budget_id in await self.budget_ids():
             try:
                 done = await self.sweep_budget(budget_id, orphaned_before_ms=orphaned_before)
             except Exception as exc:

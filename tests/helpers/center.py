@@ -3,8 +3,13 @@ subprocess-driven tests (quotactl) can call it while the test's own loop is busy
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
 from dataclasses import replace
 
+from devstack import create_database, drop_database
 from quota.v1 import admin_pb2_grpc, quota_pb2_grpc
 from quota_center.server import Center, start
 from quota_center.settings import Settings
@@ -52,6 +57,22 @@ class CenterThread(ServerThread[Center]):
 
     async def _open(self) -> Center:
         return await start(self.settings, metrics=True, background=True)
+
+
+@contextlib.contextmanager
+def own_ledger_center(
+    redis_url: str, database_url: str, prefix: str, **overrides: object
+) -> Iterator[CenterThread]:
+    """A center on a database of its own (on ``database_url``'s server), dropped afterwards: its
+    lists and its background loops see only the budgets its tests create."""
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
+    dsn = create_database(database_url, name)
+    running = CenterThread(center_settings(redis_url, dsn, **overrides)).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+        drop_database(database_url, name)
 
 
 class Client:

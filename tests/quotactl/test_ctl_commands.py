@@ -289,7 +289,7 @@ def test_audit_everything_and_mismatch(fake_center: FakeCenter, ctl: Run) -> Non
     code, out, _ = ctl("audit")
     assert code == 5
     assert "  mismatch: sub:1 observed 10 != ledgered 20" in out.splitlines()
-    assert only_call(fake_center, "Audit") == admin_pb2.AuditRequest()
+    assert only_call(fake_center, "Audit") == admin_pb2.AuditRequest(page_size=500)  # page by page
 
     code, out, _ = ctl("--json", "audit")
     assert code == 5

@@ -149,10 +149,16 @@ class ListBudgetsResponse(_message.Message):
     def __init__(self, budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class AuditRequest(_message.Message):
-    __slots__ = ("budget_id",)
+    __slots__ = ("budget_id", "page_size", "page_token", "state")
     BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     budget_id: str
-    def __init__(self, budget_id: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    state: _common_pb2.BudgetState
+    def __init__(self, budget_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.BudgetState, str]] = ...) -> None: ...
 
 class HolderAudit(_message.Message):
     __slots__ = ("holder", "observed", "ledgered", "balance", "consumed", "reserved", "in_doubt")
@@ -201,12 +207,14 @@ class BudgetAudit(_message.Message):
     def __init__(self, budget_id: _Optional[str] = ..., total: _Optional[int] = ..., main: _Optional[int] = ..., held: _Optional[int] = ..., in_flight: _Optional[int] = ..., reserved: _Optional[int] = ..., in_doubt: _Optional[int] = ..., consumed: _Optional[int] = ..., balanced: _Optional[bool] = ..., holders: _Optional[_Iterable[_Union[HolderAudit, _Mapping]]] = ..., mismatches: _Optional[_Iterable[str]] = ..., unsettled: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AuditResponse(_message.Message):
-    __slots__ = ("budgets", "balanced")
+    __slots__ = ("budgets", "balanced", "next_page_token")
     BUDGETS_FIELD_NUMBER: _ClassVar[int]
     BALANCED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     budgets: _containers.RepeatedCompositeFieldContainer[BudgetAudit]
     balanced: bool
-    def __init__(self, budgets: _Optional[_Iterable[_Union[BudgetAudit, _Mapping]]] = ..., balanced: _Optional[bool] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, budgets: _Optional[_Iterable[_Union[BudgetAudit, _Mapping]]] = ..., balanced: _Optional[bool] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SettleRequest(_message.Message):
     __slots__ = ("budget_id", "holder", "consumed", "actor", "reason", "dry_run")

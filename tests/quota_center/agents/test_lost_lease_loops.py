@@ -86,6 +86,10 @@ async def test_an_agent_in_doubt_and_a_broken_budget_stop_no_loop(
 
         await create(client, broken, 1_000, sub_buckets=2)
         await create(client, healthy, 1_000, sub_buckets=2)
+        # Both active, as a center marks a budget before it moves budget (budgets/activity.py):
+        # the sweeper looks at active budgets only.
+        active = sweeping.center.expiry.activity.active_key
+        await redis.zadd(active, {broken: now_ms(), healthy: now_ms()})
         await redis.hset(keys.main_keys(broken).state, "bal", "not-a-number")
         before = _failures("sweeper")
         # A transfer of the healthy budget interrupted after its take: the sweeper must abort it

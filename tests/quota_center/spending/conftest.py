@@ -5,6 +5,7 @@ running center's expiry loop (which sweeps on the real clock) cannot get there f
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ import pytest
 from quota_center.buckets.client import connect
 from quota_center.buckets.reservations import ReservationStore
 from quota_center.buckets.store import BucketStore
+from quota_center.budgets.activity import Activity
 from quota_center.budgets.registry import Registry
 from quota_center.ledger.store import LedgerStore
 from quota_center.recovery.rebuild import Recovery
@@ -61,10 +63,9 @@ async def local_center(center: CenterThread, redis_url: str, database_url: str) 
         clock=clock,
     )
 
-    async def no_budgets() -> list[str]:
-        return []  # tests sweep the budgets they name
-
-    yield Local(reservations, Expiry(registry, store, no_budgets, clock=clock), clock)
+    # Tests sweep the budgets they name: this process's schedule is one nobody else writes.
+    schedule = Activity(redis, buckets.scripts, f"local-{secrets.token_hex(4)}", clock=clock)
+    yield Local(reservations, Expiry(registry, store, schedule, clock=clock), clock)
     await ledger.close()
     await redis.aclose()
 

@@ -1,7 +1,7 @@
 """A center of the filler's own, with a fast filler, on a database of its own.
 
 The database is private so that the filler tends only these tests' budgets (it
-tends every budget the ledger lists). Deductions that find their sub-bucket short
+tends every active budget of its ledger: budgets/activity.py). Deductions that find their sub-bucket short
 are counted by wrapping the center's ``Replenisher.cover``, which the request path
 calls exactly then.
 """
