@@ -67,6 +67,8 @@ from quota_rules.loops import until_stopped
 from quota_rules.rates import Demand
 
 log = logging.getLogger(__name__)
+# Budgets audited together by the gauge loop.
+GAUGE_PAGE = 200
 
 SERVICE_NAMES = [
     quota_pb2.DESCRIPTOR.services_by_name["Quota"].full_name,
@@ -149,9 +151,9 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     buckets = BucketStore(redis, settings.retention_s)
     registry = Registry(ledger)
     # Which budgets the background loops look after (budgets/activity.py).
-    activity = Activity(redis, buckets.scripts, await ledger.identity())
+    activity = Activity(redis, buckets.scripts, await ledger.identity(), idle_ms=settings.idle_after_ms)
     transfers = Transfers(buckets, ledger)
-    transfers.touch = activity.touch
+    transfers.touch = activity.ensure
     spend_log = WriteBehind(
         ledger,
         interval_ms=settings.writebehind_interval_ms,
@@ -231,7 +233,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         sellout=sellout,
     )
     expiry = Expiry(registry, reservation_store, activity, sellout=sellout)
-    spending.touch = activity.touch
+    spending.touch = activity.touch_soon
     reservations.activity = admin.activity = activity
     holdings = AgentHoldings(
         registry,
@@ -339,7 +341,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         if demand is not None:
             filler = Filler(
                 registry,
-                activity.active,
+                activity.marks,
                 buckets,
                 transfers,
                 recovery,
@@ -372,23 +374,14 @@ async def _key_layout(redis: RedisClient) -> asyncio.Task[None] | None:
 
 
 async def _every_budget(
-    name: str,
-    activity: Activity,
-    work: Callable[[str], Awaitable[object]],
-    interval_s: float,
-    left: Callable[[str], object] = lambda budget_id: None,
+    name: str, activity: Activity, work: Callable[[str], Awaitable[object]], interval_s: float
 ) -> None:
     """Run ``work`` on every active budget each interval (budgets/activity.py); a budget that fails
-    does not stop the others. ``left`` is told of each budget that is no longer active."""
+    does not stop the others."""
     failures = LoopFailures(name)
-    seen: set[str] = set()
     while True:
         try:
-            active = await activity.active()
-            for budget_id in seen.difference(active):
-                left(budget_id)
-            seen = set(active)
-            for budget_id in active:
+            for budget_id in await activity.active():
                 try:
                     await work(budget_id)
                 except Exception as exc:
@@ -409,9 +402,31 @@ async def _expire_leases(activity: Activity, holdings: AgentHoldings, interval_s
 
 async def _refresh_gauges(activity: Activity, auditor: Auditor, interval_s: float) -> None:
     """Keep the per-budget gauges of active budgets current between audits (each audit also sets
-    them); a budget that left the active set leaves the metrics too."""
-    audit = functools.partial(auditor.audit, attempts=1)
-    await _every_budget("gauges", activity, audit, interval_s, left=forget_budget)
+    them), a page of budgets audited together; a budget that left the active set leaves the
+    metrics too."""
+    failures = LoopFailures("gauges")
+    seen: set[str] = set()
+    while True:
+        try:
+            active = await activity.active()
+            for budget_id in seen.difference(active):
+                forget_budget(budget_id)
+            seen = set(active)
+            for start in range(0, len(active), GAUGE_PAGE):
+                page = active[start : start + GAUGE_PAGE]
+                try:
+                    await auditor.audit_many(page)
+                except Exception:
+                    for budget_id in page:  # one by one: a budget that cannot be read stops no other
+                        try:
+                            await auditor.audit(budget_id, attempts=1)
+                        except Exception as exc:
+                            failures.failed(exc, budget_id)
+        except Exception as exc:
+            failures.failed(exc)
+        else:
+            failures.succeeded()
+        await asyncio.sleep(interval_s)
 
 
 def _transport(settings: Settings) -> str:

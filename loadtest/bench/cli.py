@@ -7,9 +7,11 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from loadtest.bench.config import config_from, given_options
 from loadtest.bench.report import render
@@ -124,7 +126,62 @@ def parser() -> argparse.ArgumentParser:
         help="event loop of the servers measured: center, agent and echo servers alike (default asyncio)",
     )
     p.add_argument("--fail-on-target", action="store_true", help="exit 3 when a target is not met")
+    scale = p.add_argument_group(
+        "state that scales",
+        "with --budgets, only this is measured (loadtest/bench/scale.py): one stack without agents grown"
+        " from 10 budgets to --active used ones to N in all (the rest created and never used); at each"
+        " step the center's CPU and Redis's commands/s with no traffic and Deduct/s on the used budgets;"
+        " then memory per idle budget, ListBudgets page times and a full audit's rate, with the targets",
+    )
+    scale.add_argument("--budgets", type=int, metavar="N", help="budgets in all (e.g. 100000)")
+    scale.add_argument("--active", type=int, default=500, help="of them in use (default 500)")
+    scale.add_argument(
+        "--idle-seconds", type=float, default=10.0, help="each no-traffic measurement (default 10)"
+    )
     return p
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from loadtest.bench import scale
+
+    if not 10 < args.active < args.budgets - 10 or args.idle_seconds <= 0:
+        print(
+            "bench: --budgets must exceed --active + 10, --active must exceed 10; --idle-seconds positive",
+            file=sys.stderr,
+        )
+        return 2
+    log = Progress()
+    report = _measured(
+        lambda: scale.run_scale(args.budgets, args.active, args.idle_seconds, log, keep=args.keep), log
+    )
+    if isinstance(report, int):
+        return report
+    json_path: Path = args.json or REPORTS / f"scale-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    print(scale.render(report))
+    log(f"wrote {json_path}")
+    if args.fail_on_target and not all(met for *_, met in scale.targets(report)):
+        return 3
+    return 0
+
+
+def _measured(measure: Callable[[], dict[str, Any]], log: Progress) -> dict[str, Any] | int:
+    """The report, or the exit status: 130 when interrupted (SIGTERM too, so that the throwaway
+    servers are stopped on the way out), 1 when a server could not start or a step failed."""
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return measure()
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    except Exception as exc:
+        log(f"failed: {type(exc).__name__}: {exc}")
+        return 1
 
 
 class Progress:
@@ -138,6 +195,8 @@ class Progress:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    if args.budgets is not None:
+        return _scale(args)
     cfg = config_from(args, given_options(argv))
     if (
         cfg.seconds <= 0
@@ -157,19 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     json_path: Path = args.json or REPORTS / f"bench-{stamp}.json"
     png_path: Path = args.png or json_path.with_suffix(".png")
     log = Progress()
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        report = run(cfg, log)
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
-    except Exception as exc:
-        log(f"failed: {type(exc).__name__}: {exc}")
-        return 1
+    report = _measured(lambda: run(cfg, log), log)
+    if isinstance(report, int):
+        return report
     from loadtest.bench.chart import write_png
 
     report["png"] = str(png_path)

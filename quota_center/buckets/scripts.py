@@ -34,6 +34,7 @@ SCRIPT_NAMES = (
     "sellout_clear",
     "snapshot",
     "zrem_if",
+    "read_buckets",
 )
 
 

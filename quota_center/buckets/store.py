@@ -321,17 +321,54 @@ class BucketStore:
         """``read`` of each (budget, holder), in one pipeline (one round trip; a cluster client
         splits it by node). As with ``read``, a bucket's two hashes are two reads: the audit,
         which reads every bucket twice, tells when they moved in between."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for budget_id, holder in buckets:
-                bucket = keys.bucket_keys(budget_id, holder)
-                pipe.hgetall(bucket.state)
-                pipe.hgetall(bucket.pending)
-            replies = await pipe.execute()
+        if self.one_server:
+            replies = await self._read_by_budget(buckets)
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for budget_id, holder in buckets:
+                    bucket = keys.bucket_keys(budget_id, holder)
+                    pipe.hgetall(bucket.state)
+                    pipe.hgetall(bucket.pending)
+                replies = await pipe.execute()
         views: list[BucketView | None] = []
         for n, (_, holder) in enumerate(buckets):
             fields = _texts(replies[2 * n])
             views.append(_view(holder, fields, _texts(replies[2 * n + 1])) if fields else None)
         return views
+
+    async def _read_by_budget(
+        self, buckets: Sequence[tuple[str, str]], *, again: bool = True
+    ) -> list[Mapping[bytes | str, bytes | str]]:
+        """One server: a read_buckets.lua call per budget (its buckets in one step), pipelined; the
+        hashes in the order asked."""
+        by_budget: dict[str, list[str]] = {}
+        for budget_id, holder in buckets:
+            bucket = keys.bucket_keys(budget_id, holder)
+            by_budget.setdefault(budget_id, []).extend([bucket.state, bucket.pending])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            sha = self.scripts.sha("read_buckets")
+            for names in by_budget.values():
+                pipe.evalsha(sha, len(names), *names)
+            replies = await pipe.execute(raise_on_error=False)
+        failed = next((r for r in replies if isinstance(r, Exception)), None)
+        if failed is not None:
+            if not again:
+                raise failed
+            await self.scripts.load("read_buckets")  # not loaded yet (NOSCRIPT): load, once more
+            return await self._read_by_budget(buckets, again=False)
+        hashes: dict[str, list[Mapping[bytes | str, bytes | str]]] = {}
+        for budget_id, reply in zip(by_budget, replies, strict=True):
+            pairs: list[Mapping[bytes | str, bytes | str]] = [
+                dict(zip(h[::2], h[1::2], strict=True)) for h in reply
+            ]
+            hashes[budget_id] = pairs
+        cursor = dict.fromkeys(by_budget, 0)
+        out: list[Mapping[bytes | str, bytes | str]] = []
+        for budget_id, _ in buckets:
+            i = cursor[budget_id]
+            out += hashes[budget_id][i : i + 2]
+            cursor[budget_id] = i + 2
+        return out
 
     async def agent_holders_many(self, budget_ids: Sequence[str]) -> list[list[str]]:
         """``agent_holders`` of each budget, in one pipeline."""

@@ -58,8 +58,15 @@ Ids = Callable[[], Awaitable[list[str]]]
 
 class Activity:
     def __init__(
-        self, redis: RedisClient, scripts: Scripts, ledger_id: str, *, clock: Callable[[], int] = now_ms
+        self,
+        redis: RedisClient,
+        scripts: Scripts,
+        ledger_id: str,
+        *,
+        idle_ms: int = 60_000,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
+        self.idle_ms = idle_ms
         self.active_key = ACTIVE + ledger_id
         self.due_key = DUE + ledger_id
         self.seeded_key = SEEDED + ledger_id
@@ -67,14 +74,38 @@ class Activity:
         self.scripts = scripts
         self.clock = clock
         self._marked: dict[str, int] = {}  # budget -> when this process last marked it
+        self._marking: set[asyncio.Task[None]] = set()
 
-    async def touch(self, budget_id: str) -> None:
-        """Mark ``budget_id`` active now (at most once a ``MARK_EVERY_MS`` per process)."""
+    async def touch(self, budget_id: str, *, within_ms: int = MARK_EVERY_MS) -> None:
+        """Mark ``budget_id`` active now, unless this process marked it within ``within_ms``."""
         now = self.clock()
-        if now - self._marked.get(budget_id, -MARK_EVERY_MS) < MARK_EVERY_MS:
+        if now - self._marked.get(budget_id, -within_ms) < within_ms:
             return
-        self._marked[budget_id] = now
         await self.redis.zadd(self.active_key, {budget_id: now}, gt=True)
+        self._marked[budget_id] = now  # only once it is marked: a failed mark is tried again
+
+    async def ensure(self, budget_id: str) -> None:
+        """Make sure ``budget_id`` is in the active set before budget moves between its holders.
+
+        A budget this process marked within half ``idle_ms`` is in it still: it can leave only
+        once its mark is ``idle_ms`` old, and never while a transfer of it is pending. An error
+        here stops the transfer before its take, so nothing can be left pending unswept."""
+        await self.touch(budget_id, within_ms=self.idle_ms // 2)
+
+    def touch_soon(self, budget_id: str) -> None:
+        """``touch`` without waiting for it, on a request's path: the mark tells the filler the
+        budget is in use, and a request must not wait for (or fail with) the key's Redis shard."""
+        if self.clock() - self._marked.get(budget_id, -MARK_EVERY_MS) < MARK_EVERY_MS:
+            return
+        task = asyncio.create_task(self._touch_quietly(budget_id))
+        self._marking.add(task)
+        task.add_done_callback(self._marking.discard)
+
+    async def _touch_quietly(self, budget_id: str) -> None:
+        try:
+            await self.touch(budget_id)
+        except Exception as exc:  # the next request tries again; the loops are no worse off
+            log.debug("marking budget %s active failed: %s", budget_id, exc)
 
     async def close(self, budget_id: str) -> None:
         """Take a closed budget out of the active set: no loop looks at it again."""
@@ -84,6 +115,11 @@ class Activity:
     async def active(self) -> list[str]:
         """The budgets the background loops look after."""
         return [str(m) for m in await self.redis.zrange(self.active_key, 0, -1)]
+
+    async def marks(self) -> dict[str, int]:
+        """The active budgets, with when each was last marked (ms)."""
+        rows = await self.redis.zrange(self.active_key, 0, -1, withscores=True)
+        return {str(m): int(s) for m, s in cast(list[tuple[str, float]], rows)}
 
     async def prune(self, idle_ms: int, busy: Busy) -> int:
         """Drop the budgets idle for ``idle_ms`` with nothing pending; return how many left."""

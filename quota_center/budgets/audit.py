@@ -168,6 +168,22 @@ def reconcile(
     )
 
 
+def created_report(budget_id: str, total: int, sub_buckets: int) -> AuditReport:
+    """What an audit of a budget just created finds: everything in main, each sub-bucket empty."""
+    subs = tuple(HolderAudit(sub_holder(i), 0, 0, 0, 0) for i in range(sub_buckets))
+    return AuditReport(
+        budget_id=budget_id,
+        total=total,
+        main=total,
+        held=0,
+        in_flight=0,
+        reserved=0,
+        in_doubt=0,
+        consumed=0,
+        holders=(HolderAudit(MAIN, total, total, total, 0), *subs),
+    )
+
+
 class Auditor:
     def __init__(self, registry: Registry, buckets: BucketStore, ledger: LedgerStore) -> None:
         self.registry = registry

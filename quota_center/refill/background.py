@@ -41,7 +41,7 @@ class Filler:
     def __init__(
         self,
         registry: Registry,
-        budget_ids: Callable[[], Awaitable[list[str]]],
+        marks: Callable[[], Awaitable[dict[str, int]]],
         buckets: BucketStore,
         transfers: Transfers,
         recovery: Recovery,
@@ -53,8 +53,10 @@ class Filler:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
-        # The budgets to tend: the active set (budgets/activity.py); idle ones need no fill.
-        self.budget_ids = budget_ids
+        # The budgets to tend, with when each was last used: the active set (budgets/activity.py);
+        # idle ones need no fill.
+        self.marks = marks
+        self._seen: dict[str, int] = {}  # budget -> its mark when last tended
         self.buckets = buckets
         self.transfers = transfers
         self.recovery = recovery
@@ -95,11 +97,13 @@ class Filler:
             await asyncio.sleep(max(self.interval_s - elapsed, self.interval_s / 4))
 
     async def tend_all(self) -> None:
-        """One pass: every budget that consumed lately, and each quiet one once a ``QUIET_S``."""
+        """One pass: every budget that consumed lately, each quiet one as soon as it is used again
+        (its activity mark moved), and otherwise once every ``quiet_s`` (to give back what its idle
+        sub-buckets hold)."""
         now = self.clock()
-        for budget_id in await self._budget_ids():
+        for budget_id, mark in (await self._budget_marks()).items():
             stop_if_cancelled()
-            if self._next.get(budget_id, 0.0) > now:
+            if self._next.get(budget_id, 0.0) > now and self._seen.get(budget_id) == mark:
                 continue
             try:
                 busy = await self._tend_or_repair(budget_id)
@@ -107,8 +111,15 @@ class Filler:
                 # Redis or PostgreSQL down, most likely: retried each pass.
                 self.failures.failed(exc, budget_id)
                 continue
-            self._next[budget_id] = now if busy else now + QUIET_S
+            self._seen[budget_id] = mark
+            self._next[budget_id] = now if busy else now + self.quiet_s
             self.failures.succeeded(budget_id)
+
+    @property
+    def quiet_s(self) -> float:
+        """How often a quiet budget nobody uses is tended: often enough for idle sub-buckets to give
+        their surplus back within half ``idle_s`` of its time."""
+        return max(QUIET_S, self.idle_s / 2)
 
     async def _tend_or_repair(self, budget_id: str) -> bool:
         try:
@@ -215,9 +226,9 @@ class Filler:
             raise BucketLost(meta.budget_id, holder)
         return main, sub
 
-    async def _budget_ids(self) -> list[str]:
-        ids = await self.budget_ids()
-        if len(self._next) > 2 * len(ids):  # budgets that left the active set: forgotten
-            kept = set(ids)
-            self._next = {b: t for b, t in self._next.items() if b in kept}
-        return ids
+    async def _budget_marks(self) -> dict[str, int]:
+        marks = await self.marks()
+        if len(self._next) > 2 * len(marks):  # budgets that left the active set: forgotten
+            self._next = {b: t for b, t in self._next.items() if b in marks}
+            self._seen = {b: m for b, m in self._seen.items() if b in marks}
+        return marks

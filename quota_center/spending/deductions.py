@@ -15,7 +15,7 @@ which settles lost sub-buckets and answers retries after a Redis loss (quota_cen
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -94,8 +94,9 @@ class Spending:
         self.recall = recall
         # Asks the agents holding a budget whether one served a request id from its slice.
         self.vouch = vouch
-        # Marks a budget the center serves active (budgets/activity.py): the filler refills it.
-        self.touch: Callable[[str], Awaitable[None]] | None = None
+        # Marks a budget the center serves active, without waiting (budgets/activity.py): the filler
+        # refills it.
+        self.touch: Callable[[str], object] | None = None
 
     async def deduct(
         self,
@@ -115,7 +116,7 @@ class Spending:
         if refusal is not None:
             return refusal
         if self.touch is not None:
-            await self.touch(budget_id)
+            self.touch(budget_id)
         if retry and self.vouch is not None and not await self.buckets.claimed(request_id):
             served = await self.vouch(budget_id, request_id)
             if served is not None:
@@ -212,7 +213,7 @@ class Spending:
                     answers[i] = refusal
                     continue
                 if self.touch is not None:
-                    await self.touch(budget_id)
+                    self.touch(budget_id)
                 if self._recall(meta, 0) is None:  # else deduct consults the spend log first
                     index = sub_bucket_for(request_id, meta.sub_buckets)
                     batch.append((i, meta, index, deduct_fingerprint(budget_id, amount)))

@@ -5,6 +5,7 @@ See docs/center.md#reservations.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,8 @@ from quota_rules import messages
 from quota_rules.fingerprints import reserve_fingerprint
 from quota_rules.limits import check_amount, check_budget_id, check_request_id
 from quota_rules.ttl import resolve_ttl
+
+log = logging.getLogger(__name__)
 
 # As for a deduction: each round serves it, refuses it honestly or follows a refill or rebuild.
 MAX_ATTEMPTS = 32
@@ -162,7 +165,7 @@ class Reservations:
             return ReservationAnswer("CONFLICT", message=_REFUSALS["CONFLICT"][1].format(r=request_id))
         expires_at = now + ttl
         if self.activity is not None:
-            await self.activity.touch(budget_id)
+            await self.activity.ensure(budget_id)  # active while it holds reservations
         # The loop of Spending.deduct around another script; sharing it needs a change there.
         for _ in range(MAX_ATTEMPTS):
             index = sub_bucket_for(request_id, meta.sub_buckets)
@@ -171,7 +174,7 @@ class Reservations:
                 answer = reserve_answer(r, budget_id, request_id)
                 if answer is not None:
                     if r.status == "OK" and self.activity is not None:
-                        await self.activity.expiring(budget_id, expires_at)
+                        await self._schedule(budget_id, expires_at)
                     return answer
                 if r.status == "STALE" and r.extra > meta.gen:
                     raise StaleGeneration(budget_id)  # rebuilt since the budget was read: reload
@@ -196,6 +199,19 @@ class Reservations:
                 self.registry.forget(budget_id)
                 meta = await self.registry.get(budget_id)
         raise Unavailable(f"budget {budget_id}: reservation not settled after {MAX_ATTEMPTS} attempts")
+
+    async def _schedule(self, budget_id: str, expires_at: int) -> None:
+        """Schedule the budget at its new reservation's expiry. Should that fail, the reservation
+        stands (the budget is active while it holds one) and the idle check schedules it."""
+        assert self.activity is not None
+        try:
+            await self.activity.expiring(budget_id, expires_at)
+        except Exception as exc:
+            log.warning(
+                "budget %s: scheduling a reservation's expiry failed (%s); the idle check will",
+                budget_id,
+                exc,
+            )
 
     async def confirm(self, budget_id: str, reservation_id: str, amount: int) -> ReservationAnswer:
         check_budget_id(budget_id)

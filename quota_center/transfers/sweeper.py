@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from quota_center.buckets.store import BucketStore
+from quota_center.buckets.store import BucketStore, BucketView
 from quota_center.budgets.registry import Registry
-from quota_center.errors import BucketLost
+from quota_center.errors import BucketLost, UnknownBudget
 from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.store import LedgerStore
 from quota_center.loop_failures import LoopFailures
@@ -20,6 +21,8 @@ from quota_center.transfers.protocol import Transfers, now_ms
 log = logging.getLogger(__name__)
 
 ACTOR = "sweeper"
+# Budgets whose buckets are read in one pipeline.
+PAGE = 200
 
 
 # A center is alive while its spend-log heartbeat (every 200 ms by default) is this recent.
@@ -77,13 +80,19 @@ class Sweeper:
     ) -> dict[str, int]:
         """Resolve this budget's pending transfers older than ``stale_ms``, and those created
         before ``orphaned_before_ms`` (their center is gone); count what was done."""
-        limit = self.stale_ms if stale_ms is None else stale_ms
         meta = await self.registry.get(budget_id)
-        done = {"aborted": 0, "completed": 0}
         holders = [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]
         holders += await self.buckets.agent_holders(budget_id)
-        for holder in holders:
-            view = await self.buckets.read(budget_id, holder)
+        views = [await self.buckets.read(budget_id, holder) for holder in holders]
+        return await self._resolve(budget_id, views, stale_ms, orphaned_before_ms)
+
+    async def _resolve(
+        self, budget_id: str, views: list[BucketView | None], stale_ms: int | None, orphaned_before_ms: int
+    ) -> dict[str, int]:
+        """Resolve the pending transfers among ``views`` (the budget's buckets) that are due."""
+        limit = self.stale_ms if stale_ms is None else stale_ms
+        done = {"aborted": 0, "completed": 0}
+        for view in views:
             if view is None:
                 continue  # a lost bucket is rebuilt on its next use; its pending records went with it
             for p in view.pending:
@@ -96,19 +105,48 @@ class Sweeper:
         return done
 
     async def sweep_all(self) -> dict[str, int]:
-        """Sweep every budget; one that fails is counted and the others are still swept."""
+        """Sweep every active budget, a page at a time: a page's buckets are read in one pipeline
+        (docs/center.md#activity). A page that cannot be read so (a budget it cannot parse, say) is
+        swept budget by budget: one that fails is counted and the others are still swept."""
         totals = {"aborted": 0, "completed": 0}
         orphaned_before = await self.orphaned_before()
-        for budget_id in await self.budget_ids():
+        ids = await self.budget_ids()
+        for start in range(0, len(ids), PAGE):
+            page = ids[start : start + PAGE]
             try:
-                done = await self.sweep_budget(budget_id, orphaned_before_ms=orphaned_before)
-            except Exception as exc:
-                self.failures.failed(exc, budget_id)
-                continue
-            self.failures.succeeded(budget_id)
-            for what, n in done.items():
-                totals[what] += n
+                views = await self._page_views(page)
+            except Exception:
+                views = {}
+            for budget_id in page:
+                try:
+                    if budget_id in views:
+                        done = await self._resolve(budget_id, views[budget_id], None, orphaned_before)
+                    else:
+                        done = await self.sweep_budget(budget_id, orphaned_before_ms=orphaned_before)
+                except Exception as exc:
+                    self.failures.failed(exc, budget_id)
+                    continue
+                self.failures.succeeded(budget_id)
+                for what, n in done.items():
+                    totals[what] += n
         return totals
+
+    async def _page_views(self, page: list[str]) -> dict[str, list[BucketView | None]]:
+        """Every bucket of these budgets, read in two pipelines; budgets not known are left out."""
+        known = []
+        for budget_id in page:
+            with contextlib.suppress(UnknownBudget):
+                known.append(await self.registry.get(budget_id))
+        agents = await self.buckets.agent_holders_many([m.budget_id for m in known])
+        wanted = [
+            (m.budget_id, h)
+            for m, theirs in zip(known, agents, strict=True)
+            for h in [MAIN, *(sub_holder(i) for i in range(m.sub_buckets)), *theirs]
+        ]
+        views: dict[str, list[BucketView | None]] = {m.budget_id: [] for m in known}
+        for (budget_id, _), view in zip(wanted, await self.buckets.read_many(wanted), strict=True):
+            views[budget_id].append(view)
+        return views
 
     async def run(self, interval_s: float) -> None:
         """Sweep forever; an error (Redis or PostgreSQL down) is logged and retried next round."""

@@ -133,3 +133,46 @@ def test_png_is_valid(
     assert height > 0
     assert data.endswith(b"IEND\xaeB`\x82")
     assert report["png"] == str(png_path)
+
+
+def test_the_scale_mode_runs_and_reports_every_step(tmp_path: Path) -> None:
+    """``--budgets``: a tiny run prints the table with every step, the memory per idle budget, the
+    page times, a complete, balanced audit and every target with its value."""
+    json_path = tmp_path / "scale.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadtest.bench",
+            "--budgets",
+            "120",
+            "--active",
+            "40",
+            "--idle-seconds",
+            "0.5",
+            "--json",
+            str(json_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(json_path.read_text())
+    assert set(report["steps"]) == {"small", "active", "many"}
+    for step in report["steps"].values():
+        assert step["deducts_per_s"] > 0
+        assert step["center_cpu"] >= 0
+        assert step["redis_commands_per_s"] >= 0
+    assert report["audit"] == {
+        "budgets": 120,
+        "budgets_per_s": report["audit"]["budgets_per_s"],
+        "balanced": True,
+    }
+    assert report["list_page_ms"]["p50"] > 0
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("State that scales: 120 budgets, 40 active")
+    assert sum(1 for line in lines if line.endswith(("met", "NOT MET"))) == 5
+    assert any(line.startswith("memory per idle budget: Redis ") for line in lines)

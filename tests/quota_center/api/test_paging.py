@@ -110,3 +110,23 @@ async def test_quotactl_audit_streams_every_page(
         b.split()[1] for b in blocks[1:4]
     ]
     assert "more budgets exist: go on with --after" in out.splitlines()[-1]
+
+
+async def test_a_create_answers_what_a_get_then_shows(client: Client) -> None:
+    """CreateBudget answers with the numbers it created (no audit, so that creating many is cheap):
+    the same as GetBudget's audit of it."""
+    budget_id = f"c{secrets.token_hex(4)}"
+    created = await client.admin.CreateBudget(
+        apb.CreateBudgetRequest(
+            budget_id=budget_id, unit="coupon", total=12_345, policy=apb.SlicePolicy(sub_buckets=3), actor="t"
+        )
+    )
+    assert created.code == OK, created.message
+    got = await client.admin.GetBudget(apb.GetBudgetRequest(budget_id=budget_id))
+    assert created.budget == got.budget
+    audited = (await client.admin.Audit(apb.AuditRequest(budget_id=budget_id))).budgets[0]
+    assert (audited.main, audited.total, [h.holder for h in audited.holders]) == (
+        12_345,
+        12_345,
+        ["main", "sub:0", "sub:1", "sub:2"],
+    )

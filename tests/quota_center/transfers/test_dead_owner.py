@@ -32,6 +32,9 @@ async def test_the_next_center_resolves_a_dead_center_s_transfer_at_once(
     try:
         gen = (await ledger.get_budget(budget_id)).redis_gen  # type: ignore[union-attr]
         tid = new_transfer_id(budget_id)
+        # As the center does before any take: the budget marked active, so the sweepers look at it.
+        assert first.center is not None
+        await redis.zadd(first.center.expiry.activity.active_key, {budget_id: now_ms()})
         took = await buckets.take(budget_id, MAIN, tid, 800, "exact", gen, sub_holder(0), now_ms())
         assert took.status == "OK"
         first.stop()
