@@ -67,7 +67,7 @@ from quota_rules.loops import until_stopped
 from quota_rules.rates import Demand
 
 log = logging.getLogger(__name__)
-# Budgets audited together by the gauge loop.
+# Budgets read together by the gauge and lease loops.
 GAUGE_PAGE = 200
 
 SERVICE_NAMES = [
@@ -321,7 +321,9 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         center.tasks.append(asyncio.create_task(sweeper.run(settings.sweep_interval_ms / 1000)))
         center.tasks.append(asyncio.create_task(expiry.run(settings.expiry_interval_ms / 1000)))
         center.tasks.append(
-            asyncio.create_task(_expire_leases(activity, holdings, settings.agent_expiry_interval_ms / 1000))
+            asyncio.create_task(
+                _expire_leases(activity, buckets, holdings, settings.agent_expiry_interval_ms / 1000)
+            )
         )
         center.tasks.append(
             asyncio.create_task(_refresh_gauges(activity, auditor, settings.gauge_interval_s))
@@ -374,14 +376,17 @@ async def _key_layout(redis: RedisClient) -> asyncio.Task[None] | None:
 
 
 async def _every_budget(
-    name: str, activity: Activity, work: Callable[[str], Awaitable[object]], interval_s: float
+    name: str,
+    budget_ids: Callable[[], Awaitable[list[str]]],
+    work: Callable[[str], Awaitable[object]],
+    interval_s: float,
 ) -> None:
-    """Run ``work`` on every active budget each interval (budgets/activity.py); a budget that fails
-    does not stop the others."""
+    """Run ``work`` on every budget ``budget_ids`` gives, each interval; a budget that fails does
+    not stop the others."""
     failures = LoopFailures(name)
     while True:
         try:
-            for budget_id in await activity.active():
+            for budget_id in await budget_ids():
                 try:
                     await work(budget_id)
                 except Exception as exc:
@@ -395,9 +400,23 @@ async def _every_budget(
         await asyncio.sleep(interval_s)
 
 
-async def _expire_leases(activity: Activity, holdings: AgentHoldings, interval_s: float) -> None:
-    """Move the balance of agents whose lease ran out into doubt (docs/agents.md, Leases)."""
-    await _every_budget("leases", activity, holdings.expire_due, interval_s)
+async def _expire_leases(
+    activity: Activity, buckets: BucketStore, holdings: AgentHoldings, interval_s: float
+) -> None:
+    """Move the balance of agents whose lease ran out into doubt (docs/agents.md, Leases): of the
+    active budgets, those agents hold (a page's agent sets read in one pipeline)."""
+
+    async def held_by_agents() -> list[str]:
+        active = await activity.active()
+        held: list[str] = []
+        for start in range(0, len(active), GAUGE_PAGE):
+            page = active[start : start + GAUGE_PAGE]
+            held += [
+                b for b, agents in zip(page, await buckets.agent_holders_many(page), strict=True) if agents
+            ]
+        return held
+
+    await _every_budget("leases", held_by_agents, holdings.expire_due, interval_s)
 
 
 async def _refresh_gauges(activity: Activity, auditor: Auditor, interval_s: float) -> None:

@@ -11,7 +11,8 @@ measured the same way in the same run:
 At each step: the center's CPU and Redis's commands a second with no traffic (over ``--idle-seconds``),
 and Deduct throughput on the used budgets (a closed loop of 1-unit Deducts spread over them). At
 the last: Redis memory and the center's RSS per idle budget (from the growth between steps 2 and
-3), ``ListBudgets`` pages of 100 from random places, and a full audit page by page. The targets
+3), ``ListBudgets`` pages of 100 from random places, and a full audit page by page. After step 1:
+the bytes a served request leaves in Redis and in the spend log. The targets
 (issue: "State that scales") are ratios in this one run, printed with the values.
 """
 
@@ -26,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import grpc
 from redis import Redis
 
@@ -35,6 +37,8 @@ from quota.v1 import admin_pb2, admin_pb2_grpc, common_pb2, quota_pb2_grpc
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CREATE_CONCURRENCY = 64
+# Deducts whose leftovers (claim, record, spend-log row) are measured.
+REMEMBERED = 20_000
 DEDUCT_CONCURRENCY = 64
 
 
@@ -165,6 +169,31 @@ class Scale:
             if not token:
                 return count, count / (time.monotonic() - started), balanced
 
+    async def per_request(self, ids: list[str], count: int) -> dict[str, float]:
+        """Bytes a served request leaves behind for its retention: in Redis (its claim and record)
+        and in the spend log (table and indexes), over ``count`` 1-unit Deducts with new ids."""
+        conn = await asyncpg.connect(self.stack.database_url)
+        try:
+            redis0 = int(self.redis.info("memory")["used_memory"])
+            log0 = int(await conn.fetchval("SELECT pg_total_relation_size('spend_log')"))
+            sem = asyncio.Semaphore(DEDUCT_CONCURRENCY)
+
+            async def one(n: int) -> None:
+                async with sem:
+                    await self._deduct(ids[n % len(ids)])
+
+            await asyncio.gather(*(one(n) for n in range(count)))
+            await asyncio.sleep(2.0)  # the spend log is written behind
+            redis1 = int(self.redis.info("memory")["used_memory"])
+            log1 = int(await conn.fetchval("SELECT pg_total_relation_size('spend_log')"))
+        finally:
+            await conn.close()
+        return {
+            "requests": count,
+            "redis_bytes": (redis1 - redis0) / count,
+            "spend_log_bytes": (log1 - log0) / count,
+        }
+
     def memory(self) -> tuple[int, int]:
         return int(self.redis.info("memory")["used_memory"]), _rss_bytes(self.pid)
 
@@ -188,6 +217,8 @@ async def _run(
         await s.create(small)
         await s.use(small)
         steps["small"] = {**await s.idle(idle_s), "deducts_per_s": await s.throughput(small, load_s)}
+        log("bytes per remembered request")
+        remembered = await s.per_request(small, min(REMEMBERED, 10 * budgets))
 
         log(f"step 2: {active:,} budgets, each used")
         await s.create(used)
@@ -209,6 +240,7 @@ async def _run(
             "active": active,
             "idle_seconds": idle_s,
             "steps": steps,
+            "per_request": remembered,
             "redis_bytes_per_idle_budget": (after[0] - before[0]) / max(1, len(idle)),
             "center_rss_bytes_per_idle_budget": (after[1] - before[1]) / max(1, len(idle)),
             "list_page_ms": {"p50": statistics.median(pages), "max": max(pages)},
@@ -278,6 +310,12 @@ def render(report: dict[str, Any]) -> str:
             f"{name:<8} {counts[name]:>9,} {100 * step['center_cpu']:>15.1f}% {step['redis_commands_per_s']:>18,.0f}"
             f" {step['deducts_per_s']:>9,.0f}"
         )
+    r = report["per_request"]
+    lines.append(
+        f"per remembered request ({r['requests']:,} Deducts at the center, request ids of 32 characters):"
+        f" Redis {r['redis_bytes']:,.0f} bytes, spend log {r['spend_log_bytes']:,.0f} bytes"
+        " (for QUOTA_CENTER_RETENTION_S)"
+    )
     lines.append(
         f"memory per idle budget: Redis {report['redis_bytes_per_idle_budget']:,.0f} bytes,"
         f" center RSS {report['center_rss_bytes_per_idle_budget']:,.0f} bytes"

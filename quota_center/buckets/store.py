@@ -318,26 +318,46 @@ class BucketStore:
         return _view(holder, fields, _texts(await self.redis.hgetall(bucket.pending)))
 
     async def read_many(self, buckets: Sequence[tuple[str, str]]) -> list[BucketView | None]:
-        """``read`` of each (budget, holder), in one pipeline (one round trip; a cluster client
-        splits it by node). As with ``read``, a bucket's two hashes are two reads: the audit,
-        which reads every bucket twice, tells when they moved in between."""
-        if self.one_server:
-            replies = await self._read_by_budget(buckets)
-        else:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for budget_id, holder in buckets:
-                    bucket = keys.bucket_keys(budget_id, holder)
-                    pipe.hgetall(bucket.state)
-                    pipe.hgetall(bucket.pending)
-                replies = await pipe.execute()
+        """``read`` of each (budget, holder), in one round trip: on one server a read_buckets.lua
+        call per budget, pipelined; on a cluster a pipeline the client splits by node. As with
+        ``read``, a bucket's two hashes may be two reads: the audit, which reads every bucket
+        twice, tells when they moved in between."""
+        replies = await self._hashes(buckets, pending_only=False)
         views: list[BucketView | None] = []
         for n, (_, holder) in enumerate(buckets):
             fields = _texts(replies[2 * n])
             views.append(_view(holder, fields, _texts(replies[2 * n + 1])) if fields else None)
         return views
 
+    async def pending_many(self, buckets: Sequence[tuple[str, str]]) -> list[tuple[Pending, ...]]:
+        """The pending transfers of each (budget, holder), in one round trip (none for a bucket
+        Redis does not have): what the sweeper looks for, without the rest of each bucket."""
+        replies = await self._hashes(buckets, pending_only=True)
+        return [
+            tuple(parse_pending(holder, tid, rec) for tid, rec in sorted(_texts(replies[2 * n + 1]).items()))
+            for n, (_, holder) in enumerate(buckets)
+        ]
+
+    async def _hashes(
+        self, buckets: Sequence[tuple[str, str]], *, pending_only: bool
+    ) -> list[Mapping[bytes | str, bytes | str]]:
+        """Each bucket's hash (empty with ``pending_only``) and pending-transfer hash, in order."""
+        if self.one_server:
+            return await self._read_by_budget(buckets, pending_only=pending_only)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for budget_id, holder in buckets:
+                bucket = keys.bucket_keys(budget_id, holder)
+                if not pending_only:
+                    pipe.hgetall(bucket.state)
+                pipe.hgetall(bucket.pending)
+            replies = await pipe.execute()
+        if pending_only:
+            empty: Mapping[bytes | str, bytes | str] = {}
+            return [h for reply in replies for h in (empty, reply)]
+        return list(replies)
+
     async def _read_by_budget(
-        self, buckets: Sequence[tuple[str, str]], *, again: bool = True
+        self, buckets: Sequence[tuple[str, str]], *, pending_only: bool, again: bool = True
     ) -> list[Mapping[bytes | str, bytes | str]]:
         """One server: a read_buckets.lua call per budget (its buckets in one step), pipelined; the
         hashes in the order asked."""
@@ -348,14 +368,14 @@ class BucketStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             sha = self.scripts.sha("read_buckets")
             for names in by_budget.values():
-                pipe.evalsha(sha, len(names), *names)
+                pipe.evalsha(sha, len(names), *names, "pending" if pending_only else "all")
             replies = await pipe.execute(raise_on_error=False)
         failed = next((r for r in replies if isinstance(r, Exception)), None)
         if failed is not None:
             if not again:
                 raise failed
             await self.scripts.load("read_buckets")  # not loaded yet (NOSCRIPT): load, once more
-            return await self._read_by_budget(buckets, again=False)
+            return await self._read_by_budget(buckets, pending_only=pending_only, again=False)
         hashes: dict[str, list[Mapping[bytes | str, bytes | str]]] = {}
         for budget_id, reply in zip(by_budget, replies, strict=True):
             pairs: list[Mapping[bytes | str, bytes | str]] = [

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from quota_center.buckets.store import BucketStore, BucketView
+from quota_center.buckets.store import BucketStore, Pending
 from quota_center.budgets.registry import Registry
 from quota_center.errors import BucketLost, UnknownBudget
 from quota_center.holders import MAIN, sub_holder
@@ -84,24 +84,23 @@ class Sweeper:
         holders = [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]
         holders += await self.buckets.agent_holders(budget_id)
         views = [await self.buckets.read(budget_id, holder) for holder in holders]
-        return await self._resolve(budget_id, views, stale_ms, orphaned_before_ms)
+        # A lost bucket is rebuilt on its next use; its pending records went with it.
+        pending = [p for v in views if v is not None for p in v.pending]
+        return await self._resolve(budget_id, pending, stale_ms, orphaned_before_ms)
 
     async def _resolve(
-        self, budget_id: str, views: list[BucketView | None], stale_ms: int | None, orphaned_before_ms: int
+        self, budget_id: str, pending: list[Pending], stale_ms: int | None, orphaned_before_ms: int
     ) -> dict[str, int]:
-        """Resolve the pending transfers among ``views`` (the budget's buckets) that are due."""
+        """Resolve those of the budget's pending transfers that are due."""
         limit = self.stale_ms if stale_ms is None else stale_ms
         done = {"aborted": 0, "completed": 0}
-        for view in views:
-            if view is None:
-                continue  # a lost bucket is rebuilt on its next use; its pending records went with it
-            for p in view.pending:
-                if now_ms() - p.created_ms < limit and p.created_ms >= orphaned_before_ms:
-                    continue
-                try:
-                    done[await self.transfers.resolve(budget_id, p, ACTOR)] += 1
-                except BucketLost:
-                    await self.recovery.rebuild(budget_id)
+        for p in pending:
+            if now_ms() - p.created_ms < limit and p.created_ms >= orphaned_before_ms:
+                continue
+            try:
+                done[await self.transfers.resolve(budget_id, p, ACTOR)] += 1
+            except BucketLost:
+                await self.recovery.rebuild(budget_id)
         return done
 
     async def sweep_all(self) -> dict[str, int]:
@@ -114,13 +113,13 @@ class Sweeper:
         for start in range(0, len(ids), PAGE):
             page = ids[start : start + PAGE]
             try:
-                views = await self._page_views(page)
+                found = await self._page_pending(page)
             except Exception:
-                views = {}
+                found = {}
             for budget_id in page:
                 try:
-                    if budget_id in views:
-                        done = await self._resolve(budget_id, views[budget_id], None, orphaned_before)
+                    if budget_id in found:
+                        done = await self._resolve(budget_id, found[budget_id], None, orphaned_before)
                     else:
                         done = await self.sweep_budget(budget_id, orphaned_before_ms=orphaned_before)
                 except Exception as exc:
@@ -131,8 +130,9 @@ class Sweeper:
                     totals[what] += n
         return totals
 
-    async def _page_views(self, page: list[str]) -> dict[str, list[BucketView | None]]:
-        """Every bucket of these budgets, read in two pipelines; budgets not known are left out."""
+    async def _page_pending(self, page: list[str]) -> dict[str, list[Pending]]:
+        """The pending transfers of every bucket of these budgets, read in two pipelines; budgets
+        not known are left out."""
         known = []
         for budget_id in page:
             with contextlib.suppress(UnknownBudget):
@@ -143,10 +143,10 @@ class Sweeper:
             for m, theirs in zip(known, agents, strict=True)
             for h in [MAIN, *(sub_holder(i) for i in range(m.sub_buckets)), *theirs]
         ]
-        views: dict[str, list[BucketView | None]] = {m.budget_id: [] for m in known}
-        for (budget_id, _), view in zip(wanted, await self.buckets.read_many(wanted), strict=True):
-            views[budget_id].append(view)
-        return views
+        found: dict[str, list[Pending]] = {m.budget_id: [] for m in known}
+        for (budget_id, _), pending in zip(wanted, await self.buckets.pending_many(wanted), strict=True):
+            found[budget_id] += pending
+        return found
 
     async def run(self, interval_s: float) -> None:
         """Sweep forever; an error (Redis or PostgreSQL down) is logged and retried next round."""

@@ -176,3 +176,6 @@ def test_the_scale_mode_runs_and_reports_every_step(tmp_path: Path) -> None:
     assert lines[0].startswith("State that scales: 120 budgets, 40 active")
     assert sum(1 for line in lines if line.endswith(("met", "NOT MET"))) == 5
     assert any(line.startswith("memory per idle budget: Redis ") for line in lines)
+    assert report["per_request"]["requests"] == 1_200
+    assert report["per_request"]["redis_bytes"] > 0  # each served request leaves its claim and record
+    assert any(line.startswith("per remembered request (1,200 Deducts") for line in lines)

@@ -90,7 +90,8 @@ async def test_an_agent_in_doubt_and_a_broken_budget_stop_no_loop(
         # the sweeper looks at active budgets only.
         active = sweeping.center.expiry.activity.active_key
         await redis.zadd(active, {broken: now_ms(), healthy: now_ms()})
-        await redis.hset(keys.main_keys(broken).state, "bal", "not-a-number")
+        # A pending record the sweeper cannot read (it reads the pending transfers only).
+        await redis.hset(keys.main_keys(broken).pending, "t:broken", "not a pending record")
         before = _failures("sweeper")
         # A transfer of the healthy budget interrupted after its take: the sweeper must abort it
         # although the broken budget comes first in every pass.
@@ -117,5 +118,5 @@ async def test_an_agent_in_doubt_and_a_broken_budget_stop_no_loop(
         await assert_balanced(client, healthy)
         await assert_balanced(client, in_doubt)
     finally:
-        await redis.hset(keys.main_keys(broken).state, "bal", "1000")
+        await redis.hdel(keys.main_keys(broken).pending, "t:broken")
         await client.close()
