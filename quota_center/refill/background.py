@@ -27,6 +27,8 @@ from quota_rules.rates import Demand
 log = logging.getLogger(__name__)
 
 ACTOR = "filler"
+# Budgets whose buckets are read in one pipeline at the start of a pass.
+PAGE = 200
 # A budget none of whose sub-buckets consumed for this long is tended this often only
 # (its idle sub-buckets still release on time, give or take this much).
 QUIET_S = 1.0
@@ -101,19 +103,40 @@ class Filler:
         (its activity mark moved), and otherwise once every ``quiet_s`` (to give back what its idle
         sub-buckets hold)."""
         now = self.clock()
-        for budget_id, mark in (await self._budget_marks()).items():
-            stop_if_cancelled()
-            if self._next.get(budget_id, 0.0) > now and self._seen.get(budget_id) == mark:
-                continue
-            try:
-                busy = await self._tend_or_repair(budget_id)
-            except Exception as exc:
-                # Redis or PostgreSQL down, most likely: retried each pass.
-                self.failures.failed(exc, budget_id)
-                continue
-            self._seen[budget_id] = mark
-            self._next[budget_id] = now if busy else now + self.quiet_s
-            self.failures.succeeded(budget_id)
+        marks = await self._budget_marks()
+        due = [b for b, mark in marks.items() if self._next.get(b, 0.0) <= now or self._seen.get(b) != mark]
+        for start in range(0, len(due), PAGE):
+            page = due[start : start + PAGE]
+            read = await self._read_page(page)
+            for budget_id in page:
+                stop_if_cancelled()
+                try:
+                    busy = await self._tend_or_repair(budget_id, read.get(budget_id))
+                except Exception as exc:
+                    # Redis or PostgreSQL down, most likely: retried each pass.
+                    self.failures.failed(exc, budget_id)
+                    continue
+                self._seen[budget_id] = marks[budget_id]
+                self._next[budget_id] = now if busy else now + self.quiet_s
+                self.failures.succeeded(budget_id)
+
+    async def _read_page(self, page: list[str]) -> dict[str, list[BucketView | None]]:
+        """Main and the sub-buckets of each budget of ``page``, in one pipeline (by budget: each
+        one's buckets as ``tend`` reads them). Empty if the page cannot be read so (a budget that
+        is not known, a bucket that cannot be parsed): each budget is then read on its own."""
+        try:
+            metas = [await self.registry.get(b) for b in page]
+            wanted = [
+                (m.budget_id, h)
+                for m in metas
+                for h in [MAIN, *(sub_holder(i) for i in range(m.sub_buckets))]
+            ]
+            read: dict[str, list[BucketView | None]] = {b: [] for b in page}
+            for (budget_id, _), view in zip(wanted, await self.buckets.read_many(wanted), strict=True):
+                read[budget_id].append(view)
+        except Exception:
+            return {}
+        return read
 
     @property
     def quiet_s(self) -> float:
@@ -121,9 +144,9 @@ class Filler:
         their surplus back within half ``idle_s`` of its time."""
         return max(QUIET_S, self.idle_s / 2)
 
-    async def _tend_or_repair(self, budget_id: str) -> bool:
+    async def _tend_or_repair(self, budget_id: str, found: list[BucketView | None] | None) -> bool:
         try:
-            return await self.tend(budget_id)
+            return await self.tend(budget_id, found)
         except BucketLost:
             self.demand.forget(budget_id)
             await self.recovery.rebuild(budget_id)
@@ -133,8 +156,9 @@ class Filler:
             self.demand.forget(budget_id)
         return True
 
-    async def tend(self, budget_id: str) -> bool:
-        """One pass over one budget: observe its sub-buckets, then fill or release each.
+    async def tend(self, budget_id: str, found: list[BucketView | None] | None = None) -> bool:
+        """One pass over one budget: observe its sub-buckets (``found``: as a page's read had them;
+        else read now), then fill or release each.
 
         Returns whether the budget is busy: it consumed within ``QUIET_S`` or something moved.
         """
@@ -142,7 +166,8 @@ class Filler:
         if meta.outside_window(datetime.now(UTC)) is not None or meta.policy.strategy == "static":
             return False  # static shares are given once, on demand, and never topped up
         holders = [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]
-        found = await asyncio.gather(*(self.buckets.read(budget_id, h) for h in holders))
+        if found is None or len(found) != len(holders):
+            found = list(await asyncio.gather(*(self.buckets.read(budget_id, h) for h in holders)))
         views: list[BucketView] = []
         for holder, view in zip(holders, found, strict=True):
             if view is None:
