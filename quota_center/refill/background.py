@@ -59,6 +59,7 @@ class Filler:
         # idle ones need no fill.
         self.marks = marks
         self._seen: dict[str, int] = {}  # budget -> its mark when last tended
+        self._quiet: set[str] = set()  # budgets quiet when last tended
         self.buckets = buckets
         self.transfers = transfers
         self.recovery = recovery
@@ -104,20 +105,29 @@ class Filler:
         sub-buckets hold)."""
         now = self.clock()
         marks = await self._budget_marks()
-        due = [b for b, mark in marks.items() if self._next.get(b, 0.0) <= now or self._seen.get(b) != mark]
+        # Due: its time came, or it was quiet and is used again (its activity mark moved).
+        due = [
+            b
+            for b, mark in marks.items()
+            if self._next.get(b, 0.0) <= now or (self._seen.get(b, mark) != mark and b in self._quiet)
+        ]
         for start in range(0, len(due), PAGE):
             page = due[start : start + PAGE]
             read = await self._read_page(page)
             for budget_id in page:
                 stop_if_cancelled()
                 try:
-                    busy = await self._tend_or_repair(budget_id, read.get(budget_id))
+                    wait_s = await self._tend_or_repair(budget_id, read.get(budget_id))
                 except Exception as exc:
                     # Redis or PostgreSQL down, most likely: retried each pass.
                     self.failures.failed(exc, budget_id)
                     continue
                 self._seen[budget_id] = marks[budget_id]
-                self._next[budget_id] = now if busy else now + self.quiet_s
+                self._next[budget_id] = now + wait_s
+                if wait_s >= self.quiet_s:
+                    self._quiet.add(budget_id)
+                else:
+                    self._quiet.discard(budget_id)
                 self.failures.succeeded(budget_id)
 
     async def _read_page(self, page: list[str]) -> dict[str, list[BucketView | None]]:
@@ -144,7 +154,7 @@ class Filler:
         their surplus back within half ``idle_s`` of its time."""
         return max(QUIET_S, self.idle_s / 2)
 
-    async def _tend_or_repair(self, budget_id: str, found: list[BucketView | None] | None) -> bool:
+    async def _tend_or_repair(self, budget_id: str, found: list[BucketView | None] | None) -> float:
         try:
             return await self.tend(budget_id, found)
         except BucketLost:
@@ -154,17 +164,18 @@ class Filler:
             self.registry.forget(budget_id)
         except UnknownBudget:
             self.demand.forget(budget_id)
-        return True
+        return 0.0  # repaired (or gone): looked at again next pass
 
-    async def tend(self, budget_id: str, found: list[BucketView | None] | None = None) -> bool:
+    async def tend(self, budget_id: str, found: list[BucketView | None] | None = None) -> float:
         """One pass over one budget: observe its sub-buckets (``found``: as a page's read had them;
         else read now), then fill or release each.
 
-        Returns whether the budget is busy: it consumed within ``QUIET_S`` or something moved.
+        Returns in how many seconds it wants tending again: 0 (the next pass) when it consumed lately
+        or something moved, else ``quiet_s``.
         """
         meta = await self.registry.get(budget_id)
         if meta.outside_window(datetime.now(UTC)) is not None or meta.policy.strategy == "static":
-            return False  # static shares are given once, on demand, and never topped up
+            return self.quiet_s  # static shares are given once, on demand, and never topped up
         holders = [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]
         if found is None or len(found) != len(holders):
             found = list(await asyncio.gather(*(self.buckets.read(budget_id, h) for h in holders)))
@@ -174,10 +185,10 @@ class Filler:
                 raise BucketLost(budget_id, holder)
             views.append(view)
         if any(v.state != "active" for v in views):
-            return False  # paused or closed (or a state change half mirrored): left alone
+            return self.quiet_s  # paused or closed (or a state change half mirrored): left alone
         if any(v.gen != meta.gen for v in views):
             self.registry.forget(budget_id)  # rebuilt meanwhile: the next pass sees the new generation
-            return True
+            return 0.0
         now = self.clock()
         self.demand.see_main(budget_id, meta.gen, views[0].balance)
         subs = views[1:]
@@ -191,7 +202,7 @@ class Filler:
             else:
                 moved += await self._fill(meta, index, now)
         quiet = all(self.demand.idle_s(budget_id, i, now) >= QUIET_S for i in range(len(subs)))
-        return moved > 0 or not quiet
+        return self.quiet_s if quiet and moved == 0 else 0.0
 
     async def _fill(self, meta: BudgetMeta, index: int, now: float) -> int:
         budget_id, holder = meta.budget_id, sub_holder(index)
@@ -256,4 +267,5 @@ class Filler:
         if len(self._next) > 2 * len(marks):  # budgets that left the active set: forgotten
             self._next = {b: t for b, t in self._next.items() if b in marks}
             self._seen = {b: m for b, m in self._seen.items() if b in marks}
+            self._quiet &= set(marks)
         return marks
