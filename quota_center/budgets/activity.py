@@ -95,16 +95,22 @@ class Activity:
     def touch_soon(self, budget_id: str) -> None:
         """``touch`` without waiting for it, on a request's path: the mark tells the filler the
         budget is in use, and a request must not wait for (or fail with) the key's Redis shard."""
-        if self.clock() - self._marked.get(budget_id, -MARK_EVERY_MS) < MARK_EVERY_MS:
+        now = self.clock()
+        if now - self._marked.get(budget_id, -MARK_EVERY_MS) < MARK_EVERY_MS:
             return
-        task = asyncio.create_task(self._touch_quietly(budget_id))
+        # Noted at once: the requests that follow before the mark is written send no mark of their
+        # own (a batch of ten thousand would otherwise send ten thousand).
+        self._marked[budget_id] = now
+        task = asyncio.create_task(self._mark_quietly(budget_id, now))
         self._marking.add(task)
         task.add_done_callback(self._marking.discard)
 
-    async def _touch_quietly(self, budget_id: str) -> None:
+    async def _mark_quietly(self, budget_id: str, now: int) -> None:
         try:
-            await self.touch(budget_id)
+            await self.redis.zadd(self.active_key, {budget_id: now}, gt=True)
         except Exception as exc:  # the next request tries again; the loops are no worse off
+            if self._marked.get(budget_id) == now:
+                del self._marked[budget_id]
             log.debug("marking budget %s active failed: %s", budget_id, exc)
 
     async def close(self, budget_id: str) -> None:
