@@ -8,9 +8,12 @@ only when the error changes, and the recovery is logged once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from quota_center.metrics import LOOP_FAILURES
+from quota_rules.loops import stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -37,3 +40,17 @@ class LoopFailures:
     def succeeded(self, what: str = "") -> None:
         if self._last.pop(what, None) is not None:
             log.info("%s%s works again", self.loop, f" on budget {what}" if what else "")
+
+
+async def every(interval_s: float, step: Callable[[], Awaitable[object]], failures: LoopFailures) -> None:
+    """Run ``step`` forever, ``interval_s`` apart; a failure is counted and logged (``failures``)
+    and the next round tries again."""
+    while True:
+        try:
+            await step()
+        except Exception as exc:
+            failures.failed(exc)
+        else:
+            failures.succeeded()
+        stop_if_cancelled()
+        await asyncio.sleep(interval_s)

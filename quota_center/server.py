@@ -37,12 +37,14 @@ from quota_center.buckets.agents import AgentStore
 from quota_center.buckets.client import connect
 from quota_center.buckets.reservations import ReservationStore
 from quota_center.buckets.scripts import RedisClient
+from quota_center.buckets.seen import Seen
 from quota_center.buckets.store import BucketStore
 from quota_center.budgets.activity import Activity, Pending
 from quota_center.budgets.admin import Admin
 from quota_center.budgets.audit import Auditor
 from quota_center.budgets.registry import Registry
 from quota_center.budgets.sellout import SellOut
+from quota_center.clock import Clock
 from quota_center.health import Health
 from quota_center.ledger.store import LedgerStore
 from quota_center.loop_failures import LoopFailures
@@ -50,6 +52,7 @@ from quota_center.metrics import ACCESS_DENIED, LEDGER, forget_budget
 from quota_center.recovery.rebuild import Recovery
 from quota_center.recovery.recall import Recall
 from quota_center.recovery.settlement import Settlement
+from quota_center.recovery.spend_days import SpendDays
 from quota_center.recovery.writebehind import WriteBehind
 from quota_center.refill.background import Filler
 from quota_center.refill.cover import Replenisher
@@ -69,6 +72,8 @@ from quota_rules.rates import Demand
 log = logging.getLogger(__name__)
 # Budgets read together by the gauge and lease loops.
 GAUGE_PAGE = 200
+# The spend log's next days are created, and those past the retention dropped, this often.
+SPEND_DAYS_EVERY_S = 600.0
 
 SERVICE_NAMES = [
     quota_pb2.DESCRIPTOR.services_by_name["Quota"].full_name,
@@ -102,6 +107,8 @@ class Center:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     spend_log: WriteBehind | None = None
     settlement: Settlement | None = None
+    # The days request ids are remembered by (the seen filters, the spend log's partitions).
+    clock: Clock = field(default_factory=Clock)
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: health NOT_SERVING, refuse new calls, let in-flight ones finish, then close stores."""
@@ -139,6 +146,13 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     if settings.instance_dead_after_ms <= settings.writebehind_lease_ms:
         # A silent center is taken for gone only once its lease has stopped it from spending.
         raise ValueError("QUOTA_CENTER_INSTANCE_DEAD_AFTER_MS must exceed QUOTA_CENTER_WRITEBEHIND_LEASE_MS")
+    if not settings.instance_dead_after_ms < settings.request_window_s * 1000 <= settings.retention_s * 1000:
+        # A served request must be in the spend log before Redis forgets it: a center that cannot
+        # write its log stops spending within its lease, and is taken for gone after dead-after.
+        raise ValueError(
+            "QUOTA_CENTER_REQUEST_WINDOW_S must exceed QUOTA_CENTER_INSTANCE_DEAD_AFTER_MS"
+            " and be at most QUOTA_CENTER_RETENTION_S"
+        )
     security = _security(settings)  # before anything connects: a bad file stops the start at once
     ledger = await LedgerStore.open(
         settings.database_url,
@@ -148,10 +162,13 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     )
     redis = connect(settings.redis_url)
     migrating = await _key_layout(redis)
-    buckets = BucketStore(redis, settings.retention_s)
+    buckets = BucketStore(redis, settings.retention_s, settings.request_window_s)
     registry = Registry(ledger)
+    ledger_id = await ledger.identity()
+    clock = ledger.clock = Clock()
+    buckets.seen = Seen(redis, buckets.scripts, ledger_id, settings.retention_s, clock)
     # Which budgets the background loops look after (budgets/activity.py).
-    activity = Activity(redis, buckets.scripts, await ledger.identity(), idle_ms=settings.idle_after_ms)
+    activity = Activity(redis, buckets.scripts, ledger_id, idle_ms=settings.idle_after_ms)
     transfers = Transfers(buckets, ledger)
     transfers.touch = activity.ensure
     spend_log = WriteBehind(
@@ -310,6 +327,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         spend_log=spend_log,
         settlement=settlement,
         token_port=token_port,
+        clock=clock,
     )
     if metrics:
         http, _ = start_http_server(settings.metrics_port, addr=settings.grpc_host)
@@ -319,6 +337,9 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     if background:
         center.tasks.append(asyncio.create_task(health.run(settings.health_interval_ms / 1000)))
         center.tasks.append(asyncio.create_task(sweeper.run(settings.sweep_interval_ms / 1000)))
+        center.tasks.append(
+            asyncio.create_task(SpendDays(ledger, settings.retention_s).run(SPEND_DAYS_EVERY_S))
+        )
         center.tasks.append(asyncio.create_task(expiry.run(settings.expiry_interval_ms / 1000)))
         center.tasks.append(
             asyncio.create_task(

@@ -32,6 +32,9 @@ class Settings:
     # How long request ids, their records and credit markers are kept: a retry after
     # this window is treated as a new request.
     retention_s: int = 7 * 24 * 3600
+    # Redis keeps a request's claim and record this long (retries in flight, concurrent duplicates);
+    # after it, the seen filters and the spend log answer a retry (docs/center.md#request-ids).
+    request_window_s: int = 600
     # Pending transfers older than this are resolved by the sweeper from the ledger.
     transfer_stale_ms: int = 5000
     sweep_interval_ms: int = 1000
@@ -105,7 +108,8 @@ HELP: dict[str, str] = {
     "token_port": "port of a TLS listener for bearer-token callers, without client certificates (-1: none)",
     "redis_url": "Redis URL: redis://host:port/db for one server, redis+cluster://host:port[,host:port...] for a Redis Cluster",
     "database_url": "PostgreSQL DSN of the ledger",
-    "retention_s": "seconds request ids and their answers are remembered",
+    "retention_s": "seconds request ids and their answers are remembered (Redis, then the spend log)",
+    "request_window_s": "seconds Redis keeps a request's claim and record; older retries are answered from the spend log",
     "transfer_stale_ms": "age after which the sweeper resolves a pending transfer",
     "sweep_interval_ms": "how often the sweeper runs",
     "ledger_batch_max": "most ledger rows written in one group commit",

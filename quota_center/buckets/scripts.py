@@ -35,7 +35,10 @@ SCRIPT_NAMES = (
     "snapshot",
     "zrem_if",
     "read_buckets",
+    "seen",
 )
+# Lua chunks prepended to a script (Redis has no include): the functions they define come first.
+INCLUDES = {"deduct": ("seen_lib",), "seen": ("seen_lib",)}
 
 
 class Scripts:
@@ -47,7 +50,8 @@ class Scripts:
         self._sha: dict[str, str] = {}
         folder = resources.files("quota_center.buckets") / "lua"
         for name in SCRIPT_NAMES:
-            text = (folder / f"{name}.lua").read_text(encoding="utf-8")
+            parts = [*INCLUDES.get(name, ()), name]
+            text = "\n".join((folder / f"{part}.lua").read_text(encoding="utf-8") for part in parts)
             self._source[name] = text
             self._sha[name] = hashlib.sha1(text.encode("utf-8")).hexdigest()
 

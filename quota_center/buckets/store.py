@@ -11,6 +11,7 @@ from redis.asyncio import RedisCluster
 
 from quota_center.buckets import keys
 from quota_center.buckets.scripts import RedisClient, Scripts
+from quota_center.buckets.seen import Seen
 from quota_center.holders import agent_holder
 
 TakeMode = Literal["exact", "upto", "in"]
@@ -116,32 +117,45 @@ def _view(holder: str, fields: dict[str, str], records: dict[str, str]) -> Bucke
 class BucketStore:
     """Bucket operations of one budget's main bucket and sub-buckets."""
 
-    def __init__(self, redis: RedisClient, retention_s: int) -> None:
+    def __init__(self, redis: RedisClient, retention_s: int, window_s: int | None = None) -> None:
         self.redis = redis
         self.scripts = Scripts(redis)
+        # Transfers' credit markers, reservations and agents' reports are kept this long.
         self.retention_s = retention_s
+        # A request's claim and its deduction's or return's record are kept this long; the seen
+        # filters (set once the ledger's identity is known) and the spend log remember it after.
+        self.window_s = retention_s if window_s is None else window_s
+        self.seen: Seen | None = None
+
+    def _seen(self, request_id: str, checked: bool = False) -> list[str | int]:
+        """deduct.lua's ARGV[5..]: the filters' parameters on one server, nothing on a cluster
+        (the caller tests and adds there, seen.lua)."""
+        if self.seen is None or not self.one_server:
+            return []
+        return ["1" if checked else "0", *self.seen.args(request_id)]
 
     async def claim(self, request_id: str, fingerprint: str) -> str | None:
         """Bind ``request_id`` to ``fingerprint`` unless it is bound already; return the earlier binding."""
         previous = await self.redis.set(
-            keys.claim_key(request_id), fingerprint, nx=True, get=True, ex=self.retention_s
+            keys.claim_key(request_id), fingerprint, nx=True, get=True, ex=self.window_s
         )
         return None if previous is None else str(previous)
 
     async def claimed(self, request_id: str) -> bool:
-        """Whether ``request_id`` is bound at the center (served or forwarded here, within retention)."""
+        """Whether ``request_id`` is bound at the center (served or forwarded here, within the window)."""
         return bool(await self.redis.exists(keys.claim_key(request_id)))
 
     async def bind(self, request_id: str, fingerprint: str) -> None:
         """Bind ``request_id`` to ``fingerprint`` whatever it is bound to now: after a Redis loss,
         to what the spend log says the id did before it."""
-        await self.redis.set(keys.claim_key(request_id), fingerprint, ex=self.retention_s)
+        await self.redis.set(keys.claim_key(request_id), fingerprint, ex=self.window_s)
 
     async def deduct(self, budget_id: str, index: int, request_id: str, amount: int, gen: int = 0) -> Outcome:
         """Spend on sub-bucket ``index``; ``gen`` (0: any) is the generation the caller expects."""
         sub = keys.sub_keys(budget_id, index)
+        seen = self._seen(request_id)
         reply = await self.scripts.run(
-            "deduct", [sub.state, sub.request(request_id)], [amount, self.retention_s, gen]
+            "deduct", [sub.state, sub.request(request_id)], [amount, self.window_s, gen, "", *seen]
         )
         return _served(reply, 2)
 
@@ -151,15 +165,28 @@ class BucketStore:
         return not isinstance(self.redis, RedisCluster)
 
     async def claim_and_deduct(
-        self, request_id: str, fingerprint: str, budget_id: str, index: int, amount: int, gen: int
+        self,
+        request_id: str,
+        fingerprint: str,
+        budget_id: str,
+        index: int,
+        amount: int,
+        gen: int,
+        *,
+        checked: bool = False,
     ) -> Outcome:
         """Claim ``request_id`` and deduct in one EVALSHA (one Redis server only).
 
         deduct.lua binds the id to ``fingerprint`` if it is free and goes on only if it holds
-        ``fingerprint``: UNCLAIMED when the id is bound to another request (nothing done).
+        ``fingerprint``: UNCLAIMED when the id is bound to another request (nothing done); RECALL
+        when the claim is free but the seen filters may hold the id, unless ``checked`` (the spend
+        log was consulted).
         """
+        seen = self._seen(request_id, checked)
         reply = await self.scripts.run(
-            "deduct", _claim_keys(budget_id, index, request_id), [amount, self.retention_s, gen, fingerprint]
+            "deduct",
+            _claim_keys(budget_id, index, request_id),
+            [amount, self.window_s, gen, fingerprint, *seen],
         )
         return _served(reply, 2)
 
@@ -174,7 +201,8 @@ class BucketStore:
             sha = self.scripts.sha("deduct")
             for request_id, fingerprint, budget_id, index, amount, gen in calls:
                 names = _claim_keys(budget_id, index, request_id)
-                pipe.evalsha(sha, len(names), *names, amount, self.retention_s, gen, fingerprint)
+                seen = self._seen(request_id)
+                pipe.evalsha(sha, len(names), *names, amount, self.window_s, gen, fingerprint, *seen)
             replies = await pipe.execute(raise_on_error=False)
         return [None if isinstance(reply, Exception) else _served(reply, 2) for reply in replies]
 
@@ -195,7 +223,7 @@ class BucketStore:
         reply = await self.scripts.run(
             "refund",
             [sub.state, sub.request(deduction_id), sub.request(request_id)],
-            [amount, deduction_id, self.retention_s, gen, *extra],
+            [amount, deduction_id, self.window_s, gen, *extra],
         )
         return _served(reply, 3)
 

@@ -35,7 +35,7 @@ from quota_center.buckets.store import BucketStore
 from quota_center.budgets.registry import Registry
 from quota_center.errors import UnknownBudget
 from quota_center.holders import MAIN, sub_holder
-from quota_center.loop_failures import LoopFailures
+from quota_center.loop_failures import LoopFailures, every
 from quota_center.transfers.protocol import now_ms
 from quota_rules.loops import stop_if_cancelled
 
@@ -166,17 +166,12 @@ class Activity:
 
     async def run(self, busy: Busy, ids: Ids, *, idle_ms: int, interval_s: float) -> None:
         """Seed the active set when Redis does not have it, and let idle budgets go, forever."""
-        failures = LoopFailures("activity")
-        while True:
-            try:
-                await self.seed(ids)
-                await self.prune(idle_ms, busy)
-            except Exception as exc:
-                failures.failed(exc)
-            else:
-                failures.succeeded()
-            stop_if_cancelled()
-            await asyncio.sleep(interval_s)
+
+        async def step() -> None:
+            await self.seed(ids)
+            await self.prune(idle_ms, busy)
+
+        await every(interval_s, step, LoopFailures("activity"))
 
     async def expiring(self, budget_id: str, at_ms: int) -> None:
         """A reservation of ``budget_id`` expires at ``at_ms``: schedule it then, or earlier."""

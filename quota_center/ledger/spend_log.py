@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 from quota_center.holders import ledger_only, lost_gen, lost_holder
@@ -110,22 +110,92 @@ def check_entry(e: SpendEntry) -> SpendEntry:
 # no later than the moment the caller gets the answer (the writer's watermark relies on that).
 _LOG: Final = """
 WITH written AS (
-    INSERT INTO spend_log (request_id, budget_id, gen, holder, kind, amount, deduction_id)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[], $6::bigint[],
-                         $7::text[])
-    ON CONFLICT (request_id) DO NOTHING
+    INSERT INTO spend_log (request_id, budget_id, gen, holder, kind, amount, deduction_id, day)
+    SELECT *, $8::date FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[],
+                                   $6::bigint[], $7::text[])
+    ON CONFLICT (request_id, day) DO NOTHING
     RETURNING 1
 )
 SELECT now()
 """
 
+# An id has one row, or (logged again across midnight) a first one that counts.
 _LOOKUP: Final = """
-SELECT request_id, budget_id, gen, holder, kind, amount, deduction_id FROM spend_log WHERE request_id = $1
+SELECT request_id, budget_id, gen, holder, kind, amount, deduction_id FROM spend_log
+WHERE request_id = $1 ORDER BY day LIMIT 1
+"""
+
+# Days of the log live in partitions named for them; the lock keeps two centers from creating or
+# dropping the same one at once.
+_DAYS_LOCK: Final = "SELECT pg_advisory_xact_lock(hashtext('quota_center.spend_log.days'))"
+_PARTITIONS: Final = """
+SELECT c.relname FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid
+JOIN pg_class p ON p.oid = i.inhparent
+WHERE p.relname = 'spend_log'
+ORDER BY c.relname
 """
 
 
-async def write(pool: Any, entries: list[SpendEntry]) -> datetime:
-    """Write entries (a request id already logged is kept as it is); return the database's now()."""
+def partition(day: date) -> str:
+    return f"spend_log_{day:%Y%m%d}"
+
+
+def day_of(name: str) -> date | None:
+    """The day of a partition named by ``partition``; None for any other name."""
+    stem = name.removeprefix("spend_log_")
+    if stem == name or len(stem) != 8 or not stem.isdigit():
+        return None
+    return date(int(stem[:4]), int(stem[4:6]), int(stem[6:]))
+
+
+async def ensure_day(pool: Any, day: date) -> None:
+    """Create the partition of ``day`` if it is missing."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(_DAYS_LOCK)
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {partition(day)} PARTITION OF spend_log"
+            f" FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')"
+        )
+
+
+async def days(pool: Any) -> list[date]:
+    """The days the log holds a partition for, oldest first."""
+    found = [day_of(str(r["relname"])) for r in await pool.fetch(_PARTITIONS)]
+    return sorted(d for d in found if d is not None)
+
+
+async def expire_days(pool: Any, keep_from: date) -> list[date]:
+    """Drop the partitions of the days before ``keep_from``, each in one transaction with adding
+    what it consumed to spend_rollup (rows of ids the later days hold again are left to them).
+    Returns the days dropped."""
+    dropped: list[date] = []
+    for day in await days(pool):
+        if day >= keep_from:
+            break
+        name = partition(day)
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(_DAYS_LOCK)
+            if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+                continue  # another center dropped it
+            await conn.execute(
+                f"""
+                INSERT INTO spend_rollup (budget_id, gen, holder, consumed)
+                SELECT budget_id, gen, holder, sum(CASE kind WHEN 'deduct' THEN amount ELSE -amount END)
+                FROM {name} o
+                WHERE kind IN ('deduct', 'return')
+                  AND NOT EXISTS (SELECT 1 FROM spend_log n WHERE n.request_id = o.request_id AND n.day > o.day)
+                GROUP BY budget_id, gen, holder
+                ON CONFLICT (budget_id, gen, holder) DO UPDATE SET consumed = spend_rollup.consumed + EXCLUDED.consumed
+                """
+            )
+            await conn.execute(f"DROP TABLE {name}")
+        dropped.append(day)
+    return dropped
+
+
+async def write(pool: Any, entries: list[SpendEntry], day: date) -> datetime:
+    """Write entries on ``day``'s partition (an id already there is kept); return the database's now()."""
     now: datetime = await pool.fetchval(
         _LOG,
         [e.request_id for e in entries],
@@ -135,6 +205,7 @@ async def write(pool: Any, entries: list[SpendEntry]) -> datetime:
         [e.kind for e in entries],
         [e.amount for e in entries],
         [e.deduction_id for e in entries],
+        day,
     )
     return now
 
@@ -156,18 +227,30 @@ async def lookup(pool: Any, request_id: str) -> SpendEntry | None:
 
 async def returned(pool: Any, deduction_id: str) -> int:
     value = await pool.fetchval(
-        "SELECT coalesce(sum(amount), 0) FROM spend_log WHERE deduction_id = $1 AND kind = 'return'",
+        """
+        SELECT coalesce(sum(amount), 0) FROM (
+            SELECT DISTINCT ON (request_id) amount FROM spend_log
+            WHERE deduction_id = $1 AND kind = 'return' ORDER BY request_id, day
+        ) r
+        """,
         deduction_id,
     )
     return int(value)
 
 
 async def consumption(pool: Any, budget_id: str, gen: int, holder: str) -> int:
-    """Logged deductions minus logged returns served by one sub-bucket in one generation."""
+    """Deductions minus returns served by one sub-bucket in one generation: the days dropped
+    (spend_rollup) and the days kept."""
     value = await pool.fetchval(
         """
-        SELECT coalesce(sum(CASE kind WHEN 'deduct' THEN amount ELSE -amount END), 0)
-        FROM spend_log WHERE budget_id = $1 AND gen = $2 AND holder = $3 AND kind IN ('deduct', 'return')
+        SELECT coalesce((SELECT consumed FROM spend_rollup WHERE budget_id = $1 AND gen = $2 AND holder = $3), 0)
+             + coalesce((
+                SELECT sum(CASE kind WHEN 'deduct' THEN amount ELSE -amount END) FROM (
+                    SELECT DISTINCT ON (request_id) kind, amount FROM spend_log
+                    WHERE budget_id = $1 AND gen = $2 AND holder = $3 AND kind IN ('deduct', 'return')
+                    ORDER BY request_id, day
+                ) d
+             ), 0)
         """,
         budget_id,
         gen,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
+
+from quota_center.clock import Clock
 
 from . import budgets, spend_log, validate
 from .errors import InvalidArgument
@@ -68,6 +70,9 @@ class LedgerStore:
         self._pool = pool
         self._committer = committer
         self._closed = False
+        # The spend log's entries go to the partition of this clock's day (the center sets its own).
+        self.clock = Clock()
+        self._days: set[date] = set()  # partitions known to exist
 
     @classmethod
     async def open(
@@ -328,8 +333,31 @@ class LedgerStore:
     # -- the spend log and the center instances (see spend_log.py) ------------------------------
 
     async def log_spends(self, entries: list[SpendEntry]) -> datetime:
-        """Write spend-log entries (an id already there is kept); return the database's now()."""
-        return await spend_log.write(self._pool, entries)
+        """Write spend-log entries on today's partition (an id already there is kept); return the
+        database's now()."""
+        day = self.today()
+        if day not in self._days:
+            await spend_log.ensure_day(self._pool, day)
+            self._days.add(day)
+        return await spend_log.write(self._pool, entries, day)
+
+    def today(self) -> date:
+        return date(1970, 1, 1) + timedelta(days=self.clock.day())
+
+    async def ensure_spend_day(self, day: date) -> None:
+        """Create the spend log's partition of ``day`` ahead of its first entry."""
+        await spend_log.ensure_day(self._pool, day)
+        self._days.add(day)
+
+    async def spend_days(self) -> list[date]:
+        """The days the spend log holds, oldest first."""
+        return await spend_log.days(self._pool)
+
+    async def expire_spend_days(self, keep_from: date) -> list[date]:
+        """Drop the spend log's days before ``keep_from`` (their consumption is kept in sum)."""
+        dropped = await spend_log.expire_days(self._pool, keep_from)
+        self._days.difference_update(dropped)
+        return dropped
 
     async def db_now(self) -> datetime:
         now: datetime = await self._pool.fetchval("SELECT now()")

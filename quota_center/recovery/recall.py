@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from quota_center.budgets.registry import BudgetMeta
 from quota_center.errors import Unavailable
+from quota_center.holders import SUB_PREFIX, parse_holder
 from quota_center.ledger.spend_log import SpendEntry
 from quota_center.ledger.store import LedgerStore
 from quota_center.recovery.settlement import Settlement, blocking
@@ -35,6 +36,16 @@ class Prior:
     message: str
     entry: SpendEntry  # what the request id did before the loss
     refundable: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Restore:
+    """A deduction's record as the spend log has it: its amount, what was returned of it, and
+    the sub-bucket that served it (None if the log names another holder)."""
+
+    amount: int
+    returned: int
+    index: int | None
 
 
 def _conflict(entry: SpendEntry) -> Prior:
@@ -97,20 +108,25 @@ class Recall:
             return None
         return prior
 
-    async def restore(self, meta: BudgetMeta, deduction_id: str) -> tuple[int, int] | None:
-        """(amount, returned) to recreate the record of a deduction made before a Redis loss;
-        None if the log has no such deduction of this budget from an older generation."""
+    async def restore(self, meta: BudgetMeta, deduction_id: str) -> Restore | None:
+        """What recreates the record of a deduction of this budget whose record Redis no longer
+        has: made before a Redis loss (an older generation), or in this generation longer ago
+        than the request window (docs/center.md#request-ids). None if the log has no such
+        deduction. Its returns are all in the log: a return keeps the deduction's record a window
+        longer, so a record gone means the last return is older than the window."""
         d = await self.ledger.spend_lookup(deduction_id)
-        if d is None or d.kind != "deduct" or d.budget_id != meta.budget_id or d.gen >= meta.gen:
+        if d is None or d.kind != "deduct" or d.budget_id != meta.budget_id or d.gen > meta.gen:
             return None
         await self.log.flushed_past(time.monotonic())
-        waiting = await self._poll(lambda: self.settlement.waiting_for(meta, d.gen))
-        if waiting:
-            raise Unavailable(
-                f"deduction {deduction_id} was made before a Redis loss and its returns may not all be"
-                f" in the spend log yet (waiting for {', '.join(waiting)}); retry later"
-            )
-        return d.amount, await self.ledger.logged_returns(deduction_id)
+        if d.gen < meta.gen:
+            waiting = await self._poll(lambda: self.settlement.waiting_for(meta, d.gen))
+            if waiting:
+                raise Unavailable(
+                    f"deduction {deduction_id} was made before a Redis loss and its returns may not all"
+                    f" be in the spend log yet (waiting for {', '.join(waiting)}); retry later"
+                )
+        index = parse_holder(d.holder) if d.holder.startswith(SUB_PREFIX) else None
+        return Restore(d.amount, await self.ledger.logged_returns(deduction_id), index)
 
     async def _lookup(self, meta: BudgetMeta, request_id: str) -> SpendEntry | None:
         await self._gate(meta)

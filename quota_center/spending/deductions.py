@@ -15,9 +15,10 @@ which settles lost sub-buckets and answers retries after a Redis loss (quota_cen
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Protocol
 
 from quota_center.agents.sessions import ServedElsewhere
@@ -123,6 +124,7 @@ class Spending:
                 return _vouched(served, budget_id, request_id, amount)
         recalled = 0  # the generation whose spend log was consulted (before claiming: see recall.py)
         claimed = False
+        checked = False  # the spend log was consulted for an id older than the request window
         for _ in range(MAX_ATTEMPTS):
             recall = self._recall(meta, recalled)
             if recall is not None:
@@ -133,6 +135,9 @@ class Spending:
             fingerprint = deduct_fingerprint(budget_id, amount)
             combined = not claimed and self.buckets.one_server
             if not claimed and not combined:
+                prior = await self._older(request_id, partial(self._past_deduction, meta, request_id, amount))
+                if prior is not None:
+                    return _answer(prior)
                 conflict = await self._claim(request_id, fingerprint)
                 if conflict is not None:
                     return conflict
@@ -141,10 +146,20 @@ class Spending:
             try:
                 if combined:
                     # One round trip: the claim and the deduction in one script (one server).
-                    work = self._claim_and_deduct(request_id, fingerprint, budget_id, index, amount, meta.gen)
+                    work = self.buckets.claim_and_deduct(
+                        request_id, fingerprint, budget_id, index, amount, meta.gen, checked=checked
+                    )
                 else:
                     work = self.buckets.deduct(budget_id, index, request_id, amount, meta.gen)
                 r = await self.log.call(work, deduct_entry(budget_id, index, request_id))
+                if r.status == "RECALL":
+                    # The claim is gone and the filters may have seen the id: older than the
+                    # request window, the spend log knows what it did (docs/center.md#request-ids).
+                    prior = await self._past_deduction(meta, request_id, amount)
+                    if prior is not None:
+                        return _answer(prior)
+                    checked = True
+                    continue
                 if r.pooled:
                     index = 0  # the pool answered, in the same call (one server)
                 if r.status != "UNCLAIMED":
@@ -288,6 +303,11 @@ class Spending:
                     return await self._recalled(prior)
             if not claimed:
                 fingerprint = return_fingerprint(budget_id, amount, deduction_id)
+                prior = await self._older(
+                    request_id, partial(self._past_return, meta, request_id, deduction_id, amount)
+                )
+                if prior is not None:
+                    return _answer(prior)
                 conflict = await self._claim(request_id, fingerprint)
                 if conflict is not None:
                     return conflict
@@ -312,10 +332,13 @@ class Spending:
                     messages.EXCEEDS_REFUNDABLE.format(d=deduction_id, n=r.extra),
                     r.extra,
                 )
-            if r.status == "UNKNOWN" and restore is None and recalled == meta.gen and self.recall is not None:
-                # Made before a Redis loss? Recreate its record from the spend log, then refund.
-                restore = await self.recall.restore(meta, deduction_id)
-                if restore is not None:
+            if r.status == "UNKNOWN" and restore is None and self.recall is not None:
+                # Made before a Redis loss, or longer ago than the request window? Recreate its
+                # record from the spend log, at the sub-bucket that served it, then refund.
+                found = await self.recall.restore(meta, deduction_id)
+                if found is not None:
+                    restore = (found.amount, found.returned)
+                    index = index if found.index is None else found.index
                     continue
             if r.status == "STALE" and r.gen > meta.gen:
                 self.registry.forget(budget_id)
@@ -344,10 +367,31 @@ class Spending:
             return None
         return _conflict(request_id)
 
-    async def _claim_and_deduct(
-        self, request_id: str, fingerprint: str, budget_id: str, index: int, amount: int, gen: int
-    ) -> Outcome:
-        return await self.buckets.claim_and_deduct(request_id, fingerprint, budget_id, index, amount, gen)
+    async def _older(self, request_id: str, look: Callable[[], Awaitable[Prior | None]]) -> Prior | None:
+        """What an id did longer ago than the request window, by the spend log (``look``), if its
+        claim is gone and the seen filters may hold it; None: go on and claim it.
+
+        Nothing is bound on the way, so every concurrent copy of an old request looks it up and
+        gets the same answer (a claim bound here would send the next copy past the filters to a
+        sub-bucket that no longer has its record). The id is added to today's filter in the same
+        step, before it is claimed and served: a crash after serving cannot leave it out.
+        (Deductions on one Redis server do this in deduct.lua, RECALL, and add what they serve.)"""
+        seen = self.buckets.seen
+        if seen is None or self.recall is None or await self.buckets.claimed(request_id):
+            return None
+        if not await seen.check(request_id, add=True):
+            return None
+        return await look()
+
+    async def _past_deduction(self, meta: BudgetMeta, request_id: str, amount: int) -> Prior | None:
+        return None if self.recall is None else await self.recall.deduction(meta, request_id, amount)
+
+    async def _past_return(
+        self, meta: BudgetMeta, request_id: str, deduction_id: str, amount: int
+    ) -> Prior | None:
+        return (
+            None if self.recall is None else await self.recall.refund(meta, request_id, deduction_id, amount)
+        )
 
     @staticmethod
     def _window(meta: BudgetMeta) -> Answer | None:
@@ -374,6 +418,11 @@ def _vouched(served: ServedElsewhere, budget_id: str, request_id: str, amount: i
             "EXISTS", amount, f"{messages.APPLIED.format(r=request_id)} (by agent {served.agent_id})"
         )
     return _conflict(request_id)
+
+
+def _answer(prior: Prior) -> Answer:
+    """The answer the spend log remembers for an id older than the request window."""
+    return Answer(prior.code, prior.amount, prior.message, prior.refundable)
 
 
 def _conflict(request_id: str) -> Answer:

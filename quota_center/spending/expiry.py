@@ -13,7 +13,6 @@ dropped (in doubt), not released.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
@@ -21,7 +20,7 @@ from quota_center.buckets.reservations import ReservationStore
 from quota_center.budgets.activity import Activity
 from quota_center.budgets.registry import Registry
 from quota_center.budgets.sellout import SellOut
-from quota_center.loop_failures import LoopFailures
+from quota_center.loop_failures import LoopFailures, every
 from quota_center.metrics import RESERVATIONS
 from quota_center.transfers.protocol import now_ms
 from quota_rules.loops import stop_if_cancelled
@@ -101,14 +100,9 @@ class Expiry:
 
     async def run(self, interval_s: float) -> None:
         """Sweep forever; an error (Redis or PostgreSQL down) is logged and retried next round."""
-        while True:
-            try:
-                released = await self.expire_all()
-                if released:
-                    log.info("released %d expired reservations", released)
-            except Exception as exc:
-                self.failures.failed(exc)
-            else:
-                self.failures.succeeded()
-            stop_if_cancelled()
-            await asyncio.sleep(interval_s)
+        await every(interval_s, self._pass, self.failures)
+
+    async def _pass(self) -> None:
+        released = await self.expire_all()
+        if released:
+            log.info("released %d expired reservations", released)

@@ -3,7 +3,7 @@
 -- KEYS[1]  sub-bucket hash (fields bal, consumed, gen, state)
 -- KEYS[2]  request record of this request id (same hash tag)
 -- ARGV[1]  amount, integer 1..2^53-1
--- ARGV[2]  retention of the request record, seconds
+-- ARGV[2]  seconds the request record and the claim are kept (the request window)
 -- KEYS[3]  (optional, one Redis server only) the request id's claim {q:ID}: the script binds
 --          it to ARGV[4] if it is free (SET NX, for ARGV[2] seconds) and goes on only if it
 --          holds ARGV[4], so the claim and the deduction are one EVALSHA (a Redis Cluster
@@ -17,6 +17,12 @@
 -- KEYS[4], KEYS[5]  (optional, one Redis server only, with KEYS[3]) sub-bucket 0's hash and the
 --          request's record there: a POOLED answer goes on to the pool in the same call, whose
 --          answer is returned with a 4th value, 1
+-- ARGV[5]  (optional, one Redis server only) "1": the spend log was consulted for this id already
+-- ARGV[6..16]  (optional, one Redis server only) the request-id filters' parameters
+--          (seen_lib.lua, prepended): with KEYS[3], an id whose claim is free and that the filters
+--          may have seen is not served but answered RECALL (the claim and the record live for a
+--          short window only; the spend log remembers the whole retention); a deduction served
+--          adds its id to today's filter in the same step, so none served is missing there
 --
 -- Returns {status, n, gen[, 1]}; gen is the sub-bucket's generation when it served the request
 -- (what the write-behind spend log records), 0 when there is none:
@@ -28,15 +34,27 @@
 --   {"STALE", 0, gen}         the sub-bucket is in another generation than ARGV[3]
 --   {"LOST", 0, 0}            the sub-bucket does not exist (Redis lost it)
 --   {"UNCLAIMED", 0, 0}       (with KEYS[3]) the id is bound to another request: nothing done
+--   {"RECALL", 0, 0}          (with KEYS[3] and the filters) the claim is free and the filters
+--                             may have seen the id: nothing done; look it up in the spend log,
+--                             then call again with ARGV[5] = "1"
 --   {"POOLED", 0, gen}        the budget's end game serves new deductions from sub-bucket 0 (the
 --                             pool), and this sub-bucket has no record of the id: nothing done
 --                             here, deduct at the pool (docs/center.md#end-game). Sub-bucket 0 is
 --                             never marked, and a mark lasts as long as the generation, so an id
 --                             is served here or at the pool, never both.
 -- Every check happens before the first write: Redis does not roll back.
+local seen = nil
+if ARGV[6] then
+  seen = seen_args(6)
+end
 if KEYS[3] then
-  local bound = redis.call("SET", KEYS[3], ARGV[4], "NX", "GET", "EX", ARGV[2])
-  if bound and bound ~= ARGV[4] then
+  local bound = redis.call("GET", KEYS[3])
+  if not bound then
+    if seen and ARGV[5] ~= "1" and seen_maybe(seen) then
+      return {"RECALL", 0, 0}
+    end
+    redis.call("SET", KEYS[3], ARGV[4], "EX", ARGV[2])
+  elseif bound ~= ARGV[4] then
     return {"UNCLAIMED", 0, 0}
   end
 end
@@ -77,6 +95,9 @@ local function serve(bucket, record)
   redis.call("HINCRBY", bucket, "consumed", n)
   redis.call("HSET", record, "kind", "deduct", "amount", n, "returned", "0", "gen", string.format("%d", gen))
   redis.call("EXPIRE", record, ARGV[2])
+  if seen then
+    seen_add(seen)
+  end
   return {"OK", amount, gen}
 end
 

@@ -5,10 +5,11 @@
 -- KEYS[3]  request record of this return
 -- ARGV[1]  amount, integer 1..2^53-1
 -- ARGV[2]  the deduction's request id
--- ARGV[3]  retention of the records, seconds
+-- ARGV[3]  seconds the records are kept (the request window)
 -- ARGV[4]  generation the caller believes the sub-bucket is in; "0" (or absent) accepts any
--- ARGV[5]  (optional) the deduction's amount, from the spend log, for a deduction made before a
---          Redis loss: its record is recreated from ARGV[5] and ARGV[6] if it is missing here
+-- ARGV[5]  (optional) the deduction's amount, from the spend log, for a deduction whose record is
+--          gone (made before a Redis loss, or longer ago than the request window): its record is
+--          recreated from ARGV[5] and ARGV[6] if it is missing here
 -- ARGV[6]  (with ARGV[5]) what the log says was returned of it already
 --
 -- Returns {status, amount, refundable, gen}; gen is the sub-bucket's generation when it served
@@ -65,6 +66,9 @@ if restore then
   redis.call("EXPIRE", KEYS[2], ARGV[3])
 end
 redis.call("HINCRBY", KEYS[2], "returned", n)
+-- The deduction's record lives a window past its last return: a record gone means every return
+-- of it is old enough to be in the spend log, where a later return finds them (ARGV[5], ARGV[6]).
+redis.call("EXPIRE", KEYS[2], ARGV[3])
 redis.call("HINCRBY", KEYS[1], "bal", n)
 redis.call("HINCRBY", KEYS[1], "consumed", "-" .. n)
 redis.call("HSET", KEYS[3], "kind", "return", "amount", n, "of", ARGV[2], "left", left, "gen", g)

@@ -1,0 +1,75 @@
+"""The seen filters (quota_center/buckets/seen.py, lua/seen_lib.lua) on a real Redis: every id
+added is found on every day kept, through the growth of a day's bitmaps, and on no day after;
+ids never added are rarely taken for seen; memory follows what was added."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+
+from quota_center.buckets.client import connect
+from quota_center.buckets.scripts import RedisClient, Scripts
+from quota_center.buckets.seen import SHARDS, Seen
+from quota_center.clock import DAY_S, Clock
+
+RETENTION_S = 7 * DAY_S
+BASE = 32  # small first bitmaps, so that a few thousand ids make a day grow several times
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[RedisClient]:
+    client = connect(redis_url)
+    yield client
+    await client.aclose()
+
+
+def _seen(redis: RedisClient, clock: Clock) -> Seen:
+    return Seen(redis, Scripts(redis), f"t{secrets.token_hex(6)}", RETENTION_S, clock, base=BASE)
+
+
+async def test_an_added_id_is_found_on_every_day_kept_and_the_bitmaps_grow(redis: RedisClient) -> None:
+    clock = Clock()
+    seen = _seen(redis, clock)
+    added = [f"id-{secrets.token_hex(8)}" for _ in range(1_500)]
+    for request_id in added:
+        await seen.check(request_id, add=True)
+    bitmaps = [k async for k in redis.scan_iter(match=f"quota:seen:{{{seen.ledger_id}:*", count=1000)]
+    # Each shard's day has its counter and bitmaps of 32, 128, 512... ids: ~94 ids take two.
+    assert len(bitmaps) >= SHARDS * 3, sorted(bitmaps)[:10]
+    for offset_days in range(seen.days):
+        clock.offset_s = offset_days * DAY_S
+        missing = [i for i in added if not await seen.check(i, add=False)]
+        assert missing == [], f"day +{offset_days}: {len(missing)} added ids not found"
+    clock.offset_s = seen.days * DAY_S  # the day they were added is no longer kept
+    found = sum([await seen.check(i, add=False) for i in added])
+    assert found == 0
+
+
+async def test_ids_never_added_are_rarely_taken_for_seen(redis: RedisClient) -> None:
+    seen = _seen(redis, Clock())
+    for n in range(3_000):
+        await seen.check(f"in-{n}", add=True)
+    false = sum([await seen.check(f"out-{n}", add=False) for n in range(3_000)])
+    # 15 bits and 10 tests per id: about 1 in 1,400 for a full bitmap, a few bitmaps per shard.
+    assert false <= 30, f"{false} of 3,000 never added were taken for seen"
+
+
+async def test_memory_follows_the_ids_added(redis: RedisClient) -> None:
+    quiet, busy = _seen(redis, Clock()), _seen(redis, Clock())
+    for n in range(50):
+        await quiet.check(f"q-{n}", add=True)
+    for n in range(5_000):
+        await busy.check(f"b-{n}", add=True)
+
+    async def used(seen: Seen) -> int:
+        total = 0
+        async for key in redis.scan_iter(match=f"quota:seen:{{{seen.ledger_id}:*", count=1000):
+            total += int(await redis.memory_usage(key) or 0)
+        return total
+
+    q, b = await used(quiet), await used(busy)
+    assert q < b / 5, (q, b)  # 100 times fewer ids: the quiet one has only its first small bitmaps
+    # 15 bits an id when full; a day's last bitmap is at most 4 times larger than what it holds.
+    assert b / 5_000 < 15 / 8 * 4 + 8, b / 5_000
