@@ -167,6 +167,10 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     ledger_id = await ledger.identity()
     clock = ledger.clock = Clock()
     buckets.seen = Seen(redis, buckets.scripts, ledger_id, settings.retention_s, clock)
+    buckets.seen.started, buckets.seen.note_started = (
+        ledger.seen_filters_started,
+        ledger.note_seen_filters_started,
+    )
     # Which budgets the background loops look after (budgets/activity.py).
     activity = Activity(redis, buckets.scripts, ledger_id, idle_ms=settings.idle_after_ms)
     transfers = Transfers(buckets, ledger)

@@ -8,15 +8,27 @@ false "maybe", rare by design). See docs/center.md#request-ids.
 
 Ids are spread over ``SHARDS`` shards, each under a hash tag of its own (a Redis Cluster spreads
 them), and within a shard kept per UTC day, so that a day leaves with its keys' TTL.
+
+A shard's mark (``<prefix>:since``) says from which day on its filters hold every id served. The
+first time a ledger's filters are used, every shard is marked complete from the beginning (there
+was nothing before: a new ledger, or one whose requests Redis kept for the whole retention, as
+before the window existed), and the ledger notes it. A shard found without its mark after that
+was lost by Redis (a flush, a cluster node restarted empty): it is marked from today, and until
+that day is older than the days kept each of its ids is looked up in the spend log, so an old
+retry is never taken for new.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from quota_center.buckets.scripts import RedisClient, Scripts
 from quota_center.clock import DAY_S, Clock, days_kept
+
+log = logging.getLogger(__name__)
 
 SHARDS = 16
 # Bits tested and set per id; bits per id of a full bitmap: with 10 of 15, a full bitmap answers
@@ -62,6 +74,9 @@ class Seen:
         self.days = days_kept(retention_s)
         self.clock = clock
         self.base = base  # ids in a shard's first bitmap of a day
+        # The ledger's note that its filters were started (set by the center; none: never noted).
+        self.started: Callable[[], Awaitable[bool]] | None = None
+        self.note_started: Callable[[], Awaitable[None]] | None = None
 
     def prefix(self, shard: int) -> str:
         return "quota:seen:{" + self.ledger_id + ":" + str(shard) + "}"
@@ -84,9 +99,35 @@ class Seen:
             ttl,
         ]
 
+    def mark_key(self, shard: int) -> str:
+        return f"{self.prefix(shard)}:since"
+
     async def check(self, request_id: str, *, add: bool) -> bool:
         """True if ``request_id`` may have been served within the days kept; ``add`` adds it to
         today's filter in the same step."""
         args = self.args(request_id)
         counter = f"{args[0]}:{args[1]}"
-        return bool(await self.scripts.run("seen", [counter], ["1" if add else "0", *args]))
+        while True:
+            found = int(await self.scripts.run("seen", [counter], ["1" if add else "0", *args]))
+            if found != 2:
+                return found == 1
+            await self.mark(request_id)
+
+    async def mark(self, request_id: str) -> None:
+        """Set the mark of ``request_id``'s shard, found missing (see the module's docstring)."""
+        shard = place(request_id).shard
+        if self.started is not None and not await self.started():
+            for s in range(SHARDS):
+                await self.redis.set(self.mark_key(s), 0, nx=True)
+            if self.note_started is not None:
+                await self.note_started()
+            return
+        today = self.clock.day()
+        if await self.redis.set(self.mark_key(shard), today, nx=True):
+            log.warning(
+                "request-id filters: shard %d was lost by Redis; its ids are looked up in the spend log"
+                " until day %d has left the %d days kept",
+                shard,
+                today,
+                self.days,
+            )

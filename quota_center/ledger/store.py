@@ -174,6 +174,13 @@ class LedgerStore:
             reason=reason,
         )
 
+    async def seen_filters_started(self) -> bool:
+        """Whether the seen filters were ever started for this ledger (buckets/seen.py)."""
+        return bool(await self._pool.fetchval("SELECT seen_filters_started FROM ledger_identity"))
+
+    async def note_seen_filters_started(self) -> None:
+        await self._pool.execute("UPDATE ledger_identity SET seen_filters_started = true")
+
     async def identity(self) -> str:
         """This ledger's id (migration 0005): names the Redis keys that are the ledger's own."""
         return str(await self._pool.fetchval("SELECT id FROM ledger_identity"))

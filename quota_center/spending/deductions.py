@@ -152,6 +152,9 @@ class Spending:
                 else:
                     work = self.buckets.deduct(budget_id, index, request_id, amount, meta.gen)
                 r = await self.log.call(work, deduct_entry(budget_id, index, request_id))
+                if r.status == "UNMARKED" and self.buckets.seen is not None:
+                    await self.buckets.seen.mark(request_id)  # then the filters are asked again
+                    continue
                 if r.status == "RECALL":
                     # The claim is gone and the filters may have seen the id: older than the
                     # request window, the spend log knows what it did (docs/center.md#request-ids).

@@ -37,6 +37,8 @@
 --   {"RECALL", 0, 0}          (with KEYS[3] and the filters) the claim is free and the filters
 --                             may have seen the id: nothing done; look it up in the spend log,
 --                             then call again with ARGV[5] = "1"
+--   {"UNMARKED", 0, 0}        (with KEYS[3] and the filters) the claim is free and the filters'
+--                             shard has lost its mark: nothing done; set it, then call again
 --   {"POOLED", 0, gen}        the budget's end game serves new deductions from sub-bucket 0 (the
 --                             pool), and this sub-bucket has no record of the id: nothing done
 --                             here, deduct at the pool (docs/center.md#end-game). Sub-bucket 0 is
@@ -50,8 +52,14 @@ end
 if KEYS[3] then
   local bound = redis.call("GET", KEYS[3])
   if not bound then
-    if seen and ARGV[5] ~= "1" and seen_maybe(seen) then
-      return {"RECALL", 0, 0}
+    if seen and ARGV[5] ~= "1" then
+      local maybe = seen_maybe(seen)
+      if maybe == 2 then
+        return {"UNMARKED", 0, 0}
+      end
+      if maybe == 1 then
+        return {"RECALL", 0, 0}
+      end
     end
     redis.call("SET", KEYS[3], ARGV[4], "EX", ARGV[2])
   elseif bound ~= ARGV[4] then

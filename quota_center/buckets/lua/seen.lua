@@ -9,13 +9,11 @@
 -- ARGV[1]  "1": add; "0": only look
 -- ARGV[2..12]  the filter's parameters (seen_lib.lua)
 --
--- Returns 1 if the id may have been seen (the spend log decides), 0 if it certainly was not.
+-- Returns 1 if the id may have been seen (the spend log decides), 0 if it certainly was not,
+-- 2 if the shard's mark is missing (nothing added: the caller sets the mark and asks again).
 local s = seen_args(2)
 local maybe = seen_maybe(s)
-if ARGV[1] == "1" then
+if maybe ~= 2 and ARGV[1] == "1" then
   seen_add(s)
 end
-if maybe then
-  return 1
-end
-return 0
+return maybe

@@ -45,14 +45,27 @@ local function seen_bit(s, i, cap)
   return (s.h1 + i * s.h2) % (cap * s.bits)
 end
 
--- True if the id may have been added in one of the days kept.
+-- 0 if the id was not added in any of the days kept, 1 if it may have been, 2 if the shard's
+-- mark "<prefix>:since" is missing (Redis lost the shard's keys, or it is the first use: the
+-- caller sets it, quota_center/buckets/seen.py). The mark holds the day from which on the
+-- shard's filters hold every id served (0: always; that day itself only in part); until that day
+-- has left the days kept, every id is a "maybe", so a shard Redis lost cannot pass an old id off
+-- as new.
 local function seen_maybe(s)
   local names = {}
   for day = s.today - s.days + 1, s.today do
     names[#names + 1] = s.prefix .. ":" .. string.format("%d", day)
   end
+  names[#names + 1] = s.prefix .. ":since"
   local counts = redis.call("MGET", unpack(names))
-  for d = 1, #names do
+  local since = counts[#names]
+  if not since then
+    return 2
+  end
+  if tonumber(since) >= s.today - s.days + 1 then
+    return 1
+  end
+  for d = 1, #names - 1 do
     local name = names[d]
     local count = seen_filters(s, tonumber(counts[d] or "0"))
     local cap = s.base
@@ -72,14 +85,14 @@ local function seen_maybe(s)
         end
       end
       if all then
-        return true
+        return 1
       end
       if cap * s.growth * s.bits <= s.most then
         cap = cap * s.growth
       end
     end
   end
-  return false
+  return 0
 end
 
 -- Add the id to today's newest bitmap.

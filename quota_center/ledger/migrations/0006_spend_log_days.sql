@@ -61,3 +61,7 @@ SELECT request_id, budget_id, gen, holder, kind, amount, deduction_id, (logged_a
 FROM spend_log_undivided;
 
 DROP TABLE spend_log_undivided;
+
+-- Whether the seen filters in Redis (quota_center/buckets/seen.py) were ever started for this
+-- ledger: a filter shard found without its mark afterwards was lost, not new.
+ALTER TABLE ledger_identity ADD COLUMN seen_filters_started boolean NOT NULL DEFAULT false;

@@ -11,7 +11,7 @@ import pytest
 
 from quota_center.buckets.client import connect
 from quota_center.buckets.scripts import RedisClient, Scripts
-from quota_center.buckets.seen import SHARDS, Seen
+from quota_center.buckets.seen import SHARDS, Seen, place
 from quota_center.clock import DAY_S, Clock
 
 RETENTION_S = 7 * DAY_S
@@ -26,7 +26,18 @@ async def redis(redis_url: str) -> AsyncIterator[RedisClient]:
 
 
 def _seen(redis: RedisClient, clock: Clock) -> Seen:
-    return Seen(redis, Scripts(redis), f"t{secrets.token_hex(6)}", RETENTION_S, clock, base=BASE)
+    """Filters of a ledger of their own, used for the first time (every shard marked complete)."""
+    seen = Seen(redis, Scripts(redis), f"t{secrets.token_hex(6)}", RETENTION_S, clock, base=BASE)
+    noted: list[bool] = []
+
+    async def started() -> bool:
+        return bool(noted)
+
+    async def note_started() -> None:
+        noted.append(True)
+
+    seen.started, seen.note_started = started, note_started
+    return seen
 
 
 async def test_an_added_id_is_found_on_every_day_kept_and_the_bitmaps_grow(redis: RedisClient) -> None:
@@ -73,3 +84,29 @@ async def test_memory_follows_the_ids_added(redis: RedisClient) -> None:
     assert q < b / 5, (q, b)  # 100 times fewer ids: the quiet one has only its first small bitmaps
     # 15 bits an id when full; a day's last bitmap is at most 4 times larger than what it holds.
     assert b / 5_000 < 15 / 8 * 4 + 8, b / 5_000
+
+
+async def test_a_shard_redis_lost_answers_maybe_until_its_filters_hold_the_whole_retention(
+    redis: RedisClient,
+) -> None:
+    clock = Clock()
+    seen = _seen(redis, clock)
+    ids = [f"l-{n}" for n in range(400)]
+    for request_id in ids:
+        await seen.check(request_id, add=True)
+    lost = place(ids[0]).shard
+    async for key in redis.scan_iter(match=f"{seen.prefix(lost)}*"):
+        await redis.delete(key)
+    in_lost = [i for i in ids if place(i).shard == lost]
+    never = [f"n-{n}" for n in range(2_000) if place(f"n-{n}").shard == lost][:50]
+    # Its ids and ids never served alike: all "maybe" (the spend log decides), for the days kept.
+    assert all([await seen.check(i, add=False) for i in in_lost + never])
+    assert int(await redis.get(seen.mark_key(lost)) or -1) == clock.day()
+    clock.offset_s = (seen.days - 1) * DAY_S
+    assert all([await seen.check(i, add=False) for i in never])
+    clock.offset_s = seen.days * DAY_S  # the day of the loss has left the days kept
+    assert sum([await seen.check(i, add=False) for i in never]) <= 2
+    # The other shards were never in doubt.
+    clock.offset_s = 0
+    others = [f"n-{n}" for n in range(400) if place(f"n-{n}").shard != lost]
+    assert sum([await seen.check(i, add=False) for i in others]) <= 2

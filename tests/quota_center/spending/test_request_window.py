@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from redis.asyncio import RedisCluster
 
 from quota.v1 import common_pb2 as pb
 from quota_center.buckets import keys
+from quota_center.buckets.seen import place
 from quota_center.clock import DAY_S
 from quota_center.recovery.spend_days import SpendDays
 from quota_center.server import Center
@@ -177,3 +179,40 @@ async def test_a_retry_older_than_the_retention_is_new_and_old_days_leave_the_sp
         await assert_balanced(client, b)
     finally:
         center.clock.offset_s = 0
+
+
+async def test_an_old_retry_is_recognised_after_redis_lost_the_filters(
+    client: Client, serving: CenterThread
+) -> None:
+    """The filter shards holding old ids are deleted (a flush, a node restarted empty): their ids
+    are looked up in the spend log until new filters hold the whole retention, so the retries
+    still get their answers, and new ids are still served."""
+    center = _center(serving)
+    seen = center.buckets.seen
+    assert seen is not None
+    b = f"win-{secrets.token_hex(4)}"
+    await create(client, b, 1_000, sub_buckets=2)
+    old = [f"{b}-d{n}" for n in range(12)]
+    for n, request_id in enumerate(old):
+        assert (await deduct(client, b, request_id, n + 1)).code == OK
+    await _forgotten(serving, *old)
+    for shard in {place(i).shard for i in old}:
+        names = serving.call(lambda s=shard: _keys(center, seen.prefix(s)))
+        assert names, "the filters of a shard that served ids"
+        serving.call(lambda n=names: center.redis.delete(*n))
+    for n, request_id in enumerate(old):
+        again = await deduct(client, b, request_id, n + 1)
+        assert (again.code, again.amount) == (EXISTS, n + 1), again
+    for n in range(12):
+        assert (await deduct(client, b, f"{b}-new{n}", 1)).code == OK
+    assert (await get(client, b)).consumed == sum(range(1, 13)) + 12
+    await assert_balanced(client, b)
+
+
+async def _keys(center: Center, prefix: str) -> list[str]:
+    """The keys of one filter shard (one hash tag: one node of a cluster)."""
+    redis = center.redis
+    if isinstance(redis, RedisCluster):
+        node = redis.get_node_from_key(f"{prefix}:since")
+        return [str(k) async for k in redis.scan_iter(match=f"{prefix}*", target_nodes=node)]
+    return [str(k) async for k in redis.scan_iter(match=f"{prefix}*")]
