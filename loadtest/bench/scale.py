@@ -1,7 +1,7 @@
 """``python -m loadtest.bench --budgets N``: what a platform's many budgets cost, most of them idle.
 
-One throwaway stack (Redis, PostgreSQL, the center; no agents), grown in three steps, each
-measured the same way in the same run:
+One throwaway stack (Redis, PostgreSQL, the center, and one agent used only at the end), grown in
+three steps, each measured the same way in the same run:
 
 1. ``small``: 10 budgets, each used once;
 2. ``active``: ``--active`` budgets more (default 500), each used once (all in the active set);
@@ -12,8 +12,9 @@ At each step: the center's CPU and Redis's commands a second with no traffic (ov
 and Deduct throughput on the used budgets (a closed loop of 1-unit Deducts spread over them). At
 the last: Redis memory and the center's RSS per idle budget (from the growth between steps 2 and
 3), ``ListBudgets`` pages of 100 from random places, and a full audit page by page. After step 1:
-the bytes a served request leaves in Redis and in the spend log. The targets
-(issue: "State that scales") are ratios in this one run, printed with the values.
+the bytes a served request leaves in Redis (during the request window and after it) and in the
+spend log; at the end, the agent's memory per request it remembers. The targets
+are ratios in this one run, printed with the values.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ CREATE_CONCURRENCY = 64
 # Deducts whose leftovers (claim, record, spend-log row) are measured.
 REMEMBERED = 20_000
 DEDUCT_CONCURRENCY = 64
+AGENT = "eu"
 # The center's request window here (Redis forgets a request after it; the default is 600 s), with
 # the spend log's lease and dead-after below it, as the center requires.
 REQUEST_WINDOW_S = 10
@@ -228,6 +230,38 @@ class Scale:
                 return
             count = now
 
+    async def agent_per_request(self, count: int) -> dict[str, float]:
+        """The agent's RSS growth per request it remembers, over ``count`` 1-unit Deducts with new
+        ids served through it (its records in memory, and the pages of its record ring file)."""
+        budget_id = f"g{self.tag}"
+        await self.create([budget_id])
+        pid = self.stack.pid(f"agent-{AGENT}-1")
+        async with grpc.aio.insecure_channel(self.stack.agents[0]) as channel:
+            quota = quota_pb2_grpc.QuotaStub(channel)
+
+            async def deduct() -> None:
+                r = await quota.Deduct(
+                    common_pb2.DeductRequest(budget_id=budget_id, request_id=uuid.uuid4().hex, amount=1),
+                    timeout=30,
+                )
+                if r.code != common_pb2.RESULT_CODE_OK:
+                    raise RuntimeError(f"agent Deduct: {common_pb2.ResultCode.Name(r.code)} {r.message}")
+
+            for _ in range(200):  # its slice arrives; the interpreter's pools warm up
+                await deduct()
+            await asyncio.sleep(1.0)
+            rss0 = _rss_bytes(pid)
+            sem = asyncio.Semaphore(DEDUCT_CONCURRENCY)
+
+            async def one() -> None:
+                async with sem:
+                    await deduct()
+
+            await asyncio.gather(*(one() for _ in range(count)))
+            await asyncio.sleep(1.0)
+            rss1 = _rss_bytes(pid)
+        return {"requests": count, "rss_bytes": (rss1 - rss0) / count}
+
     def memory(self) -> tuple[int, int]:
         return int(self.redis.info("memory")["used_memory"]), _rss_bytes(self.pid)
 
@@ -269,12 +303,15 @@ async def _run(
         log("ListBudgets pages and a full audit")
         pages = await s.list_pages(small + used + idle, 30)
         audited, rate, balanced = await s.audit_all()
+        log("bytes per remembered request at an agent")
+        agent = await s.agent_per_request(min(REMEMBERED, 10 * budgets))
         return {
             "budgets": budgets,
             "active": active,
             "idle_seconds": idle_s,
             "steps": steps,
             "per_request": remembered,
+            "agent_per_request": agent,
             "redis_bytes_per_idle_budget": (after[0] - before[0]) / max(1, len(idle)),
             "center_rss_bytes_per_idle_budget": (after[1] - before[1]) / max(1, len(idle)),
             "list_page_ms": {"p50": statistics.median(pages), "max": max(pages)},
@@ -288,7 +325,7 @@ def run_scale(
     budgets: int, active: int, idle_s: float, log: Callable[[str], None], keep: bool = False
 ) -> dict[str, Any]:
     stack = Stack(
-        regions=(),
+        regions=(AGENT,),  # used only at the end, to measure what an agent remembers
         progress=log,
         keep=keep,
         center_settings={
@@ -349,7 +386,7 @@ def targets(report: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
 
 def render(report: dict[str, Any]) -> str:
     lines = [
-        f"State that scales: {report['budgets']:,} budgets, {report['active']:,} active, one center, no agents;"
+        f"State that scales: {report['budgets']:,} budgets, {report['active']:,} active, one center (an agent serves only at the end);"
         f" idle figures over {report['idle_seconds']:g} s with no traffic",
         f"{'step':<8} {'budgets':>9} {'idle center CPU':>16} {'Redis cmds/s idle':>18} {'Deduct/s':>9}",
     ]
@@ -365,6 +402,12 @@ def render(report: dict[str, Any]) -> str:
         f" Redis {r['redis_window_bytes']:,.0f} bytes for the request window ({REQUEST_WINDOW_S} s here),"
         f" {r['redis_after_bytes']:,.1f} bytes after it (seen filters); spend log {r['spend_log_bytes']:,.0f}"
         " bytes for the retention"
+    )
+    a = report["agent_per_request"]
+    lines.append(
+        f"per remembered request at an agent ({a['requests']:,} Deducts served through it): RSS"
+        f" {a['rss_bytes']:,.0f} bytes (records in memory and the pages of its record ring file; kept"
+        " up to REGION_AGENT_MAX_RECORDS)"
     )
     lines.append(
         f"memory per idle budget: Redis {report['redis_bytes_per_idle_budget']:,.0f} bytes,"

@@ -181,4 +181,6 @@ def test_the_scale_mode_runs_and_reports_every_step(tmp_path: Path) -> None:
     # Past the window Redis keeps only the seen filters: less than while claims and records lived.
     assert r["redis_window_bytes"] > r["redis_after_bytes"] >= 0, r
     assert r["spend_log_bytes"] > 0
+    assert report["agent_per_request"]["requests"] == 1_200
+    assert any(line.startswith("per remembered request at an agent (1,200 Deducts") for line in lines)
     assert any(line.startswith("per remembered request (1,200 Deducts") for line in lines)

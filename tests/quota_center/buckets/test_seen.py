@@ -46,7 +46,7 @@ async def test_an_added_id_is_found_on_every_day_kept_and_the_bitmaps_grow(redis
     added = [f"id-{secrets.token_hex(8)}" for _ in range(1_500)]
     for request_id in added:
         await seen.check(request_id, add=True)
-    bitmaps = [k async for k in redis.scan_iter(match=f"quota:seen:{{{seen.ledger_id}:*", count=1000)]
+    bitmaps = [k async for k in redis.scan_iter(match=f"quota:seen:{{{seen.ledger_id}:*", count=10_000)]
     # Each shard's day has its counter and bitmaps of 32, 128, 512... ids: ~94 ids take two.
     assert len(bitmaps) >= SHARDS * 3, sorted(bitmaps)[:10]
     for offset_days in range(seen.days):
@@ -76,7 +76,7 @@ async def test_memory_follows_the_ids_added(redis: RedisClient) -> None:
 
     async def used(seen: Seen) -> int:
         total = 0
-        async for key in redis.scan_iter(match=f"quota:seen:{{{seen.ledger_id}:*", count=1000):
+        async for key in redis.scan_iter(match=f"quota:seen:{{{seen.ledger_id}:*", count=10_000):
             total += int(await redis.memory_usage(key) or 0)
         return total
 
@@ -95,7 +95,7 @@ async def test_a_shard_redis_lost_answers_maybe_until_its_filters_hold_the_whole
     for request_id in ids:
         await seen.check(request_id, add=True)
     lost = place(ids[0]).shard
-    async for key in redis.scan_iter(match=f"{seen.prefix(lost)}*"):
+    async for key in redis.scan_iter(match=f"{seen.prefix(lost)}*", count=10_000):
         await redis.delete(key)
     in_lost = [i for i in ids if place(i).shard == lost]
     never = [f"n-{n}" for n in range(2_000) if place(f"n-{n}").shard == lost][:50]
