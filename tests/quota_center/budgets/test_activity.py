@@ -1,7 +1,7 @@
 """Background work follows what is in use (budgets/activity.py): a center's loops look only at the
 budgets with something to do. Watched from outside with Redis MONITOR: an idle or a closed budget
 costs no command, while a budget with a live reservation is still looked after, an idle budget
-that is used again is tended again, and reservations expire on time from the schedule, even when
+that is used again is tended (refilled in the background) again, and reservations expire on time from the schedule, even when
 the schedule or the active set lost the budget."""
 
 from __future__ import annotations
@@ -124,13 +124,29 @@ async def test_idle_and_closed_budgets_cost_no_redis_command(
     assert seen.naming(closed) == []
     assert seen.naming(held), "no loop looked at the budget with a live reservation"
 
-    # Used again, the idle budget is active again, and the filler tends it.
-    assert (await deduct(client, idle, f"{idle}-2", 10)).code == OK
+    # Used again, the idle budget is active again, and the filler tends it: it refills the
+    # sub-buckets in the background (ledger rows by the filler), not only on demand.
+    center = busy_center.center
+    assert center is not None
+
+    def fills() -> int:
+        rows = busy_center.call(lambda: center.ledger.entries(idle, limit=10_000))
+        return sum(1 for r in rows if r.entry.actor == "filler" and r.entry.kind == "fill")
+
+    before = fills()
+    for n in range(2, 12):
+        assert (await deduct(client, idle, f"{idle}-{n}", 10)).code == OK
+        await asyncio.sleep(0.05)
     assert idle in _active(redis_url, busy_center)
     with Monitor(redis_url) as seen:
         await asyncio.sleep(0.5)
     assert seen.naming(idle), "the budget used again was not looked at"
-    assert (await get(client, idle)).consumed == 20
+    assert (await get(client, idle)).consumed == 110
+
+    async def refilled() -> bool:
+        return fills() > before
+
+    await _until(refilled, 5, "the budget in use again was not refilled in the background")
 
 
 @pytest.mark.parametrize("lost", ["nothing", "its schedule entry", "its schedule entry and active mark"])
