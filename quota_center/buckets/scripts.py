@@ -35,6 +35,7 @@ SCRIPT_NAMES = (
     "snapshot",
     "zrem_if",
     "read_buckets",
+    "read_sets",
     "seen",
 )
 # Lua chunks prepended to a script (Redis has no include): the functions they define come first.
