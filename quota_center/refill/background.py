@@ -20,7 +20,7 @@ from quota_center.metrics import FILL_SECONDS
 from quota_center.recovery.rebuild import Recovery
 from quota_center.refill.locks import BudgetLocks
 from quota_center.transfers.protocol import Movement, Transfers
-from quota_rules.allocation import fill_amount, release_amount
+from quota_rules.allocation import BudgetState, fill_amount, release_amount
 from quota_rules.loops import stop_if_cancelled
 from quota_rules.rates import Demand
 
@@ -195,18 +195,21 @@ class Filler:
         for index, view in enumerate(subs):
             self.demand.see(budget_id, meta.gen, index, consumed=view.consumed, balance=view.balance, now=now)
         moved = 0
+        # The budget as this pass saw it, for each sub-bucket's first look (a fill decided on it
+        # is decided again on fresh balances under the lock; main only shrinks meanwhile, so a
+        # stale look errs towards looking again, never towards a fill missed).
+        seen = self.demand.budget(budget_id, meta.sub_buckets, now)
         # Soonest to run dry first, so that a short main goes where it is missed first.
         for index in sorted(range(len(subs)), key=lambda i: self._runway(budget_id, i, subs[i], now)):
             if self.demand.idle_s(budget_id, index, now) >= self.idle_s:
-                moved += await self._release(meta, index, now)
+                moved += await self._release(meta, index, now, seen)
             else:
-                moved += await self._fill(meta, index, now)
+                moved += await self._fill(meta, index, now, seen)
         quiet = all(self.demand.idle_s(budget_id, i, now) >= QUIET_S for i in range(len(subs)))
         return self.quiet_s if quiet and moved == 0 else 0.0
 
-    async def _fill(self, meta: BudgetMeta, index: int, now: float) -> int:
+    async def _fill(self, meta: BudgetMeta, index: int, now: float, snapshot: BudgetState) -> int:
         budget_id, holder = meta.budget_id, sub_holder(index)
-        snapshot = self.demand.budget(budget_id, meta.sub_buckets, now)
         if fill_amount(meta.policy, snapshot, self.demand.holder(budget_id, index, now), self.lead_ms) <= 0:
             return 0
         started = time.perf_counter()
@@ -226,9 +229,8 @@ class Filler:
         FILL_SECONDS.labels("fill").observe(time.perf_counter() - started)
         return moved
 
-    async def _release(self, meta: BudgetMeta, index: int, now: float) -> int:
+    async def _release(self, meta: BudgetMeta, index: int, now: float, snapshot: BudgetState) -> int:
         budget_id, holder = meta.budget_id, sub_holder(index)
-        snapshot = self.demand.budget(budget_id, meta.sub_buckets, now)
         if release_amount(meta.policy, snapshot, self.demand.holder(budget_id, index, now)) <= 0:
             return 0
         started = time.perf_counter()
