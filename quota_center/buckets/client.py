@@ -33,6 +33,8 @@ DEFAULT_PORT: Final = 6379
 # instead of opening thousands of connections up to Redis's ``maxclients``.
 DEFAULT_MAX_CONNECTIONS: Final = 256
 POOL_WAIT_S: Final = 10.0
+# On a cluster, connections per node kept for pipelines and subscriptions beyond the commands' cap.
+PIPELINE_CONNECTIONS: Final = 64
 
 
 class ClusterUnavailable(RedisConnectionError):
@@ -149,8 +151,14 @@ class CenterRedisCluster(RedisCluster):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        commands = int(kwargs.get("max_connections", DEFAULT_MAX_CONNECTIONS))
+        # Pipelines (the background loops' page reads, a DeductBatch's items) and the relay's
+        # subscription take node connections outside the cap on single commands: each node's pool
+        # keeps room for them, so a burst of commands waiting on a stalled node cannot leave a
+        # pipeline (or a command) without a connection there.
+        kwargs["max_connections"] = commands + PIPELINE_CONNECTIONS
         super().__init__(*args, **kwargs)
-        self._in_flight = asyncio.Semaphore(int(kwargs.get("max_connections", DEFAULT_MAX_CONNECTIONS)))
+        self._in_flight = asyncio.Semaphore(commands)
 
     async def initialize(
         self,

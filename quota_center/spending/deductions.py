@@ -380,10 +380,10 @@ class Spending:
         step, before it is claimed and served: a crash after serving cannot leave it out.
         (Deductions on one Redis server do this in deduct.lua, RECALL, and add what they serve.)"""
         seen = self.buckets.seen
-        if seen is None or self.recall is None or await self.buckets.claimed(request_id):
+        if seen is None or self.recall is None or not await seen.check(request_id, add=True):
             return None
-        if not await seen.check(request_id, add=True):
-            return None
+        if await self.buckets.claimed(request_id):
+            return None  # within the window: the claim and the record settle it
         return await look()
 
     async def _past_deduction(self, meta: BudgetMeta, request_id: str, amount: int) -> Prior | None:

@@ -53,6 +53,11 @@ if KEYS[3] then
   local bound = redis.call("GET", KEYS[3])
   if not bound then
     if seen and ARGV[5] ~= "1" then
+      if redis.call("EXISTS", KEYS[1]) == 0 then
+        -- Redis lost the sub-bucket: the budget is rebuilt first, and then every request of it
+        -- is looked up in the spend log anyway (recovery/recall.py).
+        return {"LOST", 0, 0}
+      end
       local maybe = seen_maybe(seen)
       if maybe == 2 then
         return {"UNMARKED", 0, 0}
