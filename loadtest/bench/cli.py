@@ -128,15 +128,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-target", action="store_true", help="exit 3 when a target is not met")
     scale = p.add_argument_group(
         "state that scales",
-        "with --budgets, only this is measured (loadtest/bench/scale.py): one stack without agents grown"
-        " from 10 budgets to --active used ones to N in all (the rest created and never used); at each"
-        " step the center's CPU and Redis's commands/s with no traffic and Deduct/s on the used budgets;"
-        " then memory per idle budget, ListBudgets page times and a full audit's rate, with the targets",
+        "with --budgets, only this is measured (loadtest/bench/scale.py): one stack grown from 10"
+        " budgets to --active used ones to N in all (the rest created and never used); at each step the"
+        " center's CPU and Redis's commands/s with no traffic and Deduct/s on the used budgets; then"
+        " memory per idle budget, ListBudgets page times, a full audit's rate, the bytes a request leaves"
+        " in Redis during and after its window and in the spend log, and an agent's memory per request,"
+        " with the targets",
     )
     scale.add_argument("--budgets", type=int, metavar="N", help="budgets in all (e.g. 100000)")
     scale.add_argument("--active", type=int, default=500, help="of them in use (default 500)")
     scale.add_argument(
         "--idle-seconds", type=float, default=10.0, help="each no-traffic measurement (default 10)"
+    )
+    scale.add_argument(
+        "--request-window",
+        type=int,
+        default=10,
+        metavar="S",
+        help="the center's QUOTA_CENTER_REQUEST_WINDOW_S in this stack, waited out to measure what a"
+        " request leaves after it (default 10; the center's own default is 600)",
     )
     return p
 
@@ -144,15 +154,23 @@ def parser() -> argparse.ArgumentParser:
 def _scale(args: argparse.Namespace) -> int:
     from loadtest.bench import scale
 
-    if not 10 < args.active < args.budgets - 10 or args.idle_seconds <= 0:
+    if (
+        not 10 < args.active < args.budgets - 10
+        or args.idle_seconds <= 0
+        or not 2 <= args.request_window <= 600
+    ):
         print(
-            "bench: --budgets must exceed --active + 10, --active must exceed 10; --idle-seconds positive",
+            "bench: --budgets must exceed --active + 10, --active must exceed 10; --idle-seconds positive;"
+            " --request-window 2..600",
             file=sys.stderr,
         )
         return 2
     log = Progress()
     report = _measured(
-        lambda: scale.run_scale(args.budgets, args.active, args.idle_seconds, log, keep=args.keep), log
+        lambda: scale.run_scale(
+            args.budgets, args.active, args.idle_seconds, log, keep=args.keep, window_s=args.request_window
+        ),
+        log,
     )
     if isinstance(report, int):
         return report

@@ -42,8 +42,8 @@ CREATE_CONCURRENCY = 64
 REMEMBERED = 20_000
 DEDUCT_CONCURRENCY = 64
 AGENT = "eu"
-# The center's request window here (Redis forgets a request after it; the default is 600 s), with
-# the spend log's lease and dead-after below it, as the center requires.
+# The center's request window here by default (Redis forgets a request after it; the center's own
+# default is 600 s), with the spend log's lease and dead-after below it, as the center requires.
 REQUEST_WINDOW_S = 10
 # Today's bytes per remembered request in Redis (a claim and a record for the whole retention,
 # 32-character ids), measured by this benchmark before the request window existed.
@@ -68,9 +68,10 @@ def _rss_bytes(pid: int) -> int:
 
 
 class Scale:
-    def __init__(self, stack: Stack, log: Callable[[str], None]) -> None:
+    def __init__(self, stack: Stack, log: Callable[[str], None], window_s: int = REQUEST_WINDOW_S) -> None:
         self.stack = stack
         self.log = log
+        self.window_s = window_s
         self.redis = Redis.from_url(stack.redis_url)
         self.pid = stack.pid("center")
         self.channel = grpc.aio.insecure_channel(stack.center)
@@ -190,7 +191,7 @@ class Scale:
         conn = await asyncpg.connect(self.stack.database_url)
         try:
             # The claims and records of the requests before go first: they would leave meanwhile.
-            await asyncio.sleep(REQUEST_WINDOW_S + 1)
+            await asyncio.sleep(self.window_s + 1)
             await self._expired()
             redis0 = int(self.redis.info("memory")["used_memory"])
             log0 = int(await conn.fetchval(_SPEND_LOG_BYTES))
@@ -207,7 +208,7 @@ class Scale:
             log1 = int(await conn.fetchval(_SPEND_LOG_BYTES))
             # Past the window: Redis lets the claims and records go (its expiry cycle takes a
             # sample at a time; this waits until it has).
-            await asyncio.sleep(max(0.0, REQUEST_WINDOW_S + 1 - (time.monotonic() - started)))
+            await asyncio.sleep(max(0.0, self.window_s + 1 - (time.monotonic() - started)))
             await self._expired()
             redis2 = int(self.redis.info("memory")["used_memory"])
         finally:
@@ -271,9 +272,9 @@ class Scale:
 
 
 async def _run(
-    stack: Stack, budgets: int, active: int, idle_s: float, log: Callable[[str], None]
+    stack: Stack, budgets: int, active: int, idle_s: float, log: Callable[[str], None], window_s: int
 ) -> dict[str, Any]:
-    s = Scale(stack, log)
+    s = Scale(stack, log, window_s)
     load_s = min(5.0, max(1.0, idle_s / 2))  # each Deduct throughput window
     try:
         small = [f"s{s.tag}-{i:07d}" for i in range(10)]
@@ -310,7 +311,7 @@ async def _run(
             "active": active,
             "idle_seconds": idle_s,
             "steps": steps,
-            "per_request": remembered,
+            "per_request": {**remembered, "window_s": window_s},
             "agent_per_request": agent,
             "redis_bytes_per_idle_budget": (after[0] - before[0]) / max(1, len(idle)),
             "center_rss_bytes_per_idle_budget": (after[1] - before[1]) / max(1, len(idle)),
@@ -322,7 +323,12 @@ async def _run(
 
 
 def run_scale(
-    budgets: int, active: int, idle_s: float, log: Callable[[str], None], keep: bool = False
+    budgets: int,
+    active: int,
+    idle_s: float,
+    log: Callable[[str], None],
+    keep: bool = False,
+    window_s: int = REQUEST_WINDOW_S,
 ) -> dict[str, Any]:
     stack = Stack(
         regions=(AGENT,),  # used only at the end, to measure what an agent remembers
@@ -330,16 +336,18 @@ def run_scale(
         keep=keep,
         center_settings={
             "LOG_LEVEL": "WARNING",
-            "REQUEST_WINDOW_S": str(REQUEST_WINDOW_S),
-            "WRITEBEHIND_LEASE_MS": "3000",
-            "INSTANCE_DEAD_AFTER_MS": "6000",
+            "REQUEST_WINDOW_S": str(window_s),
+            # Below the window, as the center requires: a log that cannot be written for 30 % of
+            # the window stops spending, a silent center is gone after 60 %.
+            "WRITEBEHIND_LEASE_MS": str(window_s * 300),
+            "INSTANCE_DEAD_AFTER_MS": str(window_s * 600),
         },
         postgres_settings={"max_connections": "200"},
     )
     try:
         log(f"starting the servers in {stack.dir}")
         stack.start()
-        return asyncio.run(_run(stack, budgets, active, idle_s, log))
+        return asyncio.run(_run(stack, budgets, active, idle_s, log, window_s))
     finally:
         log("stopping the servers")
         stack.stop()
@@ -399,7 +407,7 @@ def render(report: dict[str, Any]) -> str:
     r = report["per_request"]
     lines.append(
         f"per remembered request ({r['requests']:,} Deducts at the center, request ids of 32 characters):"
-        f" Redis {r['redis_window_bytes']:,.0f} bytes for the request window ({REQUEST_WINDOW_S} s here),"
+        f" Redis {r['redis_window_bytes']:,.0f} bytes for the request window ({r['window_s']} s here),"
         f" {r['redis_after_bytes']:,.1f} bytes after it (seen filters); spend log {r['spend_log_bytes']:,.0f}"
         " bytes for the retention"
     )

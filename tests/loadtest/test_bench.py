@@ -150,6 +150,8 @@ def test_the_scale_mode_runs_and_reports_every_step(tmp_path: Path) -> None:
             "40",
             "--idle-seconds",
             "0.5",
+            "--request-window",
+            "2",
             "--json",
             str(json_path),
         ],

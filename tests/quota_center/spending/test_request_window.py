@@ -28,7 +28,10 @@ WINDOW_S = 2
 EXCEEDS = pb.RESULT_CODE_EXCEEDS_DEDUCTED
 
 
-@pytest.fixture(scope="module", params=["one server", "cluster"])
+BOTH = pytest.mark.parametrize("window_center", ["one server", "cluster"], indirect=True)
+
+
+@pytest.fixture(scope="module")
 def window_center(
     request: pytest.FixtureRequest, redis_url: str, database_url: str
 ) -> Iterator[CenterThread]:
@@ -36,9 +39,8 @@ def window_center(
     a center that cannot write it stops spending after 0.5 s, and is taken for gone after 1.5),
     on one Redis server (the filters tested and added in deduct.lua) and on a Redis Cluster
     (tested and added apart, seen.lua)."""
-    url = (
-        redis_url if request.param == "one server" else cluster_url(request.getfixturevalue("redis_cluster"))
-    )
+    kind = getattr(request, "param", "one server")
+    url = redis_url if kind == "one server" else cluster_url(request.getfixturevalue("redis_cluster"))
     with own_ledger_center(
         url,
         database_url,
@@ -70,6 +72,7 @@ async def _forgotten(running: CenterThread, *request_ids: str) -> None:
             await asyncio.sleep(0.1)
 
 
+@BOTH
 async def test_a_retry_after_the_window_gets_its_original_answer_from_the_spend_log(
     client: Client, serving: CenterThread
 ) -> None:
@@ -122,6 +125,7 @@ async def test_returns_retried_after_the_window_apply_once(client: Client, servi
     await assert_balanced(client, b)
 
 
+@BOTH
 async def test_concurrent_copies_of_an_old_request_apply_nothing(
     client: Client, serving: CenterThread
 ) -> None:
@@ -180,6 +184,7 @@ async def test_a_retry_older_than_the_retention_is_new_and_old_days_leave_the_sp
         center.clock.offset_s = 0
 
 
+@BOTH
 async def test_an_old_retry_is_recognised_after_redis_lost_the_filters(
     client: Client, serving: CenterThread
 ) -> None:
