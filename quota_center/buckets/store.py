@@ -153,7 +153,9 @@ class BucketStore:
 
     async def claimed(self, request_id: str) -> bool:
         """Whether ``request_id`` is bound at the center (served or forwarded here, within the window)."""
-        return bool(await self.redis.exists(keys.claim_key(request_id)))
+        # GET, not EXISTS: a cluster client splits EXISTS by slot through a pipeline, which lacks
+        # the single-command path's handling of a connection closed under it (buckets/client.py).
+        return await self.redis.get(keys.claim_key(request_id)) is not None
 
     async def bind(self, request_id: str, fingerprint: str) -> None:
         """Bind ``request_id`` to ``fingerprint`` whatever it is bound to now: after a Redis loss,
