@@ -140,7 +140,9 @@ async def test_a_center_reports_how_far_it_has_written_and_its_clean_stop(ledger
     # cycle's round trip; so it passes `began` within a few cycles after it, not necessarily one.
     for _ in range(100):
         await log.flushed_past(time.monotonic())
-        rows = {r.instance_id: r for r in await ledger.running_instances(seen_since=began, started_before=began)}
+        rows = {
+            r.instance_id: r for r in await ledger.running_instances(seen_since=began, started_before=began)
+        }
         mine = rows[log.instance_id]
         if mine.flushed_until >= began:
             break
