@@ -26,6 +26,11 @@ SCARCE_HORIZON_DIVISOR = 4
 # No real holder draws 2^53 units a second; capping rates keeps every product finite.
 MAX_RATE = float(MAX_AMOUNT)
 
+# In NORMAL mode a holder's slice covers at least this many of its draws: a refill is a ledger
+# transfer, many times a deduction's cost, so a holder drawing less than this many times over
+# the horizon (most budgets of a platform with many of them) would otherwise pay one per draw.
+MIN_DRAWS = 16
+
 
 @dataclass(frozen=True, slots=True)
 class BudgetState:
@@ -48,6 +53,8 @@ class HolderState:
     rate: float = 0.0  # observed demand, units per second
     need: int = 0  # the request it must cover now; 0 for a background refill
     last_slice: int = 0  # 0: it never got a slice (a newcomer)
+    # What it typically takes at a time (units; 0: not known): see ``rates.Demand``.
+    draw: int = 0
 
 
 def slice_size(policy: Policy, budget: BudgetState, holder: HolderState) -> int:
@@ -64,7 +71,9 @@ def slice_size(policy: Policy, budget: BudgetState, holder: HolderState) -> int:
        small enough that little is stranded in fragments, which reclaim rounds and
        merges bring back, large enough that a busy agent keeps serving locally.
     3. **Demand** (NORMAL): ``rate × refill_horizon``, what the holder will spend
-       before its next refill, capped by its **fair share** of main,
+       before its next refill, and at least ``MIN_DRAWS`` of its typical draws (a holder
+       drawing a few times a minute still refills once per many deductions, not after
+       each), capped by its **fair share** of main,
        ``main × rate / Σ rates`` (Doorman's proportional share: a holder drawing 80 %
        of the budget's demand may take 80 % of main, so one hot holder cannot drain
        main while the others starve). Without rate information there is no evidence
@@ -94,6 +103,7 @@ def slice_size(policy: Policy, budget: BudgetState, holder: HolderState) -> int:
         min_slice=policy.min_slice,
         max_slice=policy.max_slice,
         horizon_ms=policy.refill_horizon_ms,
+        draw=holder.draw,
     )
     return min(main, due)
 
@@ -109,10 +119,12 @@ def slice_for_mode(
     need: int = 0,
     share: int = MAX_AMOUNT,
     others_draw: bool = False,
+    draw: int = 0,
 ) -> int:
     """``slice_size`` once the mode is known, before main caps it (steps 2 to 5 there).
 
-    ``share`` is the holder's fair share of main; ``others_draw``: some holder has a rate. An
+    ``share`` is the holder's fair share of main; ``others_draw``: some holder has a rate;
+    ``draw``: what the holder typically takes at a time (0 when not known). An
     agent knows its mode (the center tells it) but not main nor the other holders: it leaves
     ``share`` at the maximum, and the center caps the grant.
     """
@@ -128,7 +140,7 @@ def slice_for_mode(
         wanted = min(demand(rate, horizon_ms // SCARCE_HORIZON_DIVISOR), share) if rate > 0 else min_slice
         return max(need, min_slice, wanted)
     if rate > 0:
-        wanted = min(demand(rate, horizon_ms), share)
+        wanted = min(max(demand(rate, horizon_ms), min(MAX_AMOUNT, MIN_DRAWS * max(0, draw))), share)
     elif need > 0 and not others_draw:
         wanted = share  # nobody has a rate: an equal share
     else:
@@ -172,9 +184,29 @@ def top_up(size: int, balance: int, rate: float, *, low_watermark_pct: int, lead
     """``size``, the slice a holder would get now, if its ``balance`` is below its watermarks, else 0."""
     if size <= 0:
         return 0
-    below_pct = balance * 100 < size * low_watermark_pct
-    below_lead = balance < demand(rate, lead_ms)
-    return size if below_pct or below_lead else 0
+    return (
+        size if balance < watermark(size, rate, low_watermark_pct=low_watermark_pct, lead_ms=lead_ms) else 0
+    )
+
+
+def watermark(size: int, rate: float, *, low_watermark_pct: int, lead_ms: int) -> int:
+    """The balance below which a holder is topped up with ``size``: ``low_watermark_pct`` of it,
+    and at least what the holder spends in ``lead_ms``."""
+    return max(-(-size * low_watermark_pct // 100), demand(rate, lead_ms))
+
+
+def fill_due_in(policy: Policy, budget: BudgetState, holder: HolderState, lead_ms: int = 0) -> float:
+    """Seconds until ``fill_amount`` would top the holder up at its rate: 0 when it would now,
+    ``inf`` when it draws nothing or would get nothing. A faster draw, or main shrinking (which
+    only shrinks the slice, and so the watermark), changes it: callers look again well before."""
+    size = slice_size(policy, budget, replace(holder, need=0))
+    if size <= 0:
+        return math.inf
+    rate = _clean_rate(holder.rate)
+    mark = watermark(size, rate, low_watermark_pct=policy.low_watermark_pct, lead_ms=lead_ms)
+    if holder.balance < mark:
+        return 0.0
+    return math.inf if rate == 0 else (holder.balance - mark + 1) / rate
 
 
 def release_amount(policy: Policy, budget: BudgetState, holder: HolderState) -> int:

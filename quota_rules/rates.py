@@ -23,6 +23,8 @@ from quota_rules.allocation import BudgetState, HolderState
 # Below this much decayed demand (units) a holder counts as idle: an exponential
 # never reaches zero on its own, and half a unit is less than any deduction.
 IDLE_MASS = 0.5
+# Weight of each new sample in a holder's typical draw (a moving average).
+DRAW_WEIGHT = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,13 @@ class _Holder:
     consumed: int | None = None  # its consumed counter at the last look
     balance: int = 0  # its balance at the last look, adjusted by our own transfers
     last_slice: int = 0
+    draws: int | None = None  # its count of deductions at the last look, when it keeps one
+    # Moving average of what it takes at a time: the consumption over the deductions between two
+    # looks (``see``), or one deduction's amount (``observe``).
+    draw: float = 0.0
+
+    def drew(self, amount: float) -> None:
+        self.draw = amount if self.draw == 0 else self.draw + DRAW_WEIGHT * (amount - self.draw)
 
 
 @dataclass(slots=True)
@@ -93,18 +102,32 @@ class Demand:
         self.min_window_s = min_window_s
         self._budgets: dict[str, _Budget] = {}
 
-    def see(self, budget_id: str, gen: int, index: int, *, consumed: int, balance: int, now: float) -> int:
+    def see(
+        self,
+        budget_id: str,
+        gen: int,
+        index: int,
+        *,
+        consumed: int,
+        balance: int,
+        now: float,
+        draws: int | None = None,
+    ) -> int:
         """Record a sub-bucket's counters; return the consumption since the last look (≥ 0).
 
-        The first look, a new generation (sub-buckets rebuilt empty) and a counter that
-        went down (a return) only set the baseline.
+        ``draws`` counts the deductions it served: the consumption over the draws since the last
+        look is a sample of the holder's typical draw (none without it). The first look, a new generation (sub-buckets rebuilt empty) and
+        a counter that went down (a return) only set the baseline.
         """
         h = self._holder(budget_id, index, now, gen)
         delta = 0 if h.consumed is None else consumed - h.consumed
-        h.consumed, h.balance = consumed, balance
+        counted = 0 if draws is None or h.draws is None else draws - h.draws
+        h.consumed, h.balance, h.draws = consumed, balance, draws
         if delta <= 0:
             return 0
         h.rate = observe(h.rate, delta, now, self.half_life_s)
+        if counted > 0:
+            h.drew(delta / counted)
         h.active_at = now
         return delta
 
@@ -115,6 +138,8 @@ class Demand:
         """Record one served deduction (for a per-deduction hook; do not combine with ``see``)."""
         h = self._holder(budget_id, index, now)
         h.rate = observe(h.rate, amount, now, self.half_life_s)
+        if amount > 0:
+            h.drew(amount)
         h.active_at = now
 
     def moved(self, budget_id: str, index: int, *, balance: int, main: int, slice_: int = 0) -> None:
@@ -150,6 +175,7 @@ class Demand:
             rate=self.rate(budget_id, index, now),
             need=need,
             last_slice=0 if h is None else h.last_slice,
+            draw=0 if h is None else round(h.draw),
         )
 
     def budget(

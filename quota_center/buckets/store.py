@@ -60,6 +60,7 @@ class BucketView:
     state: str
     pending: tuple[Pending, ...] = field(default=())
     reserved: int = 0
+    draws: int = 0  # deductions and confirmations it served (sizes slices: quota_rules/rates.py)
 
 
 def _outcome(reply: list[object]) -> Outcome:
@@ -121,6 +122,7 @@ def _view(holder: str, fields: dict[str, str], records: dict[str, str]) -> Bucke
         state=fields.get("state", ""),
         pending=pending,
         reserved=int(fields.get("reserved", 0)),
+        draws=int(fields.get("draws", 0)),
     )
 
 

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from quota_center.buckets.store import BucketStore, BucketView
 from quota_center.budgets.registry import BudgetMeta, Registry
@@ -20,7 +21,7 @@ from quota_center.metrics import FILL_SECONDS
 from quota_center.recovery.rebuild import Recovery
 from quota_center.refill.locks import BudgetLocks
 from quota_center.transfers.protocol import Movement, Transfers
-from quota_rules.allocation import BudgetState, fill_amount, release_amount
+from quota_rules.allocation import BudgetState, fill_amount, fill_due_in, release_amount
 from quota_rules.loops import stop_if_cancelled
 from quota_rules.rates import Demand
 
@@ -37,6 +38,13 @@ QUIET_S = 1.0
 # alike cross their watermark together), and a deduction takes a whole amount at once:
 # two periods more.
 LEAD_PASSES = 4
+
+
+class Next(NamedTuple):
+    """When a budget is to be tended again."""
+
+    wait_s: float
+    quiet: bool = False  # also as soon as it is used again (its activity mark moves)
 
 
 class Filler:
@@ -117,14 +125,14 @@ class Filler:
             for budget_id in page:
                 stop_if_cancelled()
                 try:
-                    wait_s = await self._tend_or_repair(budget_id, read.get(budget_id))
+                    then = await self._tend_or_repair(budget_id, read.get(budget_id))
                 except Exception as exc:
                     # Redis or PostgreSQL down, most likely: retried each pass.
                     self.failures.failed(exc, budget_id)
                     continue
                 self._seen[budget_id] = marks[budget_id]
-                self._next[budget_id] = now + wait_s
-                if wait_s >= self.quiet_s:
+                self._next[budget_id] = now + then.wait_s
+                if then.quiet:
                     self._quiet.add(budget_id)
                 else:
                     self._quiet.discard(budget_id)
@@ -154,7 +162,7 @@ class Filler:
         their surplus back within half ``idle_s`` of its time."""
         return max(QUIET_S, self.idle_s / 2)
 
-    async def _tend_or_repair(self, budget_id: str, found: list[BucketView | None] | None) -> float:
+    async def _tend_or_repair(self, budget_id: str, found: list[BucketView | None] | None) -> Next:
         try:
             return await self.tend(budget_id, found)
         except BucketLost:
@@ -164,18 +172,19 @@ class Filler:
             self.registry.forget(budget_id)
         except UnknownBudget:
             self.demand.forget(budget_id)
-        return 0.0  # repaired (or gone): looked at again next pass
+        return Next(0.0)  # repaired (or gone): looked at again next pass
 
-    async def tend(self, budget_id: str, found: list[BucketView | None] | None = None) -> float:
+    async def tend(self, budget_id: str, found: list[BucketView | None] | None = None) -> Next:
         """One pass over one budget: observe its sub-buckets (``found``: as a page's read had them;
         else read now), then fill or release each.
 
-        Returns in how many seconds it wants tending again: 0 (the next pass) when it consumed lately
-        or something moved, else ``quiet_s``.
+        Returns when it wants tending again: a quiet budget (no sub-bucket consumed for
+        ``QUIET_S``, nothing moved) in ``quiet_s`` or as soon as it is used again; a busy one
+        at half the time until a sub-bucket of it reaches its watermark (0: the next pass).
         """
         meta = await self.registry.get(budget_id)
         if meta.outside_window(datetime.now(UTC)) is not None or meta.policy.strategy == "static":
-            return self.quiet_s  # static shares are given once, on demand, and never topped up
+            return Next(self.quiet_s, True)  # static shares are given once, on demand, and never topped up
         holders = [MAIN, *(sub_holder(i) for i in range(meta.sub_buckets))]
         if found is None or len(found) != len(holders):
             found = list(await asyncio.gather(*(self.buckets.read(budget_id, h) for h in holders)))
@@ -185,33 +194,55 @@ class Filler:
                 raise BucketLost(budget_id, holder)
             views.append(view)
         if any(v.state != "active" for v in views):
-            return self.quiet_s  # paused or closed (or a state change half mirrored): left alone
+            return Next(self.quiet_s, True)  # paused or closed (or a state change half mirrored): left alone
         if any(v.gen != meta.gen for v in views):
             self.registry.forget(budget_id)  # rebuilt meanwhile: the next pass sees the new generation
-            return 0.0
+            return Next(0.0)
         now = self.clock()
         self.demand.see_main(budget_id, meta.gen, views[0].balance)
         subs = views[1:]
         for index, view in enumerate(subs):
-            self.demand.see(budget_id, meta.gen, index, consumed=view.consumed, balance=view.balance, now=now)
+            self.demand.see(
+                budget_id,
+                meta.gen,
+                index,
+                consumed=view.consumed,
+                balance=view.balance,
+                now=now,
+                draws=view.draws,
+            )
         moved = 0
         # The budget as this pass saw it, for each sub-bucket's first look (a fill decided on it
         # is decided again on fresh balances under the lock; main only shrinks meanwhile, so a
         # stale look errs towards looking again, never towards a fill missed).
         seen = self.demand.budget(budget_id, meta.sub_buckets, now)
+        wait_s = self.quiet_s
         # Soonest to run dry first, so that a short main goes where it is missed first.
         for index in sorted(range(len(subs)), key=lambda i: self._runway(budget_id, i, subs[i], now)):
             if self.demand.idle_s(budget_id, index, now) >= self.idle_s:
                 moved += await self._release(meta, index, now, seen)
             else:
-                moved += await self._fill(meta, index, now, seen)
+                due_s = self._due_s(meta, index, now, seen)
+                if due_s == 0:
+                    moved += await self._fill(meta, index, now)
+                    due_s = self._due_s(meta, index, now, seen)
+                # Half the time left before its top-up: a draw that speeds up is still caught.
+                wait_s = min(wait_s, due_s / 2)
         quiet = all(self.demand.idle_s(budget_id, i, now) >= QUIET_S for i in range(len(subs)))
-        return self.quiet_s if quiet and moved == 0 else 0.0
+        if quiet and moved == 0:
+            return Next(self.quiet_s, True)
+        # A busy budget is tended again when one of its sub-buckets nears its watermark, not every
+        # pass: with many budgets in use, each holding many draws, most passes would find nothing
+        # to do at a cost per budget (docs/center.md#background-fill).
+        return Next(wait_s if wait_s >= self.period_s else 0.0)
 
-    async def _fill(self, meta: BudgetMeta, index: int, now: float, snapshot: BudgetState) -> int:
+    def _due_s(self, meta: BudgetMeta, index: int, now: float, snapshot: BudgetState) -> float:
+        """Seconds until sub-bucket ``index`` is to be topped up, as last seen (0: now)."""
+        holder = self.demand.holder(meta.budget_id, index, now)
+        return fill_due_in(meta.policy, snapshot, holder, self.lead_ms)
+
+    async def _fill(self, meta: BudgetMeta, index: int, now: float) -> int:
         budget_id, holder = meta.budget_id, sub_holder(index)
-        if fill_amount(meta.policy, snapshot, self.demand.holder(budget_id, index, now), self.lead_ms) <= 0:
-            return 0
         started = time.perf_counter()
         async with self.locks(budget_id):
             # Decided again on fresh balances: a deduction may have been refilled meanwhile.

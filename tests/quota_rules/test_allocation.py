@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,6 +13,7 @@ from quota_rules.allocation import (
     demand,
     fair_share,
     fill_amount,
+    fill_due_in,
     refill_amount,
     release_amount,
     slice_size,
@@ -52,6 +55,16 @@ def _budget(main: int, rate: float = 100.0, remaining: int = PLENTY, holders: in
         (_budget(1000), HolderState(0, rate=0, last_slice=40), 0, "idle in the background: nothing"),
         (_budget(1000), HolderState(0, rate=0, need=7, last_slice=40), 10, "idle with a request: min_slice"),
         (_budget(1000), HolderState(0, rate=0.1), 10, "a trickle: demand 2, clamped up to min_slice"),
+        (
+            _budget(1000, 0.1),
+            HolderState(0, rate=0.1, draw=3),
+            48,
+            "a trickle of 3s: 16 draws, not a refill each",
+        ),
+        (_budget(1000, 5), HolderState(0, rate=5, draw=3), 100, "more demand than 16 draws: demand"),
+        (_budget(1000, 0.2), HolderState(0, rate=0.1, draw=40), 500, "16 draws within its fair share"),
+        (_budget(10**9, 1), HolderState(0, rate=1, draw=900), 10_000, "16 draws within max_slice"),
+        (_budget(1000, 4, remaining=2_999), HolderState(0, rate=4, draw=3), 20, "scarce: demand only"),
         (_budget(100_000), HolderState(0, rate=80), 1600, "main plentiful: rate × horizon"),
         (_budget(100_000, rate=80), HolderState(0, rate=80), 1600, "alone: its share is all of main"),
         (_budget(10**9, rate=900), HolderState(0, rate=800), 10_000, "clamped to max_slice"),
@@ -184,6 +197,40 @@ def test_slice_size_invariants(main: int, rates: list[float], need: int, remaini
 )
 def test_fill_amount(holder: HolderState, lead_ms: int, expected: int, why: str) -> None:
     assert fill_amount(DOORMAN, _budget(1000), holder, lead_ms) == expected, why
+
+
+@pytest.mark.parametrize(
+    ("holder", "lead_ms", "expected", "why"),
+    [
+        (HolderState(199, rate=80), 0, 0.0, "below its watermark (200 of 800): now"),
+        (HolderState(600, rate=80), 0, 401 / 80, "401 units above its watermark at 80/s"),
+        (HolderState(600, rate=80), 5000, 201 / 80, "the lead's demand (400) raises the watermark"),
+        (HolderState(2, rate=0), 0, 0.0, "a newcomer below its watermark: now"),
+        (HolderState(3, rate=0), 0, math.inf, "a newcomer at its watermark draws nothing: never"),
+        (HolderState(0, rate=0, last_slice=800), 0, math.inf, "idle: never"),
+    ],
+)
+def test_fill_due_in(holder: HolderState, lead_ms: int, expected: float, why: str) -> None:
+    assert fill_due_in(DOORMAN, _budget(1000), holder, lead_ms) == pytest.approx(expected), why
+    # Consistent with fill_amount: due now exactly when a fill would be made now.
+    assert (expected == 0) == (fill_amount(DOORMAN, _budget(1000), holder, lead_ms) > 0), why
+
+
+@given(
+    balance=st.integers(0, 5000),
+    rate=st.floats(0, 1000),
+    lead_ms=st.integers(0, 10_000),
+    elapsed=st.floats(0, 100),
+)
+def test_no_fill_is_due_before_fill_due_in_says(
+    balance: int, rate: float, lead_ms: int, elapsed: float
+) -> None:
+    """Drawing at its rate, a holder reaches its watermark no sooner than ``fill_due_in``."""
+    holder = HolderState(balance, rate=rate, last_slice=10)
+    due = fill_due_in(DOORMAN, _budget(1000), holder, lead_ms)
+    later = HolderState(max(0, balance - math.floor(rate * elapsed)), rate=rate, last_slice=10)
+    if elapsed < due:
+        assert fill_amount(DOORMAN, _budget(1000), later, lead_ms) == 0
 
 
 @pytest.mark.parametrize(

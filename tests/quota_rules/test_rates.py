@@ -106,10 +106,24 @@ def test_demand_builds_the_states_slice_sizing_needs() -> None:
     assert d.total_rate("b", 3, 0.1) == pytest.approx(100)
     assert d.total_rate("b", 1, 0.1) == pytest.approx(80)
     d.moved("b", 2, balance=10, main=990, slice_=10)
-    assert d.holder("b", 2, 0.1) == HolderState(10, 0.0, last_slice=10)
+    assert d.holder("b", 2, 0.1) == HolderState(10, 0.0, last_slice=10)  # no draw seen yet
     assert d.budget("b", 3, 0.1).main == 990
     d.forget("b")
     assert d.budget("b", 3, 0.1) == BudgetState(0, 0, 3, 0.0)
+
+
+def test_a_holders_draw_is_its_consumption_over_its_deductions() -> None:
+    d = Demand(HALF_LIFE, MIN_WINDOW)
+    d.see("b", 1, 0, consumed=0, balance=100, now=0.0, draws=0)
+    assert d.holder("b", 0, 0.0).draw == 0  # nothing seen taken yet
+    d.see("b", 1, 0, consumed=21, balance=79, now=1.0, draws=3)
+    d.see("b", 1, 0, consumed=21, balance=79, now=2.0, draws=3)  # a look that sees nothing leaves it
+    assert d.holder("b", 0, 2.0).draw == 7
+    for n in range(3, 40):
+        d.see("b", 1, 0, consumed=21 + 30 * (n - 2), balance=50, now=float(n), draws=3 + 10 * (n - 2))
+    assert d.holder("b", 0, 40.0).draw == 3  # a moving average: it follows a change
+    d.see("b", 1, 0, consumed=5000, balance=50, now=41.0)  # no count kept: no sample
+    assert d.holder("b", 0, 41.0).draw == 3
 
 
 def test_demand_from_a_per_deduction_hook() -> None:

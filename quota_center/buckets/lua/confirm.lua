@@ -1,7 +1,7 @@
 -- confirm.lua: take part or all of a held reservation; the rest goes back to the
 -- sub-bucket's balance. At most once per reservation.
 --
--- KEYS[1]  sub-bucket hash (fields bal, consumed, reserved, gen, state)
+-- KEYS[1]  sub-bucket hash (fields bal, consumed, draws, reserved, gen, state)
 -- KEYS[2]  the reservation's request record (same hash tag)
 -- KEYS[3]  the sub-bucket's expiry set
 -- ARGV[1]  amount to take, integer 1..2^53-1
@@ -78,6 +78,7 @@ local n = string.format("%d", amount)
 local rest = string.format("%d", reserved - amount)
 redis.call("HINCRBY", KEYS[1], "reserved", "-" .. held)
 redis.call("HINCRBY", KEYS[1], "consumed", n)
+redis.call("HINCRBY", KEYS[1], "draws", 1)
 redis.call("HINCRBY", KEYS[1], "bal", rest)
 redis.call("HSET", KEYS[2], "kind", "deduct", "amount", n, "returned", "0", "state", "confirmed", "released", rest)
 redis.call("ZREM", KEYS[3], ARGV[3])

@@ -1,6 +1,7 @@
 -- deduct.lua: spend from one sub-bucket, at most once per request id.
 --
--- KEYS[1]  sub-bucket hash (fields bal, consumed, gen, state)
+-- KEYS[1]  sub-bucket hash (fields bal, consumed, draws, gen, state; draws: deductions served,
+--          from which the filler sizes slices by a count of them)
 -- KEYS[2]  request record of this request id (same hash tag)
 -- ARGV[1]  amount, integer 1..2^53-1
 -- ARGV[2]  seconds the request record and the claim are kept (the request window)
@@ -106,6 +107,7 @@ local function serve(bucket, record)
   local n = string.format("%d", amount)
   redis.call("HINCRBY", bucket, "bal", "-" .. n)
   redis.call("HINCRBY", bucket, "consumed", n)
+  redis.call("HINCRBY", bucket, "draws", 1)
   redis.call("HSET", record, "kind", "deduct", "amount", n, "returned", "0", "gen", string.format("%d", gen))
   redis.call("EXPIRE", record, ARGV[2])
   if seen then
