@@ -37,7 +37,9 @@ class Settings:
     request_window_s: int = 600
     # Pending transfers older than this are resolved by the sweeper from the ledger.
     transfer_stale_ms: int = 5000
-    sweep_interval_ms: int = 1000
+    # Half the stale age: a pass reads the pending transfers of every active budget's buckets,
+    # a few thousand Redis commands a second with hundreds of budgets in use if run every second.
+    sweep_interval_ms: int = 2500
     ledger_batch_max: int = 512
     ledger_batch_wait_ms: float = 1.0
     ledger_pool_size: int = 10

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from fractions import Fraction
 
 from quota_rules.limits import MAX_AMOUNT
 from quota_rules.modes import Mode, mode_for
@@ -78,8 +77,9 @@ def slice_size(policy: Policy, budget: BudgetState, holder: HolderState) -> int:
        of the budget's demand may take 80 % of main, so one hot holder cannot drain
        main while the others starve). Without rate information there is no evidence
        to size by: a newcomer, or a holder with a request but no rate while others
-       draw, asks for ``min_slice``; when no holder has a rate yet (a cold budget, or
-       a caller that tracks none) a request gets an equal share, ``main / holders``,
+       draw, asks for ``min_slice`` (``MIN_DRAWS`` of its draws when it has drawn
+       before: too rarely to show a rate); when no holder has a rate yet (a cold budget,
+       or a caller that tracks none) a request gets an equal share, ``main / holders``,
        the static split.
     4. **Clamp** to ``[min_slice, max_slice]``: the floor keeps refills from being
        absurdly small, the ceiling bounds what one holder can strand.
@@ -139,10 +139,13 @@ def slice_for_mode(
         # enough that a busy holder keeps serving between refills.
         wanted = min(demand(rate, horizon_ms // SCARCE_HORIZON_DIVISOR), share) if rate > 0 else min_slice
         return max(need, min_slice, wanted)
+    draws = min(MAX_AMOUNT, MIN_DRAWS * max(0, draw))
     if rate > 0:
-        wanted = min(max(demand(rate, horizon_ms), min(MAX_AMOUNT, MIN_DRAWS * max(0, draw))), share)
+        wanted = min(max(demand(rate, horizon_ms), draws), share)
     elif need > 0 and not others_draw:
         wanted = share  # nobody has a rate: an equal share
+    elif need > 0 and draws > 0:
+        wanted = draws  # it draws too rarely to show a rate, and draws now: not a refill per draw
     else:
         wanted = min_slice  # a newcomer, or no demand seen while others draw
     size = min(max_slice, max(min_slice, wanted))
@@ -157,12 +160,16 @@ def fair_share(budget: BudgetState, holder: HolderState) -> int:
         return main // max(1, budget.holders)
     rate = _clean_rate(holder.rate)
     # A holder's own rate is part of the total; a caller's stale total must not inflate the share.
-    return math.floor(main * Fraction(rate) / Fraction(max(total, rate)))
+    # Exact: each float is a ratio of integers (cheaper than Fraction, on the filler's hot path).
+    a, b = rate.as_integer_ratio()
+    c, d = max(total, rate).as_integer_ratio()
+    return main * a * d // (b * c)
 
 
 def demand(rate: float, horizon_ms: int) -> int:
     """Units a holder drawing ``rate`` units a second spends over ``horizon_ms``, rounded up."""
-    units = math.ceil(Fraction(_clean_rate(rate)) * max(0, horizon_ms) / 1000)
+    n, d = _clean_rate(rate).as_integer_ratio()
+    units = -(-n * max(0, horizon_ms) // (d * 1000))  # exact, rounded up
     return min(MAX_AMOUNT, units)
 
 

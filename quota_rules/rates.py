@@ -56,6 +56,23 @@ def observe(r: DecayingRate, amount: float, now: float, half_life_s: float) -> D
     return DecayingRate(d.mass + amount, d.at, d.since)
 
 
+def observe_spread(
+    r: DecayingRate, amount: float, start: float, now: float, half_life_s: float
+) -> DecayingRate:
+    """``r`` with ``amount`` units consumed evenly over ``(start, now]``: what a look at a counter
+    sees since the look before. Taken as consumed at ``now`` instead, a look every few half-lives
+    would read the rate at several times its value just after and a fraction of it just before."""
+    d = decayed(r, now, half_life_s)
+    if amount <= 0:
+        return d
+    span = now - start
+    if span <= 0:
+        return DecayingRate(d.mass + amount, d.at, d.since)
+    # The integral of (amount / span) · 2^(-age / half_life) over the span.
+    k = math.log(2) / half_life_s
+    return DecayingRate(d.mass - amount * math.expm1(-k * span) / (k * span), d.at, d.since)
+
+
 def per_second(r: DecayingRate, now: float, half_life_s: float, min_window_s: float) -> float:
     """The observed rate in units a second (0.0 once the decayed sum is below ``IDLE_MASS``).
 
@@ -76,6 +93,7 @@ class _Holder:
     rate: DecayingRate
     active_at: float  # last time it consumed (or when observation began)
     consumed: int | None = None  # its consumed counter at the last look
+    looked_at: float | None = None  # when ``see`` last looked at its counters
     balance: int = 0  # its balance at the last look, adjusted by our own transfers
     last_slice: int = 0
     draws: int | None = None  # its count of deductions at the last look, when it keeps one
@@ -122,10 +140,11 @@ class Demand:
         h = self._holder(budget_id, index, now, gen)
         delta = 0 if h.consumed is None else consumed - h.consumed
         counted = 0 if draws is None or h.draws is None else draws - h.draws
-        h.consumed, h.balance, h.draws = consumed, balance, draws
+        since = now if h.looked_at is None else h.looked_at
+        h.consumed, h.balance, h.draws, h.looked_at = consumed, balance, draws, now
         if delta <= 0:
             return 0
-        h.rate = observe(h.rate, delta, now, self.half_life_s)
+        h.rate = observe_spread(h.rate, delta, since, now, self.half_life_s)
         if counted > 0:
             h.drew(delta / counted)
         h.active_at = now
@@ -153,9 +172,15 @@ class Demand:
             b.holders[index].last_slice = slice_
 
     def rate(self, budget_id: str, index: int, now: float) -> float:
+        """The holder's observed rate. Fed by ``see``, it is the rate as of the last look: what it
+        consumed since is not known yet, so decaying it until the next look would only read low
+        (a refill sized between two looks would be too small)."""
         b = self._budgets.get(budget_id)
         h = None if b is None else b.holders.get(index)
-        return 0.0 if h is None else per_second(h.rate, now, self.half_life_s, self.min_window_s)
+        if h is None:
+            return 0.0
+        at = now if h.looked_at is None else min(now, h.looked_at)
+        return per_second(h.rate, at, self.half_life_s, self.min_window_s)
 
     def idle_s(self, budget_id: str, index: int, now: float) -> float:
         """Seconds since the holder last consumed (or since this process began to watch it)."""

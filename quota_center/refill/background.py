@@ -226,6 +226,11 @@ class Filler:
                 if due_s == 0:
                     moved += await self._fill(meta, index, now)
                     due_s = self._due_s(meta, index, now, seen)
+                if (
+                    self.demand.rate(budget_id, index, now) == 0
+                    and self.demand.idle_s(budget_id, index, now) < QUIET_S
+                ):
+                    due_s = 0.0  # in use, its rate not known yet: the next look tells it
                 # Half the time left before its top-up: a draw that speeds up is still caught.
                 wait_s = min(wait_s, due_s / 2)
         quiet = all(self.demand.idle_s(budget_id, i, now) >= QUIET_S for i in range(len(subs)))

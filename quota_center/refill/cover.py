@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 
 from quota_center.buckets.store import BucketStore
 from quota_center.budgets.registry import BudgetMeta
@@ -399,4 +400,8 @@ def on_demand_slice(
     subs = {i: balances[sub_holder(i)] for i in range(meta.sub_buckets)}
     budget = demand.budget(meta.budget_id, meta.sub_buckets, now, main=main, fresh=subs)
     holder = demand.holder(meta.budget_id, index, now, balance=subs[index], need=need)
+    if holder.draw == 0 and holder.rate == 0:
+        # Not looked at since it began to draw: the request it is short of is one of its draws
+        # (else a slice of min_slice, and a refill per draw until the filler looks).
+        holder = replace(holder, draw=need)
     return slice_size(meta.policy, budget, holder)

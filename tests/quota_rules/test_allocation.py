@@ -65,6 +65,18 @@ def _budget(main: int, rate: float = 100.0, remaining: int = PLENTY, holders: in
         (_budget(1000, 0.2), HolderState(0, rate=0.1, draw=40), 500, "16 draws within its fair share"),
         (_budget(10**9, 1), HolderState(0, rate=1, draw=900), 10_000, "16 draws within max_slice"),
         (_budget(1000, 4, remaining=2_999), HolderState(0, rate=4, draw=3), 20, "scarce: demand only"),
+        (
+            _budget(1000),
+            HolderState(0, need=3, last_slice=10, draw=3),
+            48,
+            "too rare for a rate, asked now: 16 draws",
+        ),
+        (
+            _budget(1000),
+            HolderState(0, last_slice=10, draw=3),
+            0,
+            "too rare for a rate, in the background: idle",
+        ),
         (_budget(100_000), HolderState(0, rate=80), 1600, "main plentiful: rate × horizon"),
         (_budget(100_000, rate=80), HolderState(0, rate=80), 1600, "alone: its share is all of main"),
         (_budget(10**9, rate=900), HolderState(0, rate=800), 10_000, "clamped to max_slice"),

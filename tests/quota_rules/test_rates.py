@@ -82,7 +82,7 @@ def test_demand_follows_consumed_counters() -> None:
     assert d.see("b", 1, 0, consumed=500, balance=40, now=10.0) == 0  # first look: a baseline
     assert d.rate("b", 0, 10.0) == 0.0
     assert d.see("b", 1, 0, consumed=510, balance=30, now=10.1) == 10
-    assert d.rate("b", 0, 10.1) == pytest.approx(100)
+    assert d.rate("b", 0, 10.1) == pytest.approx(100, rel=0.02)  # spread over the 0.1 s since
     assert d.see("b", 1, 0, consumed=505, balance=35, now=10.2) == 0  # a return: a new baseline
     assert d.see("b", 1, 0, consumed=515, balance=25, now=10.3) == 10
     assert d.idle_s("b", 0, 10.8) == pytest.approx(0.5)
@@ -99,17 +99,32 @@ def test_demand_builds_the_states_slice_sizing_needs() -> None:
     d.see("b", 1, 1, consumed=2, balance=48, now=0.1)
     budget = d.budget("b", 3, 0.1)
     assert budget == BudgetState(
-        main=1000, remaining=1000 + 92 + 48 + 7, holders=3, total_rate=pytest.approx(100)
+        main=1000, remaining=1000 + 92 + 48 + 7, holders=3, total_rate=pytest.approx(100, rel=0.02)
     )
-    assert d.holder("b", 0, 0.1, need=5) == HolderState(92, pytest.approx(80), need=5)
+    assert d.holder("b", 0, 0.1, need=5) == HolderState(92, pytest.approx(80, rel=0.02), need=5)
     assert d.budget("b", 3, 0.1, main=900, fresh={2: 0}).remaining == 900 + 92 + 48
-    assert d.total_rate("b", 3, 0.1) == pytest.approx(100)
-    assert d.total_rate("b", 1, 0.1) == pytest.approx(80)
+    assert d.total_rate("b", 3, 0.1) == pytest.approx(100, rel=0.02)
+    assert d.total_rate("b", 1, 0.1) == pytest.approx(80, rel=0.02)
     d.moved("b", 2, balance=10, main=990, slice_=10)
     assert d.holder("b", 2, 0.1) == HolderState(10, 0.0, last_slice=10)  # no draw seen yet
     assert d.budget("b", 3, 0.1).main == 990
     d.forget("b")
     assert d.budget("b", 3, 0.1) == BudgetState(0, 0, 3, 0.0)
+
+
+@pytest.mark.parametrize("every", [0.1, 1.0, 5.0, 10.0])
+def test_sparse_looks_at_a_steady_stream_read_its_rate_between_them(every: float) -> None:
+    """0.9 units a second, its counter looked at every ``every`` s (several half-lives apart, as
+    the filler looks at a budget whose sub-buckets hold many draws): the rate reads the same just
+    after a look and just before the next, not several times it and a fraction of it."""
+    d = Demand(HALF_LIFE, MIN_WINDOW)
+    t = 0.0
+    d.see("b", 1, 0, consumed=0, balance=100, now=t)
+    while t < 60:
+        t += every
+        d.see("b", 1, 0, consumed=round(0.9 * t * 1000), balance=100, now=t)  # in thousandths
+        assert d.rate("b", 0, t) / 1000 == pytest.approx(0.9, rel=0.05), t
+        assert d.rate("b", 0, t + 0.99 * every) / 1000 == pytest.approx(0.9, rel=0.05), t
 
 
 def test_a_holders_draw_is_its_consumption_over_its_deductions() -> None:
