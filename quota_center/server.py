@@ -118,6 +118,7 @@ class Center:
             task.cancel()
         for task in self.tasks:
             await _stopped(task)
+        await self.expiry.activity.flush()  # the marks the last requests left
         if self.settlement is not None:
             await self.settlement.close()
         if self.spend_log is not None:
@@ -376,6 +377,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
                 demand,
                 interval_s=settings.fill_interval_ms / 1000,
                 idle_s=settings.fill_idle_ms / 1000,
+                changes=activity.take_changes,
             )
             center.tasks.append(asyncio.create_task(filler.run()))
     _ = common_pb2  # the shared messages are part of the reflected file set

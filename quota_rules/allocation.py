@@ -28,7 +28,7 @@ MAX_RATE = float(MAX_AMOUNT)
 # In NORMAL mode a holder's slice covers at least this many of its draws: a refill is a ledger
 # transfer, many times a deduction's cost, so a holder drawing less than this many times over
 # the horizon (most budgets of a platform with many of them) would otherwise pay one per draw.
-MIN_DRAWS = 16
+MIN_DRAWS = 32
 
 
 @dataclass(frozen=True, slots=True)

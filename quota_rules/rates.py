@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 
 from quota_rules.allocation import BudgetState, HolderState
 
-# Below this much decayed demand (units) a holder counts as idle: an exponential
-# never reaches zero on its own, and half a unit is less than any deduction.
-IDLE_MASS = 0.5
+# Below this much decayed demand (units) a holder counts as idle: an exponential never reaches
+# zero on its own. A twentieth of a unit: one unit consumed over the several seconds between two
+# looks (``observe_spread``) is worth less than a unit by the end of them, and a holder drawing a
+# unit every few seconds still has a rate; one that stopped reads 0 after about 4.3 half-lives.
+IDLE_MASS = 0.05
 # Weight of each new sample in a holder's typical draw (a moving average).
 DRAW_WEIGHT = 0.25
 
@@ -181,6 +183,12 @@ class Demand:
             return 0.0
         at = now if h.looked_at is None else min(now, h.looked_at)
         return per_second(h.rate, at, self.half_life_s, self.min_window_s)
+
+    def measured(self, budget_id: str, index: int) -> bool:
+        """Whether ``see`` has looked at the holder twice: before that its rate is not known, not 0."""
+        b = self._budgets.get(budget_id)
+        h = None if b is None else b.holders.get(index)
+        return h is not None and h.looked_at is not None and h.looked_at > h.rate.since
 
     def idle_s(self, budget_id: str, index: int, now: float) -> float:
         """Seconds since the holder last consumed (or since this process began to watch it)."""

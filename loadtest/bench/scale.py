@@ -9,7 +9,8 @@ steps, each measured the same way in the same run:
    never used (idle).
 
 At each step: the center's CPU and Redis's commands a second with no traffic (over ``--idle-seconds``),
-and Deduct throughput on the used budgets (a closed loop of 1-unit Deducts spread over them). At
+and Deduct throughput on the used budgets (a closed loop of 1-unit Deducts spread over them, at
+steady state: after a warm-up of 100 Deducts per budget, at most a minute). At
 the last: Redis memory and the center's RSS per idle budget (from the growth between steps 2 and
 3), ``ListBudgets`` pages of 100 from random places, and a full audit page by page. After step 1:
 the bytes a served request leaves in Redis (during the request window and after it) and in the
@@ -42,6 +43,10 @@ CREATE_CONCURRENCY = 64
 # Deducts whose leftovers (claim, record, spend-log row) are measured.
 REMEMBERED = 20_000
 DEDUCT_CONCURRENCY = 64
+# Before Deduct throughput is measured, each budget used serves this many on average (its
+# sub-buckets past their first slices: steady state), for at most WARM_MAX_S.
+WARM_DEDUCTS = 100
+WARM_MAX_S = 60.0
 AGENT = "eu"
 # The center's request window here by default (Redis forgets a request after it; the center's own
 # default is 600 s), with the spend log's lease and dead-after below it, as the center requires.
@@ -138,9 +143,18 @@ class Scale:
         return int(self.redis.info("stats")["total_commands_processed"])
 
     async def throughput(self, ids: list[str], seconds: float) -> float:
-        """Deducts a second, closed loop, spread over ``ids``, after as long a warm-up (not counted:
-        the sub-buckets of budgets just used are filled then, as in a steady load)."""
-        await self._closed_loop(ids, seconds)
+        """Deducts a second, closed loop, spread over ``ids``, over ``seconds`` after a warm-up
+        (not counted) of at least as long and until ``WARM_DEDUCTS`` per budget were served, at
+        most ``WARM_MAX_S``: the steady state. A budget just used holds first slices sized by its
+        first draws; a few hundred budgets sharing the load get a handful of deductions each in
+        seconds, so a short warm-up would measure the first refills, not the load."""
+        warm = 0.0
+        started = time.monotonic()
+        while True:
+            warm += seconds * await self._closed_loop(ids, seconds)
+            spent = time.monotonic() - started
+            if warm >= WARM_DEDUCTS * len(ids) or spent + seconds > WARM_MAX_S:
+                break
         return await self._closed_loop(ids, seconds)
 
     async def _closed_loop(self, ids: list[str], seconds: float) -> float:
@@ -406,7 +420,8 @@ def targets(report: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
 def render(report: dict[str, Any]) -> str:
     lines = [
         f"State that scales: {report['budgets']:,} budgets, {report['active']:,} active, one center (an agent only at the end);"
-        f" idle figures over {report['idle_seconds']:g} s with no traffic",
+        f" idle figures over {report['idle_seconds']:g} s with no traffic; Deduct/s at steady state"
+        f" (after {WARM_DEDUCTS} per budget used, at most {WARM_MAX_S:g} s)",
         f"{'step':<8} {'budgets':>9} {'idle center CPU':>16} {'Redis cmds/s idle':>18} {'Deduct/s':>9}",
     ]
     counts = {"small": 10, "active": 10 + report["active"], "many": report["budgets"]}

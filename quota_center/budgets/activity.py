@@ -25,9 +25,10 @@ no PostgreSQL query (docs/center.md#activity).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import cast
+from typing import NamedTuple, cast
 
 from quota_center.buckets import keys
 from quota_center.buckets.scripts import RedisClient, Scripts
@@ -55,6 +56,13 @@ FLUSH_MARKS_S = 0.05
 PAGE = 1_000
 
 Busy = Callable[[str], Awaitable[bool]]
+
+
+class Changes(NamedTuple):
+    touched: set[str]  # marked active by a request
+    left: set[str]  # taken out of the active set (idle, or closed)
+
+
 Ids = Callable[[], Awaitable[list[str]]]
 
 
@@ -77,6 +85,9 @@ class Activity:
         self.clock = clock
         self._marked: dict[str, int] = {}  # budget -> when this process last marked it
         self._unsent: dict[str, int] = {}  # marks of touch_soon not sent yet
+        # Since the last ``take_changes``: budgets touch_soon marked, budgets this process let go.
+        self._changes = Changes(set(), set())
+        self._collect = False  # only once someone takes them (the filler may be off)
         self._sending: asyncio.Task[None] | None = None
 
     async def touch(self, budget_id: str, *, within_ms: int = MARK_EVERY_MS) -> None:
@@ -109,8 +120,24 @@ class Activity:
         # own (a batch of ten thousand would otherwise send ten thousand).
         self._marked[budget_id] = now
         self._unsent[budget_id] = now
+        if self._collect:
+            self._changes.touched.add(budget_id)
         if self._sending is None or self._sending.done():
             self._sending = asyncio.create_task(self._send_marks())
+
+    async def flush(self) -> None:
+        """Wait for the marks ``touch_soon`` has not written yet (a stopping center's last)."""
+        sending = self._sending
+        if sending is not None and not sending.done():
+            with contextlib.suppress(Exception):
+                await sending
+
+    def take_changes(self) -> Changes:
+        """What this process changed in the active set since the last call: the filler, which reads
+        the set once a second, learns at once that a quiet budget is used again or has left."""
+        self._collect = True
+        changes, self._changes = self._changes, Changes(set(), set())
+        return changes
 
     async def _send_marks(self) -> None:
         await asyncio.sleep(FLUSH_MARKS_S)
@@ -127,7 +154,9 @@ class Activity:
         """Take a closed budget out of the active set: no loop looks at it again."""
         self._marked.pop(budget_id, None)
         self._unsent.pop(budget_id, None)
+        await self.flush()  # marks taken before this close may include the budget: they land first
         await self.redis.zrem(self.active_key, budget_id)
+        self._left(budget_id)
 
     async def active(self) -> list[str]:
         """The budgets the background loops look after."""
@@ -155,10 +184,16 @@ class Activity:
                 # it leaves the range read.
                 if await self.scripts.run("zrem_if", [self.active_key], [budget_id, int(score)]):
                     self._marked.pop(budget_id, None)
+                    self._left(budget_id)
                     dropped += 1
             if len(stale) < PAGE:
                 return dropped
             stop_if_cancelled()
+
+    def _left(self, budget_id: str) -> None:
+        if self._collect:
+            self._changes.left.add(budget_id)
+            self._changes.touched.discard(budget_id)
 
     async def seed(self, ids: Ids) -> int:
         """Mark every budget ``ids`` gives active, once: at the first start, or after Redis lost the

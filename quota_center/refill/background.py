@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 from quota_center.buckets.store import BucketStore, BucketView
+from quota_center.budgets.activity import Changes
 from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.errors import BucketLost, StaleGeneration, UnknownBudget
 from quota_center.holders import MAIN, sub_holder
@@ -38,6 +40,15 @@ QUIET_S = 1.0
 # alike cross their watermark together), and a deduction takes a whole amount at once:
 # two periods more.
 LEAD_PASSES = 4
+# Budgets tended at once: their fills are ledger transfers, which the group committer writes
+# together (one at a time, a pass with a fill for each of hundreds of budgets in use, all of them
+# just begun, took seconds).
+TENDING = 16
+# The active set (with every budget's mark) is read at most this often: with hundreds of budgets in
+# use, reading it every pass cost a third of the filler. Between reads, what this process changed
+# in it is known at once (``changes``: a quiet budget used again, one that left), what another
+# process changed at the next read.
+MARKS_EVERY_S = 1.0
 
 
 class Next(NamedTuple):
@@ -61,6 +72,7 @@ class Filler:
         interval_s: float,
         idle_s: float,
         clock: Callable[[], float] = time.monotonic,
+        changes: Callable[[], Changes] = lambda: Changes(set(), set()),
     ) -> None:
         self.registry = registry
         # The budgets to tend, with when each was last used: the active set (budgets/activity.py);
@@ -81,6 +93,10 @@ class Filler:
         self.period_s = interval_s
         self.failures = LoopFailures("filler")
         self._next: dict[str, float] = {}  # when a quiet budget is tended next
+        # What this process changed in the active set since the last call (emptied by it).
+        self.changes = changes
+        self._marks: dict[str, int] = {}
+        self._marks_at = -math.inf
 
     @property
     def lead_ms(self) -> int:
@@ -112,31 +128,46 @@ class Filler:
         (its activity mark moved), and otherwise once every ``quiet_s`` (to give back what its idle
         sub-buckets hold)."""
         now = self.clock()
-        marks = await self._budget_marks()
-        # Due: its time came, or it was quiet and is used again (its activity mark moved).
+        touched, left = self.changes()
+        if now - self._marks_at >= MARKS_EVERY_S:
+            self._marks, self._marks_at = await self._budget_marks(), now
+        marks = self._marks
+        for budget_id in left:
+            marks.pop(budget_id, None)
+        for budget_id in touched - marks.keys():
+            marks[budget_id] = -1  # active since the last read: tended now, its mark read later
+        # Due: its time came, or it was quiet and is used again (its activity mark moved, or this
+        # process served it).
         due = [
             b
             for b, mark in marks.items()
-            if self._next.get(b, 0.0) <= now or (self._seen.get(b, mark) != mark and b in self._quiet)
+            if self._next.get(b, 0.0) <= now
+            or (b in self._quiet and (b in touched or self._seen.get(b, mark) != mark))
         ]
-        for start in range(0, len(due), PAGE):
-            page = due[start : start + PAGE]
-            read = await self._read_page(page)
-            for budget_id in page:
+        slots = asyncio.Semaphore(TENDING)
+
+        async def tend_one(budget_id: str, found: list[BucketView | None] | None) -> None:
+            async with slots:
                 stop_if_cancelled()
                 try:
-                    then = await self._tend_or_repair(budget_id, read.get(budget_id))
+                    then = await self._tend_or_repair(budget_id, found)
                 except Exception as exc:
                     # Redis or PostgreSQL down, most likely: retried each pass.
                     self.failures.failed(exc, budget_id)
-                    continue
-                self._seen[budget_id] = marks[budget_id]
-                self._next[budget_id] = now + then.wait_s
-                if then.quiet:
-                    self._quiet.add(budget_id)
-                else:
-                    self._quiet.discard(budget_id)
-                self.failures.succeeded(budget_id)
+                    return
+            self._seen[budget_id] = marks[budget_id]
+            self._next[budget_id] = now + then.wait_s
+            if then.quiet:
+                self._quiet.add(budget_id)
+            else:
+                self._quiet.discard(budget_id)
+            self.failures.succeeded(budget_id)
+
+        for start in range(0, len(due), PAGE):
+            stop_if_cancelled()
+            page = due[start : start + PAGE]
+            read = await self._read_page(page)
+            await asyncio.gather(*(tend_one(b, read.get(b)) for b in page))
 
     async def _read_page(self, page: list[str]) -> dict[str, list[BucketView | None]]:
         """Main and the sub-buckets of each budget of ``page``, in one pipeline (by budget: each
@@ -226,15 +257,14 @@ class Filler:
                 if due_s == 0:
                     moved += await self._fill(meta, index, now)
                     due_s = self._due_s(meta, index, now, seen)
-                if (
-                    self.demand.rate(budget_id, index, now) == 0
-                    and self.demand.idle_s(budget_id, index, now) < QUIET_S
-                ):
-                    due_s = 0.0  # in use, its rate not known yet: the next look tells it
+                if not self.demand.measured(budget_id, index):
+                    due_s = 0.0  # its rate not known yet: the next look tells it
                 # Half the time left before its top-up: a draw that speeds up is still caught.
                 wait_s = min(wait_s, due_s / 2)
         quiet = all(self.demand.idle_s(budget_id, i, now) >= QUIET_S for i in range(len(subs)))
-        if quiet and moved == 0:
+        drawing = any(self.demand.rate(budget_id, i, now) > 0 for i in range(len(subs)))
+        if (quiet and moved == 0) or not drawing:
+            # Nothing consumed lately, or no rate shown yet: tended again as soon as it is used.
             return Next(self.quiet_s, True)
         # A busy budget is tended again when one of its sub-buckets nears its watermark, not every
         # pass: with many budgets in use, each holding many draws, most passes would find nothing

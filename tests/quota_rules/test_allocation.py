@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from quota_center.spending.placement import sub_bucket_for
 from quota_rules.allocation import (
+    MIN_DRAWS,
     BudgetState,
     HolderState,
     demand,
@@ -58,18 +59,18 @@ def _budget(main: int, rate: float = 100.0, remaining: int = PLENTY, holders: in
         (
             _budget(1000, 0.1),
             HolderState(0, rate=0.1, draw=3),
-            48,
-            "a trickle of 3s: 16 draws, not a refill each",
+            3 * MIN_DRAWS,
+            "a trickle of 3s: MIN_DRAWS draws, not a refill each",
         ),
-        (_budget(1000, 5), HolderState(0, rate=5, draw=3), 100, "more demand than 16 draws: demand"),
-        (_budget(1000, 0.2), HolderState(0, rate=0.1, draw=40), 500, "16 draws within its fair share"),
-        (_budget(10**9, 1), HolderState(0, rate=1, draw=900), 10_000, "16 draws within max_slice"),
+        (_budget(1000, 10), HolderState(0, rate=10, draw=3), 200, "more demand than MIN_DRAWS draws: demand"),
+        (_budget(1000, 0.2), HolderState(0, rate=0.1, draw=40), 500, "MIN_DRAWS draws within its fair share"),
+        (_budget(10**9, 1), HolderState(0, rate=1, draw=900), 10_000, "MIN_DRAWS draws within max_slice"),
         (_budget(1000, 4, remaining=2_999), HolderState(0, rate=4, draw=3), 20, "scarce: demand only"),
         (
             _budget(1000),
             HolderState(0, need=3, last_slice=10, draw=3),
-            48,
-            "too rare for a rate, asked now: 16 draws",
+            3 * MIN_DRAWS,
+            "too rare for a rate, asked now: MIN_DRAWS draws",
         ),
         (
             _budget(1000),

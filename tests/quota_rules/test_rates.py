@@ -49,7 +49,8 @@ def test_silence_halves_the_rate_every_half_life_then_zero(silence: float, expec
 def test_idle_is_exactly_zero() -> None:
     assert per_second(DecayingRate.starting(5.0), 100.0, HALF_LIFE, MIN_WINDOW) == 0.0
     one = observe(DecayingRate.starting(0.0), 1, 0.0, HALF_LIFE)
-    assert per_second(one, 2.0 + 1e-6, HALF_LIFE, MIN_WINDOW) == 0.0  # half a unit left after a half-life
+    assert per_second(one, 8.0, HALF_LIFE, MIN_WINDOW) > 0.0  # 1/16 of a unit left after 4 half-lives
+    assert per_second(one, 8.7, HALF_LIFE, MIN_WINDOW) == 0.0  # under a twentieth: idle
 
 
 def test_a_first_amount_is_read_over_the_min_window() -> None:
@@ -125,6 +126,26 @@ def test_sparse_looks_at_a_steady_stream_read_its_rate_between_them(every: float
         d.see("b", 1, 0, consumed=round(0.9 * t * 1000), balance=100, now=t)  # in thousandths
         assert d.rate("b", 0, t) / 1000 == pytest.approx(0.9, rel=0.05), t
         assert d.rate("b", 0, t + 0.99 * every) / 1000 == pytest.approx(0.9, rel=0.05), t
+
+
+def test_a_unit_every_few_seconds_still_shows_a_rate() -> None:
+    """A holder drawing one unit between looks 5 s apart (0.2 a second) is drawing, not idle."""
+    d = Demand(HALF_LIFE, MIN_WINDOW)
+    d.see("b", 1, 0, consumed=0, balance=10, now=0.0)
+    for n in range(1, 6):
+        d.see("b", 1, 0, consumed=n, balance=10 - n, now=5.0 * n)
+        assert d.rate("b", 0, 5.0 * n) == pytest.approx(0.2, rel=0.25)
+
+
+def test_a_rate_is_measured_from_the_second_look_on() -> None:
+    d = Demand(HALF_LIFE, MIN_WINDOW)
+    assert not d.measured("b", 0)
+    d.see("b", 1, 0, consumed=5, balance=10, now=1.0)
+    assert not d.measured("b", 0)  # a baseline: its rate reads 0, but is not known
+    d.see("b", 1, 0, consumed=5, balance=10, now=1.1)
+    assert d.measured("b", 0)  # nothing consumed since: 0 is its rate
+    d.see("b", 2, 0, consumed=0, balance=0, now=1.2)
+    assert not d.measured("b", 0)  # a new generation starts over
 
 
 def test_a_holders_draw_is_its_consumption_over_its_deductions() -> None:

@@ -111,6 +111,11 @@ async def test_idle_and_closed_budgets_cost_no_redis_command(
     assert (await deduct(client, held, f"{held}-1", 10)).code == OK
     assert (await reserve(client, held, f"{held}-r", 5, ttl_ms=60_000)).code == OK
 
+    async def marked() -> bool:  # a request's mark is written behind it
+        return {idle, held} <= _active(redis_url, busy_center)
+
+    await _until(marked, 5, "the budgets used were never marked active")
+
     async def idle_left() -> bool:
         return idle not in _active(redis_url, busy_center)
 
