@@ -110,9 +110,15 @@ class Center:
     # The days request ids are remembered by (the seen filters, the spend log's partitions).
     clock: Clock = field(default_factory=Clock)
 
-    async def stop(self, grace_s: float | None = None) -> None:
-        """Drain: health NOT_SERVING, refuse new calls, let in-flight ones finish, then close stores."""
+    async def stop(self, grace_s: float | None = None, delay_s: float | None = None) -> None:
+        """Drain: readiness NOT_SERVING, keep serving for the shutdown delay (Kubernetes takes the
+        pod out of its Service meanwhile), refuse new calls, let in-flight ones finish, then close
+        stores."""
         await self.health.drain()
+        delay_s = self.settings.shutdown_delay_ms / 1000 if delay_s is None else delay_s
+        if delay_s > 0:
+            log.info("not ready; serving %.1fs more before draining", delay_s)
+            await asyncio.sleep(delay_s)
         await self.server.stop(self.settings.drain_grace_s if grace_s is None else grace_s)
         for task in self.tasks:
             task.cancel()
@@ -126,6 +132,11 @@ class Center:
         await self.ledger.close()
         LEDGER.sources.remove(self.ledger)
         await self.redis.aclose()
+
+
+def _alive(tasks: list[asyncio.Task[None]]) -> bool:
+    """No background loop has died (a one-off task that finished is fine)."""
+    return not any(t.done() and (t.cancelled() or t.exception() is not None) for t in tasks)
 
 
 async def _stopped(task: asyncio.Task[None]) -> None:
@@ -271,7 +282,8 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         recovery=recovery,
         sellout=sellout,
     )
-    health = Health(SERVICE_NAMES, redis, ledger)
+    tasks: list[asyncio.Task[None]] = []  # the background loops (Center.tasks)
+    health = Health(SERVICE_NAMES, redis, ledger, loops_alive=lambda: _alive(tasks))
     LEDGER.sources.append(ledger)
 
     server = grpc.aio.server()
@@ -333,6 +345,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         settlement=settlement,
         token_port=token_port,
         clock=clock,
+        tasks=tasks,
     )
     if metrics:
         http, _ = start_http_server(settings.metrics_port, addr=settings.grpc_host)

@@ -54,6 +54,9 @@ class Settings:
     activity_interval_ms: int = 5_000
     # On SIGTERM: health turns NOT_SERVING, then in-flight calls get this long to finish.
     drain_grace_s: float = 10.0
+    # On SIGTERM: not ready at once, then serving this long before the drain, so that Kubernetes
+    # takes the pod out of its Service's endpoints before it stops answering.
+    shutdown_delay_ms: int = 5000
     # The filler tops up sub-buckets before they run dry and takes back what idle ones hold.
     fill_interval_ms: int = 100
     fill_idle_ms: int = 10_000
@@ -123,6 +126,7 @@ HELP: dict[str, str] = {
     "activity_interval_ms": "how often idle budgets are looked for",
     "health_interval_ms": "how often Redis and PostgreSQL are checked for the health service",
     "drain_grace_s": "seconds in-flight calls get to finish on SIGTERM",
+    "shutdown_delay_ms": "on SIGTERM, how long the center keeps serving after it reports not ready, before it drains",
     "fill_interval_ms": "how often sub-buckets are topped up from main in the background (0 turns it off)",
     "fill_idle_ms": "a sub-bucket that consumed nothing for this long gives its surplus back to main",
     "rate_half_life_ms": "half-life of the observed demand rates that size slices",

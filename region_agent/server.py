@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = [quota_pb2.DESCRIPTOR.services_by_name["Quota"].full_name]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# The names a Kubernetes gRPC probe asks for (docs/center.md#probes).
+LIVENESS = "liveness"
+READINESS = "readiness"
 
 
 @dataclass
@@ -52,10 +56,15 @@ class RunningAgent:
     metrics_http: HTTPServer | None = None
     record_log: RecordLog | None = None
 
-    async def stop(self, grace_s: float | None = None) -> None:
-        """Drain: health NOT_SERVING, refuse new calls, let in-flight ones finish, then close."""
-        for name in ["", *SERVICE_NAMES]:
+    async def stop(self, grace_s: float | None = None, delay_s: float | None = None) -> None:
+        """Drain: readiness NOT_SERVING, keep serving for the shutdown delay (Kubernetes takes the
+        pod out of its Service meanwhile), refuse new calls, let in-flight ones finish, then close."""
+        for name in ["", READINESS, *SERVICE_NAMES]:
             await self.health.set(name, NOT_SERVING)
+        delay_s = self.settings.shutdown_delay_ms / 1000 if delay_s is None else delay_s
+        if delay_s > 0:
+            log.info("not ready; serving %.1fs more before draining", delay_s)
+            await asyncio.sleep(delay_s)
         await self.server.stop(self.settings.drain_grace_s if grace_s is None else grace_s)
         await self.session.close()
         await self.channel.close()
@@ -147,8 +156,8 @@ async def start(settings: Settings, *, metrics: bool = True, clock: Clock = mono
             log.warning(warning)
         if center_tls is None:
             log.warning("PLAINTEXT to the center at %s: set %sCENTER_CA_FILE", settings.center_target, PREFIX)
-        # Serving from slices needs no center, so the agent is SERVING while it runs.
-        for name in ["", *SERVICE_NAMES]:
+        # Serving from slices needs no center, so the agent is ready while it runs, and alive.
+        for name in ["", LIVENESS, READINESS, *SERVICE_NAMES]:
             await checks.set(name, SERVING)
         await server.start()
     except BaseException:

@@ -59,6 +59,9 @@ class Settings:
     reservation_ttl_ms: int = 300_000
     reservation_max_ttl_ms: int = 24 * 3600 * 1000
     drain_grace_s: float = 10.0
+    # On SIGTERM: not ready at once, then serving this long before the drain (Kubernetes takes the
+    # pod out of its Service's endpoints meanwhile).
+    shutdown_delay_ms: int = 5000
     # asyncio or uvloop (installed separately: pip install uvloop).
     event_loop: str = "asyncio"
     log_level: str = "INFO"
@@ -97,6 +100,7 @@ HELP: dict[str, str] = {
     "reservation_ttl_ms": "TTL of a reservation that asks for none (ttl_ms 0)",
     "reservation_max_ttl_ms": "longest TTL a reservation may ask for",
     "drain_grace_s": "seconds in-flight calls get to finish on SIGTERM",
+    "shutdown_delay_ms": "on SIGTERM, how long the agent keeps serving after it reports not ready, before it drains",
     "event_loop": "asyncio, or uvloop if installed (pip install uvloop)",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }

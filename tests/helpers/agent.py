@@ -28,6 +28,7 @@ def agent_settings(journal_path: str | Path, center_target: str, **overrides: ob
         reconnect_min_ms=50,
         reconnect_max_ms=500,
         drain_grace_s=0.5,
+        shutdown_delay_ms=0,
     )
     secured = tls.active()
     if secured is not None:

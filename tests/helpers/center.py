@@ -32,6 +32,7 @@ def center_settings(redis_url: str, database_url: str, **overrides: object) -> S
         sweep_interval_ms=3_600_000,
         fill_interval_ms=0,  # the filler moves budget in the background; tests/quota_center/refill/background start their own
         drain_grace_s=1.0,
+        shutdown_delay_ms=0,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
 

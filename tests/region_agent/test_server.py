@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -117,7 +118,8 @@ async def test_an_unreachable_center_is_unavailable_and_nothing_is_remembered(cl
 
 async def test_health_reflection_and_metrics(running: AgentThread, client: AgentClient) -> None:
     health = health_pb2_grpc.HealthStub(client.channel)
-    for service in ("", "quota.v1.Quota"):
+    # Kubernetes' gRPC probes ask for these names: an unknown one would fail the probe.
+    for service in ("", "quota.v1.Quota", "liveness", "readiness"):
         answer = await health.Check(health_pb2.HealthCheckRequest(service=service))
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
     with pytest.raises(grpc.aio.AioRpcError):
@@ -182,10 +184,21 @@ def test_sigterm_drains_and_exits_cleanly(tmp_path: Path) -> None:
         journal=tmp_path / "j",
         log_path=tmp_path / "agent.log",
         metrics_port=0,
-        settings={"DRAIN_GRACE_S": "0.5"},
+        settings={"DRAIN_GRACE_S": "0.5", "SHUTDOWN_DELAY_MS": "1500"},
     ).start()  # returns once its health service answers SERVING
     try:
         agent.process.send(signal.SIGTERM)
+        time.sleep(0.3)
+        # Not ready at once, still alive and answering during the delay.
+        with grpc.insecure_channel(agent.target) as channel:
+            checks = health_pb2_grpc.HealthStub(channel)
+
+            def status(service: str) -> int:
+                reply = checks.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+                return int(reply.status)
+
+            assert status("readiness") == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert status("liveness") == health_pb2.HealthCheckResponse.SERVING
         assert agent.wait(15) == 0
     finally:
         agent.kill()

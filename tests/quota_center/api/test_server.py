@@ -57,12 +57,48 @@ def own_center(fresh_redis: RedisServer, database_url: str) -> Iterator[tuple[Ce
 
 
 def test_health_turns_not_serving_when_redis_is_down(own_center: tuple[CenterThread, RedisServer]) -> None:
+    """Readiness follows Redis; liveness does not (restarting the pod would not bring Redis back)."""
     center, redis = own_center
     _wait_for(center.target, SERVING)
+    assert _health(center.target, "readiness") == SERVING
+    assert _health(center.target, "liveness") == SERVING
     redis.kill()
     _wait_for(center.target, NOT_SERVING)
+    assert _health(center.target, "readiness") == NOT_SERVING
+    assert _health(center.target, "quota.v1.Quota") == NOT_SERVING
+    assert _health(center.target, "liveness") == SERVING
     redis.restart()
     _wait_for(center.target, SERVING)
+    assert _health(center.target, "readiness") == SERVING
+
+
+def test_liveness_fails_when_a_background_loop_dies(center: CenterThread) -> None:
+    """A loop that ended with an error is a process to restart: liveness says so."""
+    running = center.center
+    assert running is not None
+
+    async def dies() -> None:
+        raise RuntimeError("a loop that died")
+
+    async def add() -> None:
+        running.tasks.append(asyncio.create_task(dies()))
+        await asyncio.sleep(0.05)
+        await running.health.check()
+
+    assert _health(center.target, "liveness") == SERVING
+    try:
+        center.call(add)
+        assert _health(center.target, "liveness") == NOT_SERVING
+        assert _health(center.target, "readiness") == SERVING  # Redis and PostgreSQL still answer
+    finally:
+
+        async def remove() -> None:
+            dead = running.tasks.pop()
+            assert dead.done()
+            await running.health.check()
+
+        center.call(remove)
+    assert _health(center.target, "liveness") == SERVING
 
 
 def test_reflection_lists_the_services(center: CenterThread) -> None:
@@ -150,6 +186,7 @@ async def test_sigterm_drains_and_loses_nothing_acknowledged(
         "QUOTA_CENTER_GRPC_PORT": "0",
         "QUOTA_CENTER_METRICS_PORT": "0",
         "QUOTA_CENTER_DRAIN_GRACE_S": "5",
+        "QUOTA_CENTER_SHUTDOWN_DELAY_MS": "1500",
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "quota_center.main", "serve", env=env, stderr=asyncio.subprocess.PIPE
@@ -168,6 +205,7 @@ async def test_sigterm_drains_and_loses_nothing_acknowledged(
         doomed = Client(f"127.0.0.1:{port}")
         await create(doomed, budget_id, 100_000)
         acknowledged: list[int] = []
+        answered_at: list[float] = []
 
         async def spend(worker: int) -> None:
             for i in range(10_000):
@@ -177,11 +215,21 @@ async def test_sigterm_drains_and_loses_nothing_acknowledged(
                     return  # the server stopped taking calls
                 assert r.code == OK
                 acknowledged.append(r.amount)
+                answered_at.append(time.monotonic())
 
         workers = asyncio.gather(*(spend(w) for w in range(4)))
         await asyncio.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        await asyncio.sleep(0.3)
+        # Not ready at once (Kubernetes takes the pod out of its Service), alive, still serving.
+        target = f"127.0.0.1:{port}"
+        assert await asyncio.to_thread(_health, target, "readiness") == NOT_SERVING
+        assert await asyncio.to_thread(_health, target, "") == NOT_SERVING
+        assert await asyncio.to_thread(_health, target, "liveness") == SERVING
         await workers
+        # Deductions were still answered well into the 1.5 s delay, not only before the signal.
+        assert max(answered_at) - signalled > 1.0, max(answered_at) - signalled
         assert await asyncio.wait_for(proc.wait(), 20) == 0, "".join(log)
         await drain_log
         await doomed.close()
