@@ -8,6 +8,7 @@ import logging
 import sys
 
 from quota_center import settings as settings_mod
+from quota_rules.build import add_version
 
 
 def parser() -> argparse.ArgumentParser:
@@ -17,6 +18,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="settings (environment variables):\n" + settings_mod.describe(),
     )
+    add_version(p)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser(
         "serve",

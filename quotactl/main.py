@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 import grpc
 
 from quota.v1 import admin_pb2_grpc, quota_pb2_grpc
+from quota_rules.build import add_version
 from quota_rules.limits import MAX_AMOUNT
 from quotactl import bulk, commands, connection, parse
 from quotactl.exit_codes import EPILOG, ExitCode
@@ -134,6 +135,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _global_options(parser, env, suppress=False)
+    add_version(parser)
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, env, suppress=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -7,6 +7,7 @@ import gc
 import logging
 import sys
 
+from quota_rules.build import add_version
 from region_agent import settings as settings_mod
 
 # The cyclic garbage collector's thresholds for the agent process. The agent keeps up to
@@ -28,6 +29,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=epilog,
     )
+    add_version(p)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser(
         "serve",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -137,6 +138,15 @@ async def test_health_reflection_and_metrics(running: AgentThread, client: Agent
     assert 'agent_requests_total{code="INVALID_ARGUMENT",method="Deduct"}' in text
     assert "agent_heartbeat_age_seconds -1.0" in text  # never answered: no center
     assert "quota_requests_total" not in text  # the center's metrics are not the agent's
+    assert re.search(r'quota_build_info\{component="agent",python="[\d.]+",version="[^"]+"\} 1\.0', text)
+    assert "_created" not in text  # no creation-time series beside every counter
+
+
+def test_version_names_the_build() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "region_agent.main", "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert re.fullmatch(r"region-agent \S+ \(Python [\d.]+\)\n", out), out
 
 
 def test_a_journal_in_use_refuses_a_second_agent(running: AgentThread) -> None:

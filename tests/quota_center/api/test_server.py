@@ -121,6 +121,8 @@ async def test_metrics_count_requests_by_method_and_code(center: CenterThread, b
     assert f'quota_budget_remaining{{budget="{budget_id}"}} 0.0' in text
     assert f'quota_budget_consumed{{budget="{budget_id}"}} 10.0' in text
     assert re.search(r'quota_transfers_total\{kind="refill",outcome="committed"\} [1-9]', text)
+    assert re.search(r'quota_build_info\{component="center",python="[\d.]+",version="[^"]+"\} 1\.0', text)
+    assert "_created" not in text  # no creation-time series beside every counter
 
 
 async def _collect(stream: asyncio.StreamReader, into: list[str]) -> None:
@@ -134,6 +136,16 @@ def test_help_lists_every_setting() -> None:
     ).stdout
     for name in ("QUOTA_CENTER_REDIS_URL", "QUOTA_CENTER_DATABASE_URL", "QUOTA_CENTER_GRPC_PORT", "serve"):
         assert name in out
+
+
+@pytest.mark.parametrize(
+    ("module", "prog"), [("quota_center.main", "quota-center"), ("quotactl.main", "quotactl")]
+)
+def test_version_names_the_build(module: str, prog: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", module, "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert re.fullmatch(rf"{prog} \S+ \(Python [\d.]+\)\n", out), out
 
 
 def test_a_bad_setting_is_refused_clearly() -> None:
