@@ -210,7 +210,9 @@ class AgentHoldings:
         moved, tid = 0, ""
         if meta.policy.strategy == "static":
             moved = await self.replenisher.take_static_share(meta, holder)
-            after = await self.report(budget_id, agent_id, view.applied, renew=False)
+            after = await self.report(
+                budget_id, agent_id, view.applied, renew=False, available=_held_after(view, moved, available)
+            )
             lease = lease_for(meta, self.clock(), self.lease_ms)
             return GrantResult(
                 "OK", moved, "", _with_lease(after, lease), "" if moved else "static: one share only"
@@ -246,7 +248,9 @@ class AgentHoldings:
         if moved:
             self._last_slice[(budget_id, agent_id)] = moved
             AGENT_GRANTS.inc()
-        after = await self.report(budget_id, agent_id, view.applied, renew=False)
+        after = await self.report(
+            budget_id, agent_id, view.applied, renew=False, available=_held_after(view, moved, available)
+        )
         return GrantResult(
             "OK",
             moved,
@@ -490,6 +494,18 @@ def lease_for(meta: BudgetMeta, now_ms: int, lease_ms: int) -> int:
         return lease_ms
     left = int(meta.valid_until.timestamp() * 1000) - now_ms
     return max(0, min(lease_ms, left))
+
+
+def _held_after(view: HoldingView, moved: int, available: int | None) -> int | None:
+    """What the agent may spend right after a grant, at ``view.applied``: its holding as read
+    before the grant plus the slice moved (None for an agent that does not say what it has).
+
+    The grant's answer reads the holding again. Should a Redis loss take it between the move and
+    that read, the read opens the new holding and carries the lost one over with this number, as
+    the agent's own next report would; without it the new holding would start empty at a
+    baseline the agent's counters have passed, and every report after it would be refused.
+    """
+    return None if available is None else max(0, view.balance) + moved
 
 
 def _with_lease(view: HoldingView, lease_ms: int) -> HoldingView:

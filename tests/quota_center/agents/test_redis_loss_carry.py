@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from devstack import RedisServer
+from quota_center.holders import agent_holder
+from quota_center.transfers.protocol import Movement
 from quota_rules.limits import MAX_AMOUNT
 from tests.helpers.calls import assert_balanced, create, get
 from tests.helpers.center import CenterThread, Client, center_settings
@@ -57,5 +60,54 @@ async def test_the_next_report_carries_the_lost_holding_over(
         assert (await s.report(again)).balance == held.balance
         assert (await get(client, budget_id)).consumed == b.consumed
     finally:
+        await s.close()
+        await client.close()
+
+
+async def test_a_redis_loss_while_a_slice_is_granted_is_carried_over(
+    own_center: CenterThread, fresh_redis: RedisServer, budget_id: str
+) -> None:
+    """Redis lost just after a grant moved a slice, before the center reads the holding back for
+    its answer: the answer carries over what the agent had plus the slice, so the agent's next
+    reports apply to it (none is refused) and consumed is exactly what it spent."""
+    assert own_center.center is not None
+    transfers = own_center.center.transfers
+    move = transfers.move
+    agent_id = f"ag-{uuid.uuid4().hex[:8]}"
+    flushed: list[int] = []
+
+    async def move_then_lose_redis(m: Movement, *args: Any, **kwargs: Any) -> int:
+        moved = await move(m, *args, **kwargs)
+        if m.target == agent_holder(agent_id) and m.kind == "grant" and armed and not flushed:
+            fresh_redis.command("FLUSHALL")
+            flushed.append(moved)
+        return moved
+
+    armed = False
+    transfers.move = move_then_lose_redis  # type: ignore[method-assign]
+    client = Client(own_center.target)
+    s = Stream(own_center.target, agent_id)
+    try:
+        await create(client, budget_id, 10_000, sub_buckets=2, max_slice=500)
+        await s.hello()
+        first = await s.grant(budget_id, "r1", usage(budget_id, 0, consumed=0), rate=1_000)
+        assert first.amount > 100
+        armed = True
+        before = usage(budget_id, 1, consumed=40)
+        before.available = first.amount - 40
+        second = await s.grant(budget_id, "r2", before, rate=1_000, needed=first.amount)
+        assert flushed, "the grant moved no slice: Redis was not lost"
+        assert second.amount == flushed[0] > 0, (flushed, second)
+        assert second.holding.balance == first.amount - 40 + second.amount, second.holding
+        # The agent goes on spending from what it holds: its reports apply, none is refused.
+        after = usage(budget_id, 2, consumed=70)
+        after.available = first.amount + second.amount - 70
+        held = await s.report(after)
+        assert held.balance == first.amount + second.amount - 70
+        b = await get(client, budget_id)
+        assert (b.consumed, b.in_doubt, b.reserved) == (70, 0, 0), b
+        await assert_balanced(client, budget_id)
+    finally:
+        transfers.move = move  # type: ignore[method-assign]
         await s.close()
         await client.close()
