@@ -127,7 +127,7 @@ def _center_calls(metrics_urls: list[str]) -> float:
         with urllib.request.urlopen(url, timeout=5) as response:
             text = response.read().decode()
         for line in text.splitlines():
-            if line.startswith(("agent_forwarded_total{", "agent_refills_total{")):
+            if line.startswith(("quota_region_agent_forwarded_total{", "quota_region_agent_refills_total{")):
                 calls += float(line.rsplit(" ", 1)[1])
     return calls
 

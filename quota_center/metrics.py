@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Protocol
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from quota_center.budget_series import BudgetSeries
 from quota_rules.build import build_labels
 
 # No `_created` series beside every counter and histogram: they double the series and tell a
@@ -44,11 +44,6 @@ MERGE_SECONDS = Histogram(
     "quota_merge_seconds",
     "Duration of a merge (draining every other sub-bucket into main).",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
-)
-MODE = Gauge(
-    "quota_budget_mode",
-    "Allocation mode of a budget, one series per mode set to 1 for the current one.",
-    ["budget", "mode"],
 )
 RESERVATIONS = Counter(
     "quota_reservations_total",
@@ -123,28 +118,11 @@ AGENT_RECLAIMS = Counter(
     ["outcome"],
 )
 REBUILDS = Counter("quota_rebuilds_total", "Budgets rebuilt from the ledger after a Redis loss.")
-REMAINING = Gauge(
-    "quota_budget_remaining",
-    "What a budget can still issue: total - consumed - reserved - in doubt.",
-    ["budget"],
-)
-CONSUMED = Gauge("quota_budget_consumed", "Consumed units of a budget (deducted - returned).", ["budget"])
-IN_DOUBT = Gauge(
-    "quota_budget_in_doubt", "Units of a budget held by holders whose state is unknown.", ["budget"]
-)
 IN_DOUBT_SETTLED = Counter(
     "quota_in_doubt_settled_units_total",
     "In-doubt units settled, by how (log: from the spend log, manual: Settle) and outcome"
     " (consumed, returned: to the main bucket).",
     ["how", "outcome"],
-)
-SPEND_LOG_QUEUE = Gauge(
-    "quota_spend_log_queue",
-    "Spend-log entries (served deductions and returns) waiting to be written to PostgreSQL.",
-)
-SPEND_LOG_LAG = Gauge(
-    "quota_spend_log_lag_seconds",
-    "How far this center's durable spend-log watermark (flushed_until) trails now.",
 )
 
 
@@ -179,22 +157,48 @@ LEDGER = _LedgerCollector()
 REGISTRY.register(LEDGER)
 
 
-def observe_budget(budget_id: str, available: int, consumed: int, in_doubt: int) -> None:
-    REMAINING.labels(budget_id).set(available)
-    CONSUMED.labels(budget_id).set(consumed)
-    IN_DOUBT.labels(budget_id).set(in_doubt)
+class SpendLogStats(Protocol):
+    @property
+    def queued(self) -> int: ...
+
+    @property
+    def lag_s(self) -> float: ...
+
+    @property
+    def lease_lapsed(self) -> bool: ...
 
 
-def forget_budget(budget_id: str) -> None:
-    """Drop a budget's series (it left the active set, or was closed): a platform's idle budgets
-    cost no series. They come back with the next audit of the budget."""
-    series: list[tuple[Gauge, tuple[str, ...]]] = [(g, (budget_id,)) for g in (REMAINING, CONSUMED, IN_DOUBT)]
-    series += [(MODE, (budget_id, name)) for name in ("normal", "scarce", "central")]
-    for gauge, labels in series:
-        with contextlib.suppress(KeyError):  # never set in this process
-            gauge.remove(*labels)
+class _SpendLogCollector(Collector):
+    """Reads the spend logs' state at scrape time: a flush stuck on PostgreSQL still shows its lag
+    growing, and the moment its lease lapses (the center stops spending) shows at once."""
+
+    def __init__(self) -> None:
+        self.sources: list[SpendLogStats] = []
+
+    def collect(self) -> Iterator[Metric]:
+        sources = list(self.sources)
+        if not sources:
+            return
+        yield GaugeMetricFamily(
+            "quota_spend_log_queue",
+            "Spend-log entries (served deductions and returns) waiting to be written to PostgreSQL.",
+            value=sum(s.queued for s in sources),
+        )
+        yield GaugeMetricFamily(
+            "quota_spend_log_lag_seconds",
+            "How far this center's durable spend-log watermark (flushed_until) trails now.",
+            value=max(s.lag_s for s in sources),
+        )
+        yield GaugeMetricFamily(
+            "quota_spending_stopped",
+            "1 while this center refuses spending because its spend log has not reached PostgreSQL"
+            " for longer than QUOTA_CENTER_WRITEBEHIND_LEASE_MS.",
+            value=1 if any(s.lease_lapsed for s in sources) else 0,
+        )
 
 
-def observe_mode(budget_id: str, mode: str) -> None:
-    for name in ("normal", "scarce", "central"):
-        MODE.labels(budget_id, name).set(1 if name == mode else 0)
+SPEND_LOG = _SpendLogCollector()
+REGISTRY.register(SPEND_LOG)
+# One budget's series (remaining, consumed, mode, ...): quota_center/budget_series.py.
+BUDGETS = BudgetSeries()
+REGISTRY.register(BUDGETS)

@@ -48,7 +48,7 @@ from quota_center.clock import Clock
 from quota_center.health import Health
 from quota_center.ledger.store import LedgerStore
 from quota_center.loop_failures import LoopFailures
-from quota_center.metrics import ACCESS_DENIED, LEDGER, forget_budget
+from quota_center.metrics import ACCESS_DENIED, BUDGETS, LEDGER, SPEND_LOG
 from quota_center.recovery.rebuild import Recovery
 from quota_center.recovery.recall import Recall
 from quota_center.recovery.settlement import Settlement
@@ -129,8 +129,10 @@ class Center:
             await self.settlement.close()
         if self.spend_log is not None:
             await self.spend_log.close()  # last: everything spent is written, then a clean stop
+            SPEND_LOG.sources.remove(self.spend_log)
         await self.ledger.close()
         LEDGER.sources.remove(self.ledger)
+        BUDGETS.track(())  # a stopped center looks after no budget
         await self.redis.aclose()
 
 
@@ -285,6 +287,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
     tasks: list[asyncio.Task[None]] = []  # the background loops (Center.tasks)
     health = Health(SERVICE_NAMES, redis, ledger, loops_alive=lambda: _alive(tasks))
     LEDGER.sources.append(ledger)
+    BUDGETS.limit = settings.metrics_budgets
 
     server = grpc.aio.server()
     # Plaintext identifies nobody: no guard, and no cost on the request path.
@@ -323,6 +326,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         log.warning(warning)
     await health.check()
     await spend_log.start()  # registered before the first request can spend
+    SPEND_LOG.sources.append(spend_log)
     await server.start()
     center = Center(
         settings,
@@ -464,13 +468,10 @@ async def _refresh_gauges(activity: Activity, auditor: Auditor, interval_s: floa
     them), a page of budgets audited together; a budget that left the active set leaves the
     metrics too."""
     failures = LoopFailures("gauges")
-    seen: set[str] = set()
     while True:
         try:
             active = await activity.active()
-            for budget_id in seen.difference(active):
-                forget_budget(budget_id)
-            seen = set(active)
+            BUDGETS.track(active)
             for start in range(0, len(active), GAUGE_PAGE):
                 page = active[start : start + GAUGE_PAGE]
                 try:

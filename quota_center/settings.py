@@ -48,6 +48,8 @@ class Settings:
     health_interval_ms: int = 1000
     # Per-budget gauges (remaining, consumed, in doubt) are recomputed this often.
     gauge_interval_s: float = 15.0
+    # Budgets with series of their own in /metrics (the most active); the rest are added up.
+    metrics_budgets: int = 100
     # A budget with nothing pending that nothing happened to for this long leaves the active set
     # the background loops walk (and its per-budget series leave the metrics); checked this often.
     idle_after_ms: int = 60_000
@@ -122,6 +124,7 @@ HELP: dict[str, str] = {
     "ledger_pool_size": "PostgreSQL connections",
     "default_sub_buckets": "sub-buckets of a budget created without a policy value",
     "gauge_interval_s": "how often the per-budget gauges are recomputed",
+    "metrics_budgets": 'budgets with series of their own in /metrics, the most active; the rest are added up under budget="_other"',
     "idle_after_ms": "a budget with nothing pending and no activity for this long leaves the background loops (docs/center.md#activity)",
     "activity_interval_ms": "how often idle budgets are looked for",
     "health_interval_ms": "how often Redis and PostgreSQL are checked for the health service",

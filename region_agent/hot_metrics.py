@@ -25,7 +25,7 @@ class _Histogram:
 
 
 class RequestTally(Collector):
-    """``agent_requests_total``, ``agent_request_seconds`` and ``agent_served_total``."""
+    """``quota_region_agent_requests_total``, ``quota_region_agent_request_seconds`` and ``quota_region_agent_served_total``."""
 
     def __init__(self, latency_buckets: Sequence[float]) -> None:
         self.bounds = tuple(sorted(latency_buckets))
@@ -48,7 +48,7 @@ class RequestTally(Collector):
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
-            "agent_requests",
+            "quota_region_agent_requests",
             "gRPC requests by method and result code (OK, INSUFFICIENT, ..., or a gRPC status for errors).",
             labels=["method", "code"],
         )
@@ -56,7 +56,7 @@ class RequestTally(Collector):
             requests.add_metric([method, code], n)
         yield requests
         latency = HistogramMetricFamily(
-            "agent_request_seconds", "gRPC request latency by method.", labels=["method"]
+            "quota_region_agent_request_seconds", "gRPC request latency by method.", labels=["method"]
         )
         for method, h in list(self.latency.items()):
             counts, total_s = list(h.counts), h.sum
@@ -68,7 +68,7 @@ class RequestTally(Collector):
             latency.add_metric([method], buckets, total_s)
         yield latency
         served = CounterMetricFamily(
-            "agent_served",
+            "quota_region_agent_served",
             "Spending requests by where they were decided: local (from the slice) or forwarded (by the"
             " center); the local hit ratio is local / (local + forwarded).",
             labels=["method", "where"],

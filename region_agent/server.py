@@ -125,7 +125,13 @@ async def start(settings: Settings, *, metrics: bool = True, clock: Clock = mono
             else grpc.aio.secure_channel(settings.center_target, center_tls, options=options)
         )
         session = Session(agent, channel, settings, stats, clock=clock)
-        stats.watch(agent, clock, lambda: session.heartbeat_answered)
+        stats.watch(
+            agent,
+            clock,
+            lambda: session.heartbeat_answered,
+            session.connected.is_set,
+            settings.metrics_budgets,
+        )
         center = CenterClient(channel, settings.center_target, settings.forward_deadline_ms)
         server = grpc.aio.server()
         servicer = QuotaServicer(

@@ -63,6 +63,8 @@ class Settings:
     # pod out of its Service's endpoints meanwhile).
     shutdown_delay_ms: int = 5000
     # asyncio or uvloop (installed separately: pip install uvloop).
+    # Budgets with series of their own in /metrics (the most recently used); the rest are added up.
+    metrics_budgets: int = 100
     event_loop: str = "asyncio"
     log_level: str = "INFO"
 
@@ -101,6 +103,7 @@ HELP: dict[str, str] = {
     "reservation_max_ttl_ms": "longest TTL a reservation may ask for",
     "drain_grace_s": "seconds in-flight calls get to finish on SIGTERM",
     "shutdown_delay_ms": "on SIGTERM, how long the agent keeps serving after it reports not ready, before it drains",
+    "metrics_budgets": 'budgets with series of their own in /metrics, the most recently used; the rest are added up under budget="_other"',
     "event_loop": "asyncio, or uvloop if installed (pip install uvloop)",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }

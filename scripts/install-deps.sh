@@ -3,7 +3,10 @@
 #
 #   - Debian packages redis-server and postgresql, only when their binaries are missing. Only the
 #     binaries matter: tests and run-stack.sh start servers of their own, never the system ones.
-#   - .venv (python3 >= 3.11) with the project installed editable, extras dev and loadtest.
+#   - Debian packages prometheus (for promtool) and chromium, when missing: the monitoring rules'
+#     and the Locust web UI's tests use them.
+#   - .venv (python3 >= 3.11) with the project installed editable, extras dev, loadtest, chart and
+#     webui.
 #
 # Sourced (by run-stack.sh) it only defines the functions.
 set -euo pipefail
@@ -32,6 +35,9 @@ install_debian_packages() {
         missing+=(redis-server)
     fi
     [[ -n "$(pg_bindir)" ]] || missing+=(postgresql)
+    # promtool checks the monitoring rules and a live scrape; chromium drives the Locust web UI.
+    command -v promtool >/dev/null || missing+=(prometheus)
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
     if ! python3 -c 'import ensurepip, venv' 2>/dev/null && [[ ! -x "$VENV/bin/python" ]]; then
         missing+=(python3-venv)
     fi
@@ -70,9 +76,9 @@ install_venv() {
     if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
         return 0
     fi
-    say "installing the project into $VENV (editable, extras dev and loadtest)"
+    say "installing the project into $VENV (editable, extras dev, loadtest, chart and webui)"
     (cd "$REPO_ROOT" && PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install -q --no-input \
-        -e '.[dev,loadtest]' </dev/null)
+        -e '.[dev,loadtest,chart,webui]' </dev/null)
     printf '%s\n' "$want" >"$stamp"
 }
 

@@ -17,13 +17,13 @@ def scrape(url: str) -> dict[str, float]:
             continue
         name, _, rest = line.partition("{")
         labels, _, value = rest.rpartition("} ")
-        if name == "agent_forwarded_total":
+        if name == "quota_region_agent_forwarded_total":
             sums["forwarded"] += float(value)
             reason = labels.partition('reason="')[2].partition('"')[0]
             sums[f"forwarded:{reason}"] = sums.get(f"forwarded:{reason}", 0.0) + float(value)
-        elif name == "agent_refills_total":
+        elif name == "quota_region_agent_refills_total":
             sums["refills"] += float(value)
-        elif name == "agent_served_total" and (
+        elif name == "quota_region_agent_served_total" and (
             'method="Deduct"' in labels or 'method="DeductBatch"' in labels
         ):
             sums["served"] += float(value)
@@ -74,10 +74,10 @@ def cost(center_url: str, agent_urls: list[str]) -> dict[str, float]:
 
 
 def slice_available(url: str, budget_id: str) -> float:
-    """``agent_slice_available`` of one budget (0 when the agent does not hold it)."""
+    """``quota_region_agent_slice_available`` of one budget (0 when the agent does not hold it)."""
     with urllib.request.urlopen(url, timeout=5) as reply:
         text = reply.read().decode()
-    wanted = f'agent_slice_available{{budget="{budget_id}"}} '
+    wanted = f'quota_region_agent_slice_available{{budget="{budget_id}"}} '
     for line in text.splitlines():
         if line.startswith(wanted):
             return float(line[len(wanted) :])

@@ -22,6 +22,7 @@ from quota_center.holders import MAIN, sub_holder
 from quota_center.ledger.errors import BudgetNotFound
 from quota_center.ledger.models import BudgetRow
 from quota_center.ledger.store import LedgerStore
+from quota_center.metrics import BUDGETS
 from quota_center.recovery.rebuild import Recovery
 from quota_center.transfers.protocol import Transfers, now_ms
 from quota_rules.limits import InvalidInput, check_amount, check_budget_id, check_request_id, check_total
@@ -170,6 +171,8 @@ class Admin:
             await (
                 self.activity.close(budget_id) if row.state == "closed" else self.activity.touch(budget_id)
             )
+        if row.state == "closed":
+            BUDGETS.forget(budget_id)  # a closed budget's series go from the next scrape
         await self._changed(budget_id)  # resumed: decided on afresh
         return Change("OK", await self.view(budget_id))
 

@@ -19,7 +19,7 @@ from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.holders import MAIN, agent_of, ledger_only, sub_holder
 from quota_center.ledger.models import BudgetRow
 from quota_center.ledger.store import LedgerStore
-from quota_center.metrics import observe_budget
+from quota_center.metrics import BUDGETS
 
 EXTERNAL = "external"
 # Snapshots tried before a budget whose holders keep moving budget is reported as unsettled.
@@ -199,7 +199,7 @@ class Auditor:
                 break
             await asyncio.sleep(0.002)
             report = await self._once(budget_id)
-        observe_budget(budget_id, report.available, report.consumed, report.in_doubt)
+        _observe(report)
         return report
 
     async def audit_many(self, budget_ids: Sequence[str]) -> dict[str, AuditReport]:
@@ -243,7 +243,7 @@ class Auditor:
                 committed=committed,
                 credited=credited,
             )
-            observe_budget(budget_id, report.available, report.consumed, report.in_doubt)
+            _observe(report)
             reports[budget_id] = report
         return reports
 
@@ -324,3 +324,15 @@ def _moves(view: BucketView | None) -> tuple[int, frozenset[str]] | None:
     if view is None:
         return None
     return view.balance + view.consumed + view.reserved, frozenset(p.transfer_id for p in view.pending)
+
+
+def _observe(report: AuditReport) -> None:
+    """Tell the per-budget series (a budget this center does not look after is ignored)."""
+    BUDGETS.observe(
+        report.budget_id,
+        total=report.total,
+        remaining=report.available,
+        consumed=report.consumed,
+        in_doubt=report.in_doubt,
+        balanced=not report.mismatches,
+    )

@@ -22,7 +22,6 @@ from quota_center.errors import Unavailable
 from quota_center.holders import sub_holder
 from quota_center.ledger.errors import LedgerError
 from quota_center.ledger.spend_log import SpendEntry, check_entry
-from quota_center.metrics import SPEND_LOG_LAG, SPEND_LOG_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +156,11 @@ class WriteBehind:
     def lag_s(self) -> float:
         """How far the durable watermark trails now, in seconds."""
         return time.monotonic() - self._watermark
+
+    @property
+    def lease_lapsed(self) -> bool:
+        """The log has not reached PostgreSQL for longer than the lease: spending is refused."""
+        return time.monotonic() - self._lease_from > self._lease
 
     async def start(self) -> None:
         """Register this center and start the flusher. No operation may start before this."""
@@ -337,7 +341,6 @@ class WriteBehind:
                     exc,
                     backoff,
                 )
-                SPEND_LOG_LAG.set(self.lag_s)
                 await asyncio.sleep(backoff)
 
     async def _cycle(self) -> None:
@@ -364,8 +367,6 @@ class WriteBehind:
         await self.store.instance_heartbeat(self.instance_id, flushed_until)
         self._lease_from = sent  # seen_at is no earlier than this send
         self._watermark = max(self._watermark, mark)
-        SPEND_LOG_QUEUE.set(len(self._queue))
-        SPEND_LOG_LAG.set(self.lag_s)
         self._resolve()
 
     async def close(self, timeout_s: float = 5.0) -> None:

@@ -27,7 +27,7 @@ from quota_center.budgets.sellout import Availability, SellOut
 from quota_center.errors import BucketLost, LockBusy, StaleGeneration, Unavailable
 from quota_center.holders import MAIN, is_sub_doubt, sub_holder
 from quota_center.ledger.store import LedgerStore
-from quota_center.metrics import MERGE_SECONDS, MERGES, POOLS_OPENED, SHARED_REFUSALS, observe_mode
+from quota_center.metrics import BUDGETS, MERGE_SECONDS, MERGES, POOLS_OPENED, SHARED_REFUSALS
 from quota_center.refill.locks import BudgetLocks
 from quota_center.transfers.protocol import Movement, Transfers
 from quota_rules.allocation import refill_amount, slice_size
@@ -141,7 +141,7 @@ class Replenisher:
                     return True
                 free = sum(balances.values())
                 mode = mode_for(meta.policy, free + sum(agents.values()))
-                observe_mode(meta.budget_id, mode.value)
+                BUDGETS.observe_mode(meta.budget_id, mode.value)
                 if free < amount:
                     if self.reclaim is not None and not reclaimed:
                         # Agents may hold the rest: order it back to main, then decide again.

@@ -20,9 +20,9 @@ def _forwarded(agent: AgentThread) -> float:
     return sum(
         s.value
         for m in reg.collect()
-        if m.name == "agent_forwarded"
+        if m.name == "quota_region_agent_forwarded"
         for s in m.samples
-        if s.name == "agent_forwarded_total"
+        if s.name == "quota_region_agent_forwarded_total"
     )
 
 

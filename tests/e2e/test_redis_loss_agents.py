@@ -44,7 +44,7 @@ def _served_locally(agent: AgentThread) -> float:
         s.value
         for m in agent.agent.metrics.registry.collect()
         for s in m.samples
-        if s.name == "agent_served_total" and s.labels.get("where") == "local"
+        if s.name == "quota_region_agent_served_total" and s.labels.get("where") == "local"
     )
 
 

@@ -63,7 +63,7 @@ async def test_skewed_demand_drains_the_budget_to_zero_with_no_false_refusal(
     await assert_balanced(client, budget_id)
     served = [
         a.agent.metrics.registry.get_sample_value(
-            "agent_served_total", {"method": "Deduct", "where": "local"}
+            "quota_region_agent_served_total", {"method": "Deduct", "where": "local"}
         )
         for a in agents
         if a.agent
@@ -150,9 +150,12 @@ def _center_calls(agents: list[AgentThread]) -> float:
     for a in agents:
         assert a.agent is not None
         reg = a.agent.metrics.registry
-        calls += sum(reg.get_sample_value("agent_forwarded_total", {"reason": r}) or 0 for r in _REASONS)
         calls += sum(
-            reg.get_sample_value("agent_refills_total", {"code": c}) or 0 for c in ("OK", "INSUFFICIENT")
+            reg.get_sample_value("quota_region_agent_forwarded_total", {"reason": r}) or 0 for r in _REASONS
+        )
+        calls += sum(
+            reg.get_sample_value("quota_region_agent_refills_total", {"code": c}) or 0
+            for c in ("OK", "INSUFFICIENT")
         )
     return calls
 

@@ -23,13 +23,13 @@ EXCEEDS_DEDUCTED = pb.RESULT_CODE_EXCEEDS_DEDUCTED
 
 
 def _served_locally(metrics_port: int) -> float:
-    """``agent_served_total{where="local"}`` of the agent process, summed over methods."""
+    """``quota_region_agent_served_total{where="local"}`` of the agent process, summed over methods."""
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
         text = r.read().decode()
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith("agent_served_total{") and 'where="local"' in line
+        if line.startswith("quota_region_agent_served_total{") and 'where="local"' in line
     )
 
 

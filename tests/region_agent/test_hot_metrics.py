@@ -28,11 +28,11 @@ def test_counts_and_latency_buckets_as_prometheus_reads_them() -> None:
     m.served_local("DeductBatch", 100)
     m.served_forwarded("Deduct")
     got = samples(m)
-    assert got[("agent_requests_total", (("code", "OK"), ("method", "Deduct")))] == 5
-    assert got[("agent_requests_total", (("code", "INSUFFICIENT"), ("method", "Deduct")))] == 1
+    assert got[("quota_region_agent_requests_total", (("code", "OK"), ("method", "Deduct")))] == 5
+    assert got[("quota_region_agent_requests_total", (("code", "INSUFFICIENT"), ("method", "Deduct")))] == 1
 
     def bucket(le: str) -> float:
-        return got[("agent_request_seconds_bucket", (("le", le), ("method", "Deduct")))]
+        return got[("quota_region_agent_request_seconds_bucket", (("le", le), ("method", "Deduct")))]
 
     # Cumulative, as a histogram's buckets are: le="5e-05" holds 0.00003; 0.0005 adds the two
     # 0.0003; 0.001 adds the 0.001 (le is inclusive); 1.0 adds 0.7; +Inf the 5 s.
@@ -45,10 +45,10 @@ def test_counts_and_latency_buckets_as_prometheus_reads_them() -> None:
         5,
         6,
     ]
-    assert got[("agent_request_seconds_count", (("method", "Deduct"),))] == 6
-    assert abs(got[("agent_request_seconds_sum", (("method", "Deduct"),))] - 5.70163) < 1e-9
-    assert got[("agent_served_total", (("method", "DeductBatch"), ("where", "local")))] == 100
-    assert got[("agent_served_total", (("method", "Deduct"), ("where", "forwarded")))] == 1
+    assert got[("quota_region_agent_request_seconds_count", (("method", "Deduct"),))] == 6
+    assert abs(got[("quota_region_agent_request_seconds_sum", (("method", "Deduct"),))] - 5.70163) < 1e-9
+    assert got[("quota_region_agent_served_total", (("method", "DeductBatch"), ("where", "local")))] == 100
+    assert got[("quota_region_agent_served_total", (("method", "Deduct"), ("where", "forwarded")))] == 1
 
 
 def test_bucket_bounds_are_written_as_prometheus_client_writes_them() -> None:

@@ -135,8 +135,10 @@ async def test_health_reflection_and_metrics(running: AgentThread, client: Agent
             return str(r.read().decode())
 
     text = await asyncio.to_thread(sync_checks)
-    assert 'agent_requests_total{code="INVALID_ARGUMENT",method="Deduct"}' in text
-    assert "agent_heartbeat_age_seconds -1.0" in text  # never answered: no center
+    assert 'quota_region_agent_requests_total{code="INVALID_ARGUMENT",method="Deduct"}' in text
+    # Never answered (no center): no timestamp rather than a made-up value; the session is down.
+    assert "quota_region_agent_heartbeat_answered_timestamp_seconds" not in text
+    assert "quota_region_agent_session_up 0.0" in text
     assert "quota_requests_total" not in text  # the center's metrics are not the agent's
     assert re.search(r'quota_build_info\{component="agent",python="[\d.]+",version="[^"]+"\} 1\.0', text)
     assert "_created" not in text  # no creation-time series beside every counter
