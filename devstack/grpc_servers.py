@@ -21,15 +21,20 @@ from .process import ServerProcess
 from .servers import ProcessServer
 
 
-def serving(target: str, timeout: float = 1.0, credentials: grpc.ChannelCredentials | None = None) -> bool:
-    """Whether the gRPC server at ``target`` answers its health check with SERVING (over TLS with
-    ``credentials``)."""
+def serving(
+    target: str,
+    timeout: float = 1.0,
+    credentials: grpc.ChannelCredentials | None = None,
+    service: str = "",
+) -> bool:
+    """Whether the gRPC server at ``target`` answers its health check of ``service`` ("": ready;
+    "liveness": alive) with SERVING (over TLS with ``credentials``)."""
     with (
         grpc.insecure_channel(target) if credentials is None else grpc.secure_channel(target, credentials)
     ) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=timeout
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
             )
         except grpc.RpcError:
             return False
@@ -40,7 +45,9 @@ class GrpcProcess(ProcessServer):
     """A command serving gRPC on 127.0.0.1:``port``, up once its health service says SERVING.
 
     ``log_path`` receives its stdout and stderr; ``env`` is laid over this process's environment;
-    ``credentials`` are the health check's when the server speaks TLS. Stopping sends SIGTERM (the servers drain) and SIGKILLs what is still there after 15 s.
+    ``credentials`` are the health check's when the server speaks TLS; ``up_when`` the health
+    service name that must say SERVING ("": ready; "liveness" for a server that cannot be
+    ready yet, such as an agent whose center is not there). Stopping sends SIGTERM (the servers drain) and SIGKILLs what is still there after 15 s.
     """
 
     def __init__(
@@ -54,9 +61,11 @@ class GrpcProcess(ProcessServer):
         cwd: Path | None = None,
         startup_timeout: float = 60.0,
         credentials: grpc.ChannelCredentials | None = None,
+        up_when: str = "",
     ) -> None:
         super().__init__()
         self.credentials = credentials
+        self.up_when = up_when
         self.name = self.program = name
         self.argv = list(argv)
         self.port = port
@@ -74,7 +83,7 @@ class GrpcProcess(ProcessServer):
         self._proc = ServerProcess(self.argv, log_path=self.log_path, cwd=self._cwd, env=self.env)
         track(self)
         self._proc.wait_until(
-            lambda: serving(self.target, credentials=self.credentials),
+            lambda: serving(self.target, credentials=self.credentials, service=self.up_when),
             what=f"{self.name} on {self.target}",
             timeout=self._startup_timeout,
         )
@@ -106,6 +115,7 @@ class ProjectServer(GrpcProcess):
         port: int | None,
         metrics_port: int | None,
         credentials: grpc.ChannelCredentials | None = None,
+        up_when: str = "",
     ) -> None:
         port = free_port() if port is None else port
         self.metrics_port = free_port() if metrics_port is None else metrics_port
@@ -124,6 +134,7 @@ class ProjectServer(GrpcProcess):
             log_path=log_path,
             env={f"{prefix}{key}": value for key, value in {**base, **settings}.items()},
             credentials=credentials,
+            up_when=up_when,
         )
 
     @property
@@ -168,6 +179,7 @@ class AgentProcess(ProjectServer):
     Its journal (and record log next to it) is ``journal``; restarted with the same id and
     journal it is the same agent. ``settings`` as for :class:`CenterProcess`, prefix
     ``REGION_AGENT_``; ``credentials`` for its health check when it speaks TLS. ``metrics_port=0`` asks the agent for no fixed metrics port.
+    It is up once ready (its session with the center open); ``up_when="liveness"`` once alive.
     """
 
     def __init__(
@@ -182,6 +194,7 @@ class AgentProcess(ProjectServer):
         metrics_port: int | None = None,
         settings: Mapping[str, str] | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        up_when: str = "",
     ) -> None:
         self.agent_id = agent_id
         own = {"AGENT_ID": agent_id, "CENTER_TARGET": center_target, "JOURNAL_PATH": str(journal)}
@@ -197,4 +210,5 @@ class AgentProcess(ProjectServer):
             port=port,
             metrics_port=metrics_port,
             credentials=credentials,
+            up_when=up_when,
         )

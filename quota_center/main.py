@@ -9,6 +9,7 @@ import sys
 
 from quota_center import settings as settings_mod
 from quota_rules.build import add_version
+from quota_rules.logs import configure
 
 
 def parser() -> argparse.ArgumentParser:
@@ -50,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except settings_mod.SettingsError as exc:
         print(f"quota-center: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure(settings.log_level, settings.log_format, component="center")
+    for warning in settings_mod.unknown_variables():
+        logging.getLogger("quota_center").warning(warning)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings.database_url))
     from quota_center.server import serve

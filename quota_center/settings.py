@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from quota_rules.env import SettingsError as SettingsError  # raised by load()
-from quota_rules.env import describe_env, from_env
+from quota_rules.env import check_common, describe_env, from_env, unknown
 
 PREFIX = "QUOTA_CENTER_"
 
@@ -102,6 +102,12 @@ class Settings:
     # asyncio or uvloop (installed separately: pip install uvloop).
     event_loop: str = "asyncio"
     log_level: str = "INFO"
+    # text, or json: one object a line with each call's fields (quota_rules/logs.py).
+    log_format: str = "text"
+    # Calls logged: every failed or refused one, at most LOG_CALLS_PER_S a second for each method
+    # and code (the rest counted on the next line), and this fraction of the successful ones.
+    log_ok_sample: float = 0.001
+    log_calls_per_s: int = 10
 
 
 HELP: dict[str, str] = {
@@ -151,12 +157,65 @@ HELP: dict[str, str] = {
     "agent_session_max_unread": "answers an agent session may leave unread before it is closed",
     "event_loop": "asyncio, or uvloop if installed (pip install uvloop)",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_format": "text, or json (one object a line, with each logged call's method, code, budget_id, request_id, latency_ms)",
+    "log_ok_sample": "fraction of successful calls logged (failed and refused ones are all logged, within LOG_CALLS_PER_S)",
+    "log_calls_per_s": "most lines a second for each method and result code; the next line says how many were left out",
 }
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from an environment mapping (``os.environ`` by default), defaults for what is unset."""
-    return from_env(Settings, PREFIX, env)
+    """Settings from an environment mapping (``os.environ`` by default), defaults for what is unset;
+    SettingsError (one line, naming the variable) for one the center cannot run with."""
+    settings = from_env(Settings, PREFIX, env)
+    check(settings)
+    return settings
+
+
+# Loops that sleep this long between passes, and sizes that must hold something: never 0.
+POSITIVE = (
+    "retention_s",
+    "request_window_s",
+    "sweep_interval_ms",
+    "ledger_batch_max",
+    "ledger_pool_size",
+    "default_sub_buckets",
+    "health_interval_ms",
+    "gauge_interval_s",
+    "activity_interval_ms",
+    "rate_half_life_ms",
+    "expiry_interval_ms",
+    "writebehind_interval_ms",
+    "writebehind_batch",
+    "writebehind_heartbeat_ms",
+    "writebehind_lease_ms",
+    "agent_lease_ms",
+    "agent_heartbeat_ms",
+    "agent_expiry_interval_ms",
+    "agent_session_max_unread",
+)
+
+
+def check(s: Settings) -> None:
+    """Raise SettingsError for settings the center cannot run with."""
+    check_common(s, PREFIX)
+    for name in POSITIVE:
+        if getattr(s, name) <= 0:
+            raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(s, name)}")
+    if s.instance_dead_after_ms <= s.writebehind_lease_ms:
+        # A silent center is taken for gone only once its lease has stopped it from spending.
+        raise SettingsError(f"{PREFIX}INSTANCE_DEAD_AFTER_MS must exceed {PREFIX}WRITEBEHIND_LEASE_MS")
+    if not s.instance_dead_after_ms < s.request_window_s * 1000 <= s.retention_s * 1000:
+        # A served request must be in the spend log before Redis forgets it: a center that cannot
+        # write its log stops spending within its lease, and is taken for gone after dead-after.
+        raise SettingsError(
+            f"{PREFIX}REQUEST_WINDOW_S must exceed {PREFIX}INSTANCE_DEAD_AFTER_MS"
+            f" and be at most {PREFIX}RETENTION_S"
+        )
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """Warnings for ``QUOTA_CENTER_*`` variables that name no setting."""
+    return unknown(Settings, PREFIX, env)
 
 
 def describe() -> str:

@@ -56,11 +56,11 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
 
 
 async def fail(
-    servicer: QuotaServicer, method: str, exc: Exception, start: float, context: Context
+    servicer: QuotaServicer, method: str, exc: Exception, start: float, context: Context, request: object
 ) -> NoReturn:
     """Answer a call that raised: its status (INTERNAL, logged, for an unexpected error), counted."""
     mapped = failure_status(exc, method, status_for, log)
-    servicer.metrics.observe(method, mapped[0].name, start)
+    servicer.metrics.observe(method, mapped[0].name, start, request)
     await context.abort(*mapped)
     raise AssertionError("context.abort returned")  # it raises; this keeps the type checker honest
 
@@ -77,9 +77,9 @@ def rpc(method: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
                     raise InvalidInput(f"malformed {method} request: {request.error}")
                 response = await handler(self, request, context)
             except Exception as exc:
-                await fail(self, method, exc, start, context)
+                await fail(self, method, exc, start, context, request)
             code = getattr(response, "code", None)
-            self.metrics.observe(method, "OK" if code is None else code_name(code), start)
+            self.metrics.observe(method, "OK" if code is None else code_name(code), start, request)
             return response
 
         return run
@@ -184,8 +184,8 @@ class QuotaServicer(quota_pb2_grpc.QuotaServicer):
             else:
                 response = await self._deduct_elsewhere(request, decided)
         except Exception as exc:
-            await fail(self, "Deduct", exc, start, context)
-        self.metrics.observe("Deduct", code_name(response.code), start)
+            await fail(self, "Deduct", exc, start, context, request)
+        self.metrics.observe("Deduct", code_name(response.code), start, request)
         return response
 
     def _served(self, method: str, budget_id: str, request_id: str, answer: Answer) -> pb.DeductResponse:

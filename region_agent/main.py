@@ -8,6 +8,7 @@ import logging
 import sys
 
 from quota_rules.build import add_version
+from quota_rules.logs import configure
 from region_agent import settings as settings_mod
 
 # The cyclic garbage collector's thresholds for the agent process. The agent keeps up to
@@ -49,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except settings_mod.SettingsError as exc:
         print(f"region-agent: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure(settings.log_level, settings.log_format, component="agent")
+    for warning in settings_mod.unknown_variables():
+        logging.getLogger("region_agent").warning(warning)
     from quota_rules import loops
     from region_agent.server import serve
     from region_agent.storage.journal import JournalError

@@ -7,6 +7,7 @@ are read from the core at scrape time, so the hot path updates no gauge.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 
@@ -15,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from quota_rules.build import build_labels
+from quota_rules.call_log import CallLog
 from quota_rules.series import OTHER, most_active
 from region_agent.core.agent import Agent
 from region_agent.hot_metrics import RequestTally
@@ -29,6 +31,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # The calls logged (quota_rules/call_log.py); the agent's settings set its sample and rate.
+        self.calls = CallLog(logging.getLogger("region_agent.calls"), ok_sample=0.001, per_s=10)
         Info("quota_build", "The running build: component, version, Python.", registry=r).info(
             build_labels("agent")
         )
@@ -103,9 +107,12 @@ class Metrics:
         """Report the core's per-budget state and the session's at every scrape."""
         self.registry.register(_StateCollector(agent, clock, heartbeat_answered, session_up, budgets_shown))
 
-    def observe(self, method: str, code: str, start: float) -> None:
-        """Count a call of ``method`` that ended with ``code``, begun at ``start`` (perf_counter)."""
-        self.tally.observe(method, code, time.perf_counter() - start)
+    def observe(self, method: str, code: str, start: float, request: object = None) -> None:
+        """Count a call of ``method`` that ended with ``code``, begun at ``start`` (perf_counter),
+        and log it if it is due (``calls``)."""
+        seconds = time.perf_counter() - start
+        self.tally.observe(method, code, seconds)
+        self.calls.record(method, code, seconds, request)
 
     def served_local(self, method: str, n: int = 1) -> None:
         """Count ``n`` requests of ``method`` decided from the slice."""

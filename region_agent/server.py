@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import HTTPServer
 
 import grpc
@@ -24,6 +25,7 @@ from region_agent.core.agent import Agent, Config
 from region_agent.core.refill import RefillRules
 from region_agent.forward import CenterClient
 from region_agent.metrics import Metrics
+from region_agent.readiness import Facts, ready, spendable, why_not
 from region_agent.session import Clock, Session, monotonic_ms
 from region_agent.settings import PREFIX, Settings, SettingsError
 from region_agent.storage.journal import Journal
@@ -55,10 +57,42 @@ class RunningAgent:
     metrics_port: int | None = None
     metrics_http: HTTPServer | None = None
     record_log: RecordLog | None = None
+    watcher: asyncio.Task[None] | None = None  # keeps liveness and readiness current
+    _readiness: int = field(default=NOT_SERVING, init=False)  # as last set, to log changes
+
+    async def check(self) -> None:
+        """Set liveness and readiness from the loops, the session, the slices and the journal."""
+        await self.health.set(LIVENESS, SERVING if self.session.running() else NOT_SERVING)
+        facts = Facts(
+            journal_intact=self.journal.intact(),
+            session_up=self.session.connected.is_set(),
+            spendable_slices=spendable(self.agent.slices(), self.session.clock()),
+        )
+        status = SERVING if ready(facts) else NOT_SERVING
+        if status != self._readiness:
+            if status == NOT_SERVING:
+                log.warning("not ready: %s", why_not(facts))
+            else:
+                log.info("ready")
+            self._readiness = status
+        for name in ["", READINESS, *SERVICE_NAMES]:
+            await self.health.set(name, status)
+
+    async def watch(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except Exception:
+                log.exception("health check failed")
+            await asyncio.sleep(self.settings.health_interval_ms / 1000)
 
     async def stop(self, grace_s: float | None = None, delay_s: float | None = None) -> None:
         """Drain: readiness NOT_SERVING, keep serving for the shutdown delay (Kubernetes takes the
         pod out of its Service meanwhile), refuse new calls, let in-flight ones finish, then close."""
+        if self.watcher is not None:
+            self.watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.watcher
         for name in ["", READINESS, *SERVICE_NAMES]:
             await self.health.set(name, NOT_SERVING)
         delay_s = self.settings.shutdown_delay_ms / 1000 if delay_s is None else delay_s
@@ -110,6 +144,7 @@ async def start(settings: Settings, *, metrics: bool = True, clock: Clock = mono
         )
         agent = Agent(journal, config, now=clock(), record_log=record_log)
         stats = Metrics()
+        stats.calls.ok_sample, stats.calls.per_s = settings.log_ok_sample, settings.log_calls_per_s
         # gRPC's own reconnect backoff grows to two minutes; the session's backoff (capped at
         # reconnect_max_ms) decides when to try again, so the channel must not wait longer.
         options: list[tuple[str, str | int]] = [
@@ -162,9 +197,10 @@ async def start(settings: Settings, *, metrics: bool = True, clock: Clock = mono
             log.warning(warning)
         if center_tls is None:
             log.warning("PLAINTEXT to the center at %s: set %sCENTER_CA_FILE", settings.center_target, PREFIX)
-        # Serving from slices needs no center, so the agent is ready while it runs, and alive.
-        for name in ["", LIVENESS, READINESS, *SERVICE_NAMES]:
-            await checks.set(name, SERVING)
+        # Not ready until the first check after the session started (RunningAgent.check).
+        await checks.set(LIVENESS, SERVING)
+        for name in ["", READINESS, *SERVICE_NAMES]:
+            await checks.set(name, NOT_SERVING)
         await server.start()
     except BaseException:
         if record_log is not None:
@@ -178,6 +214,8 @@ async def start(settings: Settings, *, metrics: bool = True, clock: Clock = mono
         http, _ = start_http_server(settings.metrics_port, addr=settings.grpc_host, registry=stats.registry)
         running.metrics_port, running.metrics_http = http.server_port, http
     session.start()
+    await running.check()  # ready at once if it holds slices it may spend, or once connected
+    running.watcher = asyncio.create_task(running.watch())
     _ = common_pb2  # the shared messages are part of the reflected file set
     return running
 

@@ -89,6 +89,10 @@ class Session:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self.run()), asyncio.create_task(self.maintain())]
 
+    def running(self) -> bool:
+        """The session's loops are running (started, none ended: they end only when closed)."""
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+
     async def close(self, flush_s: float = 1.0) -> None:
         """Report once more, end the stream and stop the loops; the journal keeps the counters.
 

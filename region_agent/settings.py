@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from quota_rules.env import SettingsError as SettingsError  # raised by load()
-from quota_rules.env import describe_env, from_env
+from quota_rules.env import check_common, describe_env, from_env, unknown
 from quota_rules.limits import InvalidInput, check_agent_id
 
 PREFIX = "REGION_AGENT_"
@@ -63,10 +63,18 @@ class Settings:
     # pod out of its Service's endpoints meanwhile).
     shutdown_delay_ms: int = 5000
     # asyncio or uvloop (installed separately: pip install uvloop).
+    # How often liveness and readiness are decided again (docs/agents.md#probes).
+    health_interval_ms: int = 1000
     # Budgets with series of their own in /metrics (the most recently used); the rest are added up.
     metrics_budgets: int = 100
     event_loop: str = "asyncio"
     log_level: str = "INFO"
+    # text, or json: one object a line with each call's fields (quota_rules/logs.py).
+    log_format: str = "text"
+    # Calls logged: every failed or refused one, at most LOG_CALLS_PER_S a second for each method
+    # and code (the rest counted on the next line), and this fraction of the successful ones.
+    log_ok_sample: float = 0.001
+    log_calls_per_s: int = 10
 
 
 HELP: dict[str, str] = {
@@ -103,9 +111,13 @@ HELP: dict[str, str] = {
     "reservation_max_ttl_ms": "longest TTL a reservation may ask for",
     "drain_grace_s": "seconds in-flight calls get to finish on SIGTERM",
     "shutdown_delay_ms": "on SIGTERM, how long the agent keeps serving after it reports not ready, before it drains",
+    "health_interval_ms": "how often liveness and readiness are decided again (session, slices, journal)",
     "metrics_budgets": 'budgets with series of their own in /metrics, the most recently used; the rest are added up under budget="_other"',
     "event_loop": "asyncio, or uvloop if installed (pip install uvloop)",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_format": "text, or json (one object a line, with each logged call's method, code, budget_id, request_id, latency_ms)",
+    "log_ok_sample": "fraction of successful calls logged (failed and refused ones are all logged, within LOG_CALLS_PER_S)",
+    "log_calls_per_s": "most lines a second for each method and result code; the next line says how many were left out",
 }
 
 
@@ -118,6 +130,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
 
 def check(s: Settings) -> None:
     """Raise SettingsError for settings the agent cannot run with."""
+    check_common(s, PREFIX)
     if not s.agent_id:
         raise SettingsError(f"{PREFIX}AGENT_ID is required: a stable id, the same across restarts")
     try:
@@ -131,6 +144,9 @@ def check(s: Settings) -> None:
         "max_records",
         "retention_s",
         "record_capacity",
+        "health_interval_ms",
+        "rate_half_life_ms",
+        "refill_horizon_ms",
     )
     for name in positive:
         if getattr(s, name) <= 0:
@@ -141,6 +157,11 @@ def check(s: Settings) -> None:
         raise SettingsError(f"{PREFIX}RECONNECT_MAX_MS must be at least {PREFIX}RECONNECT_MIN_MS")
     if not 0 <= s.low_watermark_pct <= 100:
         raise SettingsError(f"{PREFIX}LOW_WATERMARK_PCT must be 0..100, got {s.low_watermark_pct}")
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """Warnings for ``REGION_AGENT_*`` variables that name no setting."""
+    return unknown(Settings, PREFIX, env)
 
 
 def describe() -> str:

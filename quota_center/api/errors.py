@@ -22,6 +22,7 @@ from quota_center.ledger.errors import (
     StoreClosed,
 )
 from quota_center.metrics import LATENCY, REQUESTS
+from quota_rules.call_log import CallLog
 from quota_rules.decoding import Malformed, failure_status
 from quota_rules.limits import InvalidInput
 
@@ -65,9 +66,9 @@ def rpc(method: str) -> Callable[[Handler[S, Req, Resp]], Handler[S, Req, Resp]]
                 response = await handler(self, request, context)
             except Exception as exc:
                 mapped = failure_status(exc, method, status_for, log)
-                _observe(method, mapped[0].name, start)
+                _observe(method, mapped[0].name, start, request)
                 await context.abort(*mapped)
-            _observe(method, _code_of(response), start)
+            _observe(method, _code_of(response), start, request)
             return response
 
         return run
@@ -90,7 +91,11 @@ _counted: dict[tuple[str, str], Any] = {}
 _timed: dict[str, Any] = {}
 
 
-def _observe(method: str, code: str, start: float) -> None:
+# The calls logged (quota_rules/call_log.py); the center's settings set its sample and rate.
+CALLS = CallLog(logging.getLogger("quota_center.calls"), ok_sample=0.001, per_s=10)
+
+
+def _observe(method: str, code: str, start: float, request: object) -> None:
     counter = _counted.get((method, code))
     if counter is None:
         counter = _counted[(method, code)] = REQUESTS.labels(method, code)
@@ -98,4 +103,6 @@ def _observe(method: str, code: str, start: float) -> None:
     timer = _timed.get(method)
     if timer is None:
         timer = _timed[method] = LATENCY.labels(method)
-    timer.observe(time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    timer.observe(seconds)
+    CALLS.record(method, code, seconds, request)

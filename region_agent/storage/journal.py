@@ -118,6 +118,15 @@ class Journal(MappedFile):
         _BLOCK.pack_into(self._map, offset, *values, crc)
         self._counters[budget_id] = counters
 
+    def intact(self) -> bool:
+        """The open file is still the one at ``path`` (not deleted, not replaced): a restart would
+        read what this journal writes."""
+        try:
+            on_disk, held = self.path.stat(), os.fstat(self._fd)
+        except OSError:
+            return False
+        return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+
     def slot(self, budget_id: str) -> int:
         """The budget's slot (a stable small number for as long as the journal lives), made if new."""
         slot = self._index.get(budget_id)

@@ -61,7 +61,8 @@ class ServerThread(Generic[S]):
         return asyncio.run_coroutine_threadsafe(coro_factory(), self._loop).result(60)
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
+        """Stop the server and wait for its thread; a no-op once it stopped."""
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
 

@@ -119,10 +119,16 @@ async def test_an_unreachable_center_is_unavailable_and_nothing_is_remembered(cl
 
 async def test_health_reflection_and_metrics(running: AgentThread, client: AgentClient) -> None:
     health = health_pb2_grpc.HealthStub(client.channel)
-    # Kubernetes' gRPC probes ask for these names: an unknown one would fail the probe.
-    for service in ("", "quota.v1.Quota", "liveness", "readiness"):
+    # Kubernetes' gRPC probes ask for these names: an unknown one would fail the probe. Alive,
+    # but not ready: no center to forward to, and no slice to spend.
+    for service, status in [
+        ("liveness", health_pb2.HealthCheckResponse.SERVING),
+        ("", health_pb2.HealthCheckResponse.NOT_SERVING),
+        ("readiness", health_pb2.HealthCheckResponse.NOT_SERVING),
+        ("quota.v1.Quota", health_pb2.HealthCheckResponse.NOT_SERVING),
+    ]:
         answer = await health.Check(health_pb2.HealthCheckRequest(service=service))
-        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        assert answer.status == status, service
     with pytest.raises(grpc.aio.AioRpcError):
         await client.quota.Deduct(pb.DeductRequest(budget_id="b1", request_id="r", amount=0))
 
@@ -197,7 +203,8 @@ def test_sigterm_drains_and_exits_cleanly(tmp_path: Path) -> None:
         log_path=tmp_path / "agent.log",
         metrics_port=0,
         settings={"DRAIN_GRACE_S": "0.5", "SHUTDOWN_DELAY_MS": "1500"},
-    ).start()  # returns once its health service answers SERVING
+        up_when="liveness",  # no center: never ready
+    ).start()
     try:
         agent.process.send(signal.SIGTERM)
         time.sleep(0.3)
