@@ -66,7 +66,7 @@ from quota_center.transfers.protocol import Transfers
 from quota_center.transfers.sweeper import ALIVE_WITHIN_MS, Sweeper
 from quota_rules.decoding import add_servicer
 from quota_rules.guard import Guard
-from quota_rules.listeners import Security, listen, load_security, warnings
+from quota_rules.listeners import HealthListener, Security, listen, load_security, warnings
 from quota_rules.loops import until_stopped
 from quota_rules.rates import Demand
 
@@ -105,6 +105,7 @@ class Center:
     expiry: Expiry
     metrics_port: int | None = None
     token_port: int | None = None
+    health_listener: HealthListener | None = None  # QUOTA_CENTER_HEALTH_PORT: probes without TLS
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     spend_log: WriteBehind | None = None
     settlement: Settlement | None = None
@@ -131,6 +132,8 @@ class Center:
         if self.spend_log is not None:
             await self.spend_log.close()  # last: everything spent is written, then a clean stop
             SPEND_LOG.sources.remove(self.spend_log)
+        if self.health_listener is not None:
+            await self.health_listener.stop()  # last to go: probes are answered throughout the drain
         await self.ledger.close()
         LEDGER.sources.remove(self.ledger)
         BUDGETS.track(())  # a stopped center looks after no budget
@@ -317,10 +320,18 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         )
     for warning in warnings(security, f"{settings.grpc_host}:{port}", token_port is not None):
         log.warning(warning)
+    health_listener = None
+    if settings.health_port >= 0:
+        health_listener = HealthListener(
+            lambda s: health_pb2_grpc.add_HealthServicer_to_server(health.servicer, s),
+            f"{settings.grpc_host}:{settings.health_port}",
+        )
     await health.check()
     await spend_log.start()  # registered before the first request can spend
     SPEND_LOG.sources.append(spend_log)
     await server.start()
+    if health_listener is not None:
+        await health_listener.start()
     center = Center(
         settings,
         server,
@@ -341,6 +352,7 @@ async def start(settings: Settings, *, metrics: bool = True, background: bool = 
         spend_log=spend_log,
         settlement=settlement,
         token_port=token_port,
+        health_listener=health_listener,
         clock=clock,
         tasks=tasks,
     )

@@ -27,6 +27,9 @@ class Settings:
     # A second TLS listener without client certificates, for callers with a bearer token only
     # (quotactl on a laptop); -1: none.
     token_port: int = -1
+    # A plaintext port serving the health service alone, for Kubernetes' gRPC probes (which speak
+    # no TLS); -1: none (the health service is on the gRPC port, as always).
+    health_port: int = -1
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     # How long request ids, their records and credit markers are kept: a retry after
@@ -119,6 +122,7 @@ HELP: dict[str, str] = {
     "tls_client_ca_file": "PEM CA bundle that signs client certificates: mutual TLS, a certificate required",
     "access_file": "TOML file granting roles to identities (README, Security); empty: no access control",
     "token_port": "port of a TLS listener for bearer-token callers, without client certificates (-1: none)",
+    "health_port": "plaintext port serving only the gRPC health service, for probes that speak no TLS (-1: none)",
     "redis_url": "Redis URL: redis://host:port/db for one server, redis+cluster://host:port[,host:port...] for a Redis Cluster",
     "database_url": "PostgreSQL DSN of the ledger",
     "retention_s": "seconds request ids and their answers are remembered (Redis, then the spend log)",

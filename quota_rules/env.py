@@ -76,7 +76,7 @@ def unknown(cls: type[Any], prefix: str, env: Mapping[str, str] | None = None) -
 def check_common(settings: Any, prefix: str) -> None:
     """The rules every process's settings follow; SettingsError names the first one broken.
 
-    Numbers are not negative (``token_port`` may be -1: none), ports fit in 16 bits, and the
+    Numbers are not negative (``token_port`` and ``health_port`` may be -1: none), ports fit in 16 bits, and the
     log level, log format and event loop are ones the process knows.
     """
     for f in fields(settings):
@@ -84,7 +84,7 @@ def check_common(settings: Any, prefix: str) -> None:
         name = prefix + f.name.upper()
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
-        lowest = -1 if f.name == "token_port" else 0
+        lowest = -1 if f.name in ("token_port", "health_port") else 0
         if value < lowest:
             raise SettingsError(f"{name} must not be {'below -1' if lowest else 'negative'}, got {value}")
         if f.name.endswith("_port") and value > 65535:

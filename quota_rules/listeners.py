@@ -8,6 +8,7 @@ with a message naming the variables instead of serving something else than the o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -97,3 +98,23 @@ def listen(
         return server.add_insecure_port(address)
     ca = security.client_ca if client_certificates else None
     return server.add_secure_port(address, server_credentials(security.pair, ca))
+
+
+class HealthListener:
+    """A plaintext listener serving the health service alone (``HEALTH_PORT``), for probes that
+    speak no TLS: Kubernetes' native gRPC probe cannot, so with TLS on the main port a pod would
+    otherwise be probed by TCP only, blind to a dead loop or a lost Redis. It answers only
+    ``grpc.health.v1.Health/Check`` and ``Watch``: no budget, no reflection, nothing to guard."""
+
+    def __init__(self, add_health: Callable[[grpc.aio.Server], None], address: str) -> None:
+        self.server = grpc.aio.server()
+        add_health(self.server)
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise SettingsError(f"cannot listen on {address} for the health port")
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop(0)

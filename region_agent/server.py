@@ -17,7 +17,7 @@ from prometheus_client import start_http_server
 from quota.v1 import common_pb2, quota_pb2, quota_pb2_grpc
 from quota_rules.decoding import add_servicer
 from quota_rules.guard import Guard
-from quota_rules.listeners import listen, load_security, warnings
+from quota_rules.listeners import HealthListener, listen, load_security, warnings
 from quota_rules.loops import until_stopped
 from quota_rules.tls import TlsError, channel_credentials, load_certificates, load_key_pair
 from region_agent.api import QuotaServicer
@@ -58,6 +58,7 @@ class RunningAgent:
     metrics_http: HTTPServer | None = None
     record_log: RecordLog | None = None
     watcher: asyncio.Task[None] | None = None  # keeps liveness and readiness current
+    health_listener: HealthListener | None = None  # REGION_AGENT_HEALTH_PORT: probes without TLS
     _readiness: int = field(default=NOT_SERVING, init=False)  # as last set, to log changes
 
     async def check(self) -> None:
@@ -107,6 +108,8 @@ class RunningAgent:
             self.metrics_http.server_close()
         if self.record_log is not None:
             self.record_log.close()
+        if self.health_listener is not None:
+            await self.health_listener.stop()
         self.journal.close()  # last: every counter written, the lock released
 
 
@@ -210,6 +213,12 @@ async def start(settings: Settings, *, metrics: bool = True, clock: Clock = mono
     running = RunningAgent(
         settings, server, port, agent, journal, channel, session, checks, stats, record_log=record_log
     )
+    if settings.health_port >= 0:
+        running.health_listener = HealthListener(
+            lambda s: health_pb2_grpc.add_HealthServicer_to_server(checks, s),
+            f"{settings.grpc_host}:{settings.health_port}",
+        )
+        await running.health_listener.start()
     if metrics:
         http, _ = start_http_server(settings.metrics_port, addr=settings.grpc_host, registry=stats.registry)
         running.metrics_port, running.metrics_http = http.server_port, http

@@ -21,6 +21,9 @@ class Settings:
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 50061
     metrics_port: int = 9465
+    # A plaintext port serving the health service alone, for Kubernetes' gRPC probes (which speak
+    # no TLS); -1: none (the health service is on the gRPC port, as always).
+    health_port: int = -1
     # TLS and access control of the agent's own listener, as at the center (README, "Security").
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -84,6 +87,7 @@ HELP: dict[str, str] = {
     "grpc_host": "address the gRPC server binds",
     "grpc_port": "gRPC port (0 picks a free port)",
     "metrics_port": "Prometheus /metrics port (0 picks a free port)",
+    "health_port": "plaintext port serving only the gRPC health service, for probes that speak no TLS (-1: none)",
     "tls_cert_file": "PEM certificate (chain) of the agent's gRPC listener; empty: plaintext (development only)",
     "tls_key_file": "PEM private key of that certificate",
     "tls_client_ca_file": "PEM CA bundle that signs callers' certificates: mutual TLS, a certificate required",

@@ -91,7 +91,13 @@ async def test_a_journal_replaced_under_the_agent_makes_it_not_ready(
     center = CenterThread(center_settings(fresh_redis.url, database_url)).start()
     journal = tmp_path / "agent.journal"
     agent = AgentThread(
-        agent_settings(journal, center.target, agent_id=f"eu-{uuid.uuid4().hex[:6]}", health_interval_ms=50)
+        agent_settings(
+            journal,
+            center.target,
+            agent_id=f"eu-{uuid.uuid4().hex[:6]}",
+            health_interval_ms=50,
+            health_port=0,
+        )
     ).start()
     at_agent = Client(agent.target)
     try:
@@ -100,10 +106,17 @@ async def test_a_journal_replaced_under_the_agent_makes_it_not_ready(
             return await _status(at_agent.channel, service) == status
 
         await eventually(lambda: is_(SERVING), 10, "ready once the session with the center is open")
+        # The plaintext health port (probes speak no TLS) answers the same.
+        assert agent.agent is not None
+        assert agent.agent.health_listener is not None
+        plain = grpc.aio.insecure_channel(f"127.0.0.1:{agent.agent.health_listener.port}")
+        assert await _status(plain, "readiness") == SERVING
         journal.unlink()
         journal.write_bytes(b"")  # another file at the path: a restart would read this one
         await eventually(lambda: is_(NOT_SERVING), 10, "not ready once the journal is not its file")
         assert await is_(SERVING, "liveness")
+        assert await _status(plain, "readiness") == NOT_SERVING
+        await plain.close()
     finally:
         await at_agent.close()
         agent.stop()

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -21,6 +22,7 @@ from devstack import RedisServer
 from quota_rules.access import parse_policy
 from tests.helpers.calls import OK, assert_balanced, create, deduct, get
 from tests.helpers.center import CenterThread, Client, center_settings
+from tests.helpers.tls import Tls, secured
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -254,3 +256,31 @@ async def test_sigterm_drains_and_loses_nothing_acknowledged(
     assert (await get(survivor, budget_id)).consumed == sum(acknowledged)
     await assert_balanced(survivor, budget_id)
     await survivor.close()
+
+
+def test_the_health_port_answers_probes_in_plaintext_and_nothing_else(
+    fresh_redis: RedisServer, database_url: str, tmp_path: Path
+) -> None:
+    """Kubernetes' gRPC probe speaks no TLS: with mutual TLS on the gRPC port, the health port
+    still answers liveness and readiness, in plaintext, and serves no other service."""
+    with secured(Tls.create(tmp_path)):
+        center = CenterThread(center_settings(fresh_redis.url, database_url, health_port=0)).start()
+    try:
+        assert center.center is not None
+        with pytest.raises(grpc.RpcError):
+            _health(center.target, "readiness")  # the gRPC port wants TLS
+        assert center.center.health_listener is not None
+        target = f"127.0.0.1:{center.center.health_listener.port}"
+        assert _health(target, "liveness") == SERVING
+        assert _health(target, "readiness") == SERVING
+        with grpc.insecure_channel(target) as channel:
+            raw = channel.unary_unary("/quota.v1.Quota/Deduct")
+            with pytest.raises(grpc.RpcError) as err:
+                raw(b"", timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+        fresh_redis.stop()
+        _wait_for(target, NOT_SERVING)  # it follows readiness: Redis is down
+        assert _health(target, "liveness") == SERVING
+    finally:
+        center.stop()
+        fresh_redis.start()
