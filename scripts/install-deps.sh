@@ -3,8 +3,9 @@
 #
 #   - Debian packages redis-server and postgresql, only when their binaries are missing. Only the
 #     binaries matter: tests and run-stack.sh start servers of their own, never the system ones.
-#   - Debian packages prometheus (for promtool) and chromium, when missing: the monitoring rules'
-#     and the Locust web UI's tests use them.
+#   - Run as a script (scripts/test.sh, `make deps`), also Debian packages prometheus (for
+#     promtool) and chromium, when missing: the monitoring rules' and the Locust web UI's tests use
+#     them. The local stack (run-stack.sh, which sources this file) does without.
 #   - .venv (python3 >= 3.11) with the project installed editable, extras dev, loadtest, chart and
 #     webui.
 #
@@ -29,15 +30,18 @@ pg_bindir() {
     printf '%s' "$best"
 }
 
+# $1 = tests: also what only the tests use.
 install_debian_packages() {
     local -a missing=()
     if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
         missing+=(redis-server)
     fi
     [[ -n "$(pg_bindir)" ]] || missing+=(postgresql)
-    # promtool checks the monitoring rules and a live scrape; chromium drives the Locust web UI.
-    command -v promtool >/dev/null || missing+=(prometheus)
-    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    if [[ "${1:-}" == tests ]]; then
+        # promtool checks the monitoring rules and a live scrape; chromium drives the Locust web UI.
+        command -v promtool >/dev/null || missing+=(prometheus)
+        [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    fi
     if ! python3 -c 'import ensurepip, venv' 2>/dev/null && [[ ! -x "$VENV/bin/python" ]]; then
         missing+=(python3-venv)
     fi
@@ -82,11 +86,12 @@ install_venv() {
     printf '%s\n' "$want" >"$stamp"
 }
 
+# $1 = tests (scripts/test.sh, `make deps`): with the Debian packages only the tests use.
 install_deps() {
-    install_debian_packages
+    install_debian_packages "${1:-}"
     install_venv
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
-    install_deps
+    install_deps tests
 fi
