@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from devstack import RedisServer
 from quota.v1 import admin_pb2 as apb
@@ -21,6 +22,7 @@ from tests.helpers.agent import AgentThread, agent_settings
 from tests.helpers.calls import create, deduct
 from tests.helpers.center import CenterThread, Client, own_ledger_center
 from tests.helpers.regions import eventually
+from tests.monitoring import known_metrics
 
 PROMTOOL = shutil.which("promtool")
 
@@ -38,6 +40,24 @@ def _promtool_check(text: str) -> None:
     problems = (done.stdout + done.stderr).strip()
     assert done.returncode == 0, problems
     assert not problems, problems
+
+
+_SUFFIXES = {
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "info": ("_info",),
+    "summary": ("_sum", "_count"),
+}
+
+
+def _exported(text: str) -> set[str]:
+    """The sample names a scrape has or declares (a labelled family with no series yet declares
+    its type): what a rule or a dashboard may name."""
+    names: set[str] = set()
+    for family in text_string_to_metric_families(text):
+        names |= {s.name for s in family.samples}
+        names |= {family.name + suffix for suffix in _SUFFIXES.get(family.type, ("",))}
+    return names
 
 
 def _budgets_in(text: str, family: str) -> set[str]:
@@ -102,6 +122,8 @@ async def _scrapes(center: CenterThread, tmp_path: Path) -> None:
         assert _value(text, "quota_audit_unbalanced_budgets") == 0
         assert _value(text, "quota_spending_stopped") == 0
         assert "_created" not in text
+        # Every name the rules, dashboards and runbooks may use is one this center exports.
+        assert _exported(text) >= known_metrics.CENTER, known_metrics.CENTER - _exported(text)
 
         async def agent_scraped() -> bool:
             t = await asyncio.to_thread(_scrape, agent.metrics_url)
@@ -118,6 +140,7 @@ async def _scrapes(center: CenterThread, tmp_path: Path) -> None:
         answered = _value(agent_text, "quota_region_agent_heartbeat_answered_timestamp_seconds")
         assert abs(time.time() - answered) < 10, answered
         assert "_created" not in agent_text
+        assert _exported(agent_text) >= known_metrics.AGENT, known_metrics.AGENT - _exported(agent_text)
 
         await admin.admin.CloseBudget(apb.ChangeStateRequest(budget_id=busy, actor="test"))
         after = await asyncio.to_thread(_scrape, center.metrics_url)

@@ -1,0 +1,1 @@
+"""Grafana dashboards of the quota center, written as JSON by ``monitoring.dashboards.build``."""

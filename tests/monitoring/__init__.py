@@ -1,0 +1,1 @@
+"""The monitoring mixin: Prometheus rules and their tests, Grafana dashboards, runbooks."""
