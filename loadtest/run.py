@@ -9,6 +9,16 @@ calls from the center's own metrics, read while the run went on. Locust's
 CSV and HTML reports, the users' tallies, the service logs and the invariant summary go to --out.
 Exit status: 0 when Locust recorded no failure and every invariant held, 1 when either did not,
 2 when the stack could not start or the center could not be reached.
+
+With --web it prepares the same targets and budget, then serves Locust's web UI (on
+http://127.0.0.1:8089 by default) instead of running headless: its form has the users, spawn rate
+and run time, and under "Custom parameters" the scenario drop-down and the load test's options
+(center, agents, budget, ...), filled in from this command and editable for each run. It runs
+until Ctrl-C (or SIGTERM), then stops Locust, which writes its reports to --out, and the stack.
+The stack it starts has the three agents whatever the scenario, as the UI can switch to any. No
+invariant check: a session may switch scenarios and budgets between runs (run `python -m
+loadtest.check` yourself against a stack you keep, e.g. `python -m devstack up`). Exit status:
+Locust's (1 when it recorded a failure), 2 when the stack could not start.
 """
 
 from __future__ import annotations
@@ -18,13 +28,17 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
+from typing import NoReturn
 
 import grpc
 
@@ -76,18 +90,47 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m loadtest.run",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         epilog=f"scenarios:\n{lines}\n\nexamples:\n  python -m loadtest.run flash_sale --users 50 --time 30s"
-        "\n  python -m loadtest.run steady --center 10.0.0.5:50051 --agents a:50061,b:50061,c:50061",
+        "\n  python -m loadtest.run steady --center 10.0.0.5:50051 --agents a:50061,b:50061,c:50061"
+        "\n  python -m loadtest.run flash_sale --web     # then open http://127.0.0.1:8089",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("scenario", choices=sorted(SCENARIOS), help="what to run")
-    p.add_argument("--users", type=_positive, default=20, help="simulated users (default: 20)")
-    p.add_argument("--spawn-rate", type=float, default=10.0, help="users started per second (default: 10)")
-    p.add_argument("--time", default="30s", help="run time, Locust syntax: 30s, 2m, 1h30m (default: 30s)")
+    p.add_argument(
+        "scenario",
+        choices=sorted(SCENARIOS),
+        help="what to run (with --web: the one the UI starts with, and whose budget is created)",
+    )
+    p.add_argument(
+        "--users", type=_positive, default=20, help="simulated users (default: 20; with --web: the form's)"
+    )
+    p.add_argument(
+        "--spawn-rate",
+        type=float,
+        default=10.0,
+        help="users started per second (default: 10; with --web: the form's)",
+    )
+    p.add_argument(
+        "--time",
+        help="run time, Locust syntax: 30s, 2m, 1h30m (default: 30s; with --web: the form's run time, "
+        "none by default)",
+    )
     p.add_argument(
         "--workers",
         type=_non_negative,
         default=2,
         help="Locust worker processes next to the master; 0 runs one local process (default: 2)",
+    )
+    p.add_argument(
+        "--web",
+        action="store_true",
+        help="serve Locust's web UI instead of running headless, until Ctrl-C; no invariant check",
+    )
+    p.add_argument(
+        "--web-host",
+        default=LOOPBACK,
+        help=f"with --web: address the UI listens on (default: {LOOPBACK}; it can spend budgets)",
+    )
+    p.add_argument(
+        "--web-port", type=_positive, default=8089, help="with --web: the UI's port (default: 8089)"
     )
     p.add_argument(
         "--out", type=Path, help="report directory (default: loadtest/reports/<scenario>-<timestamp>/)"
@@ -144,10 +187,12 @@ def targets(args: argparse.Namespace, scenario: Scenario, out: Path) -> Iterator
         return
     if agents:
         raise SystemExit("loadtest: --agents needs --center (without it the run starts its own stack)")
+    # The web UI can switch to any scenario, so it gets the agents whatever it starts with.
+    with_agents = scenario.agents or args.web
     say(
-        f"starting a throwaway stack ({'center and 3 agents' if scenario.agents else 'center'}); logs in {out}/logs"
+        f"starting a throwaway stack ({'center and 3 agents' if with_agents else 'center'}); logs in {out}/logs"
     )
-    regions = REGIONS[: len(SKEW)] if scenario.agents else ()
+    regions = REGIONS[: len(SKEW)] if with_agents else ()
     with Stack(regions=regions, log_dir=out / "logs", progress=say) as stack:
         yield Targets(stack.center, stack.agents, stack.center_metrics)
         say("stopping the stack")
@@ -173,71 +218,152 @@ def prepare_budget(center: str, args: argparse.Namespace, scenario: Scenario, st
         return budget_id
 
 
-def locust_argv(
-    args: argparse.Namespace, scenario: Scenario, t: Targets, budget_id: str, out: Path
-) -> list[str]:
-    argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless"]
-    argv += ["--users", str(args.users), "--spawn-rate", str(args.spawn_rate), "--run-time", args.time]
-    argv += ["--csv", str(out / "locust"), "--html", str(out / "report.html"), "--stop-timeout", "5"]
-    argv += ["--center", t.center, "--agents", ",".join(t.agents) if scenario.agents else ""]
-    argv += ["--budget", budget_id, "--tally-dir", str(out / "tallies")]
-    argv += ["--duplicate-fraction", str(args.duplicate_fraction)]
-    argv += ["--max-amount", str(args.max_amount or scenario.max_amount)]
-    return argv
-
-
-def run_locust(args: argparse.Namespace, scenario: Scenario, t: Targets, budget_id: str, out: Path) -> int:
-    env = {
+def locust_env() -> dict[str, str]:
+    return {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")])),
     }
+
+
+def locust_argv(
+    args: argparse.Namespace, scenario: Scenario, t: Targets, budget_id: str, out: Path
+) -> list[str]:
+    """The master's (or the one local process's) command line, headless or serving the web UI."""
+    argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--scenario", scenario.name]
+    argv += ["--users", str(args.users), "--spawn-rate", str(args.spawn_rate)]
+    argv += ["--csv", str(out / "locust"), "--html", str(out / "report.html"), "--stop-timeout", "5"]
+    argv += ["--center", t.center, "--budget", budget_id, "--tally-dir", str(out / "tallies")]
+    argv += ["--duplicate-fraction", str(args.duplicate_fraction)]
+    if args.web:
+        # The UI may switch scenarios: every agent stays on offer, and the largest amount stays
+        # each scenario's own unless one was asked for.
+        argv += ["--agents", ",".join(t.agents), "--max-amount", str(args.max_amount or 0)]
+        argv += ["--web-host", args.web_host, "--web-port", str(args.web_port)]
+        return [*argv, "--run-time", args.time] if args.time else argv
+    argv += ["--agents", ",".join(t.agents) if scenario.agents else ""]
+    argv += ["--max-amount", str(args.max_amount or scenario.max_amount)]
+    return [*argv, "--headless", "--run-time", args.time]
+
+
+def start_workers(count: int, port: int, out: Path) -> list[subprocess.Popen[bytes]]:
+    """Locust workers for the master on `port`; each loads every user class (the master picks)."""
+    workers = []
+    for i in range(count):
+        worker = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker"]
+        worker += ["--master-host", LOOPBACK, "--master-port", str(port)]
+        with (out / f"worker-{i}.log").open("wb") as log:
+            workers.append(subprocess.Popen(worker, env=locust_env(), stdout=log, stderr=subprocess.STDOUT))
+    return workers
+
+
+def wait_workers(workers: list[subprocess.Popen[bytes]], out: Path, grace: float = 30) -> None:
+    """Wait for the workers the master told to quit; end those still up after `grace` s."""
+    deadline = time.monotonic() + grace
+    for w in workers:
+        try:
+            w.wait(max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            # A worker that had reconnected when the master quit is not told; it writes its
+            # counts on SIGTERM as on a quit.
+            w.terminate()
+            try:
+                w.wait(10)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+    bad = [i for i, w in enumerate(workers) if w.returncode not in (0, None)]
+    if bad:
+        say(f"workers {bad} exited non-zero; see {out}/worker-N.log")
+
+
+def run_locust(args: argparse.Namespace, scenario: Scenario, t: Targets, budget_id: str, out: Path) -> int:
     argv = locust_argv(args, scenario, t, budget_id, out)
     limit = seconds(args.time) + 120
     if args.workers == 0:
         say(f"running Locust ({scenario.user_class}, {args.users} users, {args.time}) in one process")
         try:
-            return subprocess.run(
-                [*argv, scenario.user_class], env=env, timeout=limit, check=False
-            ).returncode
+            return subprocess.run(argv, env=locust_env(), timeout=limit, check=False).returncode
         except subprocess.TimeoutExpired:
             say(f"Locust did not finish within {limit} s")
             return 1
     port = free_port()
     master = [*argv, "--master", "--master-bind-host", LOOPBACK, "--master-bind-port", str(port)]
-    master += ["--expect-workers", str(args.workers), scenario.user_class]
+    master += ["--expect-workers", str(args.workers)]
     say(
         f"running Locust ({scenario.user_class}, {args.users} users, {args.time}): master + {args.workers} workers"
     )
     workers: list[subprocess.Popen[bytes]] = []
-    with subprocess.Popen(master, env=env) as leader:
+    with subprocess.Popen(master, env=locust_env()) as leader:
         try:
-            for i in range(args.workers):
-                worker = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker"]
-                worker += ["--master-host", LOOPBACK, "--master-port", str(port), scenario.user_class]
-                with (out / f"worker-{i}.log").open("wb") as log:
-                    workers.append(subprocess.Popen(worker, env=env, stdout=log, stderr=subprocess.STDOUT))
+            workers = start_workers(args.workers, port, out)
             code = leader.wait(limit)
         except subprocess.TimeoutExpired:
             say(f"Locust did not finish within {limit} s")
             leader.kill()
             code = 1
         finally:
-            for w in workers:
-                try:
-                    w.wait(30)
-                except subprocess.TimeoutExpired:
-                    w.kill()
-                    w.wait()
-    bad = [i for i, w in enumerate(workers) if w.returncode not in (0, None)]
-    if bad:
-        say(f"workers {bad} exited non-zero; see {out}/worker-N.log")
+            wait_workers(workers, out)
     return code
+
+
+class Terminated(Exception):
+    """SIGTERM to this process alone (a Ctrl-C in a terminal reaches Locust's processes too)."""
+
+
+def _terminated(signum: int, frame: FrameType | None) -> NoReturn:
+    raise Terminated
+
+
+def stop_locust(leader: subprocess.Popen[bytes], grace: float) -> int:
+    """Locust's exit status, once it has stopped: asked with SIGINT if it is still up after `grace` s.
+
+    SIGINT, as Ctrl-C: Locust writes its HTML report only on that way out.
+    """
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        return leader.wait(grace)
+    leader.send_signal(signal.SIGINT)
+    try:
+        return leader.wait(30)
+    except subprocess.TimeoutExpired:
+        leader.kill()
+        return leader.wait()
+
+
+def serve_web_ui(args: argparse.Namespace, scenario: Scenario, t: Targets, budget_id: str, out: Path) -> int:
+    """Locust with its web UI (and workers) until Ctrl-C or SIGTERM; Locust's exit status."""
+    signal.signal(signal.SIGTERM, _terminated)
+    argv = locust_argv(args, scenario, t, budget_id, out)
+    workers: list[subprocess.Popen[bytes]] = []
+    if args.workers:
+        port = free_port()
+        argv += ["--master", "--master-bind-host", LOOPBACK, "--master-bind-port", str(port)]
+    with subprocess.Popen(argv, env=locust_env()) as leader:
+        try:
+            if args.workers:
+                workers = start_workers(args.workers, port, out)
+            say(
+                f"web UI on http://{args.web_host}:{args.web_port} ({scenario.name} on budget {budget_id}, "
+                f"Locust workers: {args.workers}); Ctrl-C to stop"
+            )
+            return leader.wait()
+        except KeyboardInterrupt:
+            say("stopping Locust")
+            # The terminal's Ctrl-C reached Locust as well: a second one would cut its shutdown short.
+            return stop_locust(leader, grace=5)
+        except Terminated:
+            say("stopping Locust")
+            return stop_locust(leader, grace=0)
+        finally:
+            wait_workers(workers, out, grace=5)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.time is None and not args.web:
+        args.time = "30s"
     try:
-        seconds(args.time)
+        if args.time is not None:
+            seconds(args.time)
     except argparse.ArgumentTypeError as exc:
         parser().error(str(exc))
     if not 0 <= args.duplicate_fraction <= 1:
@@ -251,6 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         with targets(args, scenario, out) as t:
+            if args.web:
+                budget_id = prepare_budget(t.center, args, scenario, stamp)
+                code = serve_web_ui(args, scenario, t, budget_id, out)
+                say(f"Locust exited with {code}; reports in {out}")
+                return code
             if not scenario.agents:
                 t = Targets(t.center, [], t.center_metrics)
             budget_id = prepare_budget(t.center, args, scenario, stamp)

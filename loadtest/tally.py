@@ -14,7 +14,7 @@ import json
 import os
 import socket
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,12 @@ class Tally:
     @property
     def calls(self) -> int:
         return sum(sum(c.values()) for c in self.codes.values())
+
+    def clear(self) -> None:
+        """Start counting afresh: a web UI session runs one test after another in one process."""
+        fresh = Tally()
+        for f in fields(self):
+            setattr(self, f.name, getattr(fresh, f.name))
 
     def merge(self, other: Tally) -> None:
         if self.budget_id and other.budget_id and self.budget_id != other.budget_id:
