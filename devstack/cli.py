@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shlex
 import signal
 import sys
 import tempfile
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from types import FrameType
 
@@ -42,6 +44,12 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "manage the kept Redis and PostgreSQL of scripts/run-stack.sh (make run).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_LOCAL_ENV,
+    )
+    # The project's version as installed (devstack needs no other package of the project).
+    p.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {metadata.version('quota-center')} (Python {platform.python_version()})",
     )
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

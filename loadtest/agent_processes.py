@@ -22,6 +22,7 @@ import time
 from devstack import free_port
 from loadtest.bench.client import CLOSED, DEDUCT, DEDUCT_BATCH, Clients, Job
 from loadtest.grpc_versions import BUDGET, serving
+from quota_rules.build import add_version
 
 IN_FLIGHT = 128  # Deduct calls in flight over all clients (DeductBatch: 16), as in loadtest.bench
 
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Compare one agent process with several on one port (SO_REUSEPORT), each with its own "
         "journal and record log, under the same closed-loop Deduct and DeductBatch load on loopback.",
     )
+    add_version(p)
     p.add_argument(
         "--processes", type=int, default=2, help="agent processes of the second set-up (default 2)"
     )

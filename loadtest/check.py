@@ -40,6 +40,7 @@ from loadtest.tally import Tally, Unknown, read_all
 from loadtest.verdict import SurelyLeft
 from quota.v1 import admin_pb2, admin_pb2_grpc, quota_pb2_grpc
 from quota.v1 import common_pb2 as pb
+from quota_rules.build import add_version
 
 APPLIED = (pb.RESULT_CODE_OK, pb.RESULT_CODE_EXISTS)
 
@@ -373,6 +374,7 @@ def parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_version(p)
     p.add_argument("--center", required=True, help="center gRPC host:port")
     p.add_argument("--budget", required=True, help="the budget the users spent")
     p.add_argument("--scenario", required=True, choices=sorted(SCENARIOS), help="the scenario that ran")

@@ -33,6 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from quota_rules.build import add_version
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = REPO_ROOT / "loadtest" / "reports" / "grpc-venvs"
 BUDGET = "echo"
@@ -122,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Measure the echo ceiling and the agent's request path under several grpcio versions, "
         "one virtualenv each (made with pip the first time), rounds alternating the versions.",
     )
+    add_version(p)
     p.add_argument("versions", nargs="*", help="grpcio versions, e.g. 1.82.3 1.85.3")
     p.add_argument("--rounds", type=int, default=3, help="rounds over all versions (default 3)")
     p.add_argument("--seconds", type=float, default=2.0, help="window of each measurement (default 2)")

@@ -48,6 +48,7 @@ from loadtest.catalog import REGIONS, SCENARIOS, SKEW, Scenario
 from loadtest.phases import CenterSampler
 from quota.v1 import admin_pb2, admin_pb2_grpc
 from quota.v1 import common_pb2 as pb
+from quota_rules.build import add_version
 
 HERE = Path(__file__).resolve().parent
 LOCUSTFILE = HERE / "scenarios.py"
@@ -94,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
         "\n  python -m loadtest.run flash_sale --web     # then open http://127.0.0.1:8089",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_version(p)
     p.add_argument(
         "scenario",
         choices=sorted(SCENARIOS),

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from loadtest import verdict
 from quota_rules.allocation import BudgetState, HolderState, slice_size
+from quota_rules.build import add_version
 from quota_rules.modes import Mode, mode_for
 from quota_rules.policy import Policy, resolve
 from quota_rules.usage import Usage
@@ -315,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Simulate many region agents against one center on a fake clock and print center calls"
         " per thousand deductions, false refusals and leftover budget.",
     )
+    add_version(p)
     p.add_argument("--agents", type=int, default=300, help="number of agents (default 300)")
     p.add_argument("--seconds", type=int, default=60, help="simulated seconds (default 60)")
     p.add_argument(

@@ -38,6 +38,7 @@ from loadtest.catalog import REGIONS
 from quota.v1 import admin_pb2 as apb
 from quota.v1 import admin_pb2_grpc, quota_pb2_grpc
 from quota.v1 import common_pb2 as pb
+from quota_rules.build import add_version
 
 SKEW = (0.80, 0.15, 0.05)
 LIVE = ("progressive", "static", "central")
@@ -220,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         " split 80/15/5 and print oversell, false refusals, leftover, center calls per 1000 deductions"
         " and latency side by side (local: in the simulation).",
     )
+    add_version(p)
     p.add_argument("--total", type=int, default=30_000, help="budget total per strategy (default 30000)")
     p.add_argument("--workers", type=int, default=12, help="concurrent callers (default 12)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")

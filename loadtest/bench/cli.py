@@ -17,6 +17,7 @@ from loadtest.bench.config import config_from, given_options
 from loadtest.bench.report import render
 from loadtest.bench.runner import run
 from loadtest.bench.servers import REPO_ROOT
+from quota_rules.build import add_version
 from quota_rules.loops import EVENT_LOOPS
 
 REPORTS = REPO_ROOT / "loadtest" / "reports"
@@ -37,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
         "1 when a server could not be started or a measurement got no answer at all, 3 with "
         "--fail-on-target when a target is not met.",
     )
+    add_version(p)
     p.add_argument(
         "--seconds", type=float, default=3.0, help="measurement window of each path and mode (default 3)"
     )

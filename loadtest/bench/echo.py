@@ -28,6 +28,7 @@ from quota.v1 import quota_pb2_grpc
 from quota_center.buckets.client import connect
 from quota_center.buckets.scripts import RedisClient
 from quota_rules import loops
+from quota_rules.build import add_version
 from quota_rules.decoding import add_servicer
 from quota_rules.loops import EVENT_LOOPS
 
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m loadtest.bench.echo",
         description="An echo quota.v1.Quota server (Deduct, DeductBatch) on 127.0.0.1, the benchmark's ceiling.",
     )
+    add_version(p)
     p.add_argument("--port", type=int, required=True, help="gRPC port on 127.0.0.1")
     p.add_argument("--redis-url", help="run one EVALSHA of a trivial Lua script per deduction on this Redis")
     p.add_argument(
