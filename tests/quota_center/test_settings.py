@@ -43,7 +43,9 @@ def test_help_lists_every_setting_with_its_default() -> None:
         ({"QUOTA_CENTER_WRITEBEHIND_LEASE_MS": "100000"}, "INSTANCE_DEAD_AFTER_MS must exceed"),
     ],
 )
-def test_a_value_the_center_cannot_run_with_is_one_line_naming_it(env: dict[str, str], complaint: str) -> None:
+def test_a_value_the_center_cannot_run_with_is_one_line_naming_it(
+    env: dict[str, str], complaint: str
+) -> None:
     with pytest.raises(SettingsError) as err:
         load(env)
     assert complaint in str(err.value)
@@ -57,7 +59,7 @@ def test_a_setting_may_come_from_a_file(tmp_path: Path) -> None:
     assert s.database_url == "postgresql://ledger:s3cret@db:5432/quota"  # the final newline dropped
     with pytest.raises(SettingsError, match="QUOTA_CENTER_DATABASE_URL and QUOTA_CENTER_DATABASE_URL_FILE"):
         load({"QUOTA_CENTER_DATABASE_URL_FILE": str(secret), "QUOTA_CENTER_DATABASE_URL": "postgresql://x"})
-    with pytest.raises(SettingsError, match="QUOTA_CENTER_REDIS_URL_FILE=.*cannot read it"):
+    with pytest.raises(SettingsError, match=r"QUOTA_CENTER_REDIS_URL_FILE=.*cannot read it"):
         load({"QUOTA_CENTER_REDIS_URL_FILE": str(tmp_path / "missing")})
 
 
