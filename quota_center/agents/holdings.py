@@ -20,7 +20,7 @@ from quota_center.buckets.agents import AgentStore, Reported
 from quota_center.buckets.store import BucketStore, parse_pending
 from quota_center.budgets.registry import BudgetMeta, Registry
 from quota_center.budgets.sellout import Availability, SellOut
-from quota_center.errors import StaleGeneration
+from quota_center.errors import BucketLost, StaleGeneration
 from quota_center.holders import MAIN, agent_doubt_prefix, agent_holder, lost_gen, sub_holder
 from quota_center.ledger.models import LedgerEntry, RecordOutcome
 from quota_center.ledger.store import LedgerStore
@@ -241,10 +241,15 @@ class AgentHoldings:
                 wanted = slice_size(meta.policy, replace(budget, main=main), holder_state)
             if wanted > 0:
                 tid = f"t:{budget_id}:grant:{agent_id}:{uuid.uuid4().hex}"
-                moved = await self.transfers.move(
-                    Movement(budget_id, MAIN, holder, wanted, meta.gen, "grant", ACTOR, view.mode.value),
-                    transfer_id=tid,
-                )
+                try:
+                    moved = await self.transfers.move(
+                        Movement(budget_id, MAIN, holder, wanted, meta.gen, "grant", ACTOR, view.mode.value),
+                        transfer_id=tid,
+                    )
+                except BucketLost as exc:
+                    if exc.holder == holder:  # committed, but the credit found no holding
+                        await self._undelivered(meta, agent_id, tid, wanted)
+                    raise
         if moved:
             self._last_slice[(budget_id, agent_id)] = moved
             AGENT_GRANTS.inc()
@@ -413,6 +418,50 @@ class AgentHoldings:
         await self.store.restore(meta.budget_id, agent_id, back, amount, meta.gen)
         if amount > 0:
             await self._changed(meta.budget_id)
+
+    async def _undelivered(self, meta: BudgetMeta, agent_id: str, tid: str, amount: int) -> None:
+        """A grant the ledger committed whose credit found the agent's holding gone from Redis (a
+        Redis loss between the take and the credit): the agent never had it, so it goes back to
+        main, ledger first (then main in Redis, unless Redis lost main too: the rebuild counts it).
+
+        Left in the ledger, the rebuild would put it in the agent's in-doubt holding, and the
+        agent's next report, which cannot count what it never received, would book it as spent.
+        If the budget was rebuilt first (STALE), that is what happens: it is counted as spent,
+        never issued twice.
+        """
+        back = f"{tid}:undelivered"
+        outcome = await self.ledger.record(
+            LedgerEntry(
+                meta.budget_id,
+                back,
+                "release",
+                agent_holder(agent_id),
+                MAIN,
+                amount,
+                ACTOR,
+                "grant not credited: the agent's holding was missing from Redis",
+                meta.gen,
+            )
+        )
+        if outcome in (RecordOutcome.COMMITTED, RecordOutcome.ALREADY_COMMITTED):
+            await self.buckets.credit(meta.budget_id, MAIN, back, amount, meta.gen)
+            log.warning(
+                "agent %s: grant %s of %d on budget %s was not credited (holding missing from Redis):"
+                " returned to main",
+                agent_id,
+                tid,
+                amount,
+                meta.budget_id,
+            )
+        else:
+            log.warning(
+                "agent %s: grant %s of %d on budget %s was not credited and the budget was rebuilt"
+                " first: counted as spent",
+                agent_id,
+                tid,
+                amount,
+                meta.budget_id,
+            )
 
     async def _changed(self, budget_id: str) -> None:
         """Budget came back (to main or to an agent's holding): a sold-out budget may serve again."""

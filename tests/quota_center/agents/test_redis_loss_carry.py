@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from devstack import RedisServer
+from quota.v1 import session_pb2 as spb
+from quota_center.buckets.store import Pending
 from quota_center.holders import agent_holder
 from quota_center.transfers.protocol import Movement
 from quota_rules.limits import MAX_AMOUNT
@@ -109,5 +111,64 @@ async def test_a_redis_loss_while_a_slice_is_granted_is_carried_over(
         await assert_balanced(client, budget_id)
     finally:
         transfers.move = move  # type: ignore[method-assign]
+        await s.close()
+        await client.close()
+
+
+async def test_a_grant_lost_with_redis_before_its_credit_is_not_booked_as_spent(
+    own_center: CenterThread, fresh_redis: RedisServer, budget_id: str
+) -> None:
+    """Redis lost after the ledger committed a grant and before its credit reached the agent's
+    holding: the agent never had the slice, so its next report carries over what it did have and
+    consumed is what it spent, not that plus the slice it never saw."""
+    assert own_center.center is not None
+    transfers = own_center.center.transfers
+    finish = transfers.finish
+    agent_id = f"ag-{uuid.uuid4().hex[:8]}"
+    lost: list[int] = []
+
+    async def lose_redis_then_finish(budget: str, p: Pending) -> None:
+        if p.target == agent_holder(agent_id) and armed and not lost:
+            fresh_redis.command("FLUSHALL")
+            lost.append(p.amount)
+        await finish(budget, p)
+
+    armed = False
+    transfers.finish = lose_redis_then_finish  # type: ignore[method-assign]
+    client = Client(own_center.target)
+    s = Stream(own_center.target, agent_id)
+    try:
+        await create(client, budget_id, 10_000, sub_buckets=2, max_slice=500)
+        await s.hello()
+        first = await s.grant(budget_id, "r1", usage(budget_id, 0), rate=1_000)
+        assert first.amount > 100
+        armed = True
+        before = usage(budget_id, 1, consumed=40)
+        before.available = first.amount - 40
+        await s.send(
+            spb.AgentMessage(
+                slice_request=spb.SliceRequest(
+                    budget_id=budget_id,
+                    request_id="r2",
+                    needed=first.amount,
+                    observed_rate=1_000,
+                    usage=before,
+                )
+            )
+        )
+        refused = await s.expect("error")
+        assert "missing from Redis" in refused.error.message, refused
+        assert lost, "no grant reached its credit: Redis was not lost"
+        # What the agent had is carried over; the slice it never received is not spent.
+        after = usage(budget_id, 2, consumed=60)
+        after.available = first.amount - 60
+        held = await s.report(after)
+        assert held.balance == first.amount - 60
+        b = await get(client, budget_id)
+        assert (b.consumed, b.in_doubt, b.reserved) == (60, 0, 0), b
+        assert b.available == 10_000 - 60
+        await assert_balanced(client, budget_id)
+    finally:
+        transfers.finish = finish  # type: ignore[method-assign]
         await s.close()
         await client.close()
