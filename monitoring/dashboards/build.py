@@ -60,6 +60,11 @@ def _p99(bucket: str, selector: str, by: str) -> str:
     return f"histogram_quantile(0.99, sum by ({by}, le) (rate({bucket}{{{selector}}}[$__rate_interval])))"
 
 
+def _per_second(title: str, description: str, expr: str, legend: str, *, stacked: bool = False) -> Panel:
+    """A time series of one rate a second (from 0), one line per legend."""
+    return Panel(title, description, (Query(expr, legend),), unit="reqps", min=0, stacked=stacked)
+
+
 def _links() -> tuple[dict[str, object], ...]:
     return (dashboards_link(TAG), url_link("Runbooks", RUNBOOK_BASE_URL + "README.md"))
 
@@ -404,32 +409,24 @@ def agents() -> Dashboard:
                 min=0,
                 max=1,
             ),
-            Panel(
+            _per_second(
                 "Requests by method",
                 "Calls a second at each agent.",
-                (
-                    Query(
-                        _rate("quota_region_agent_requests_total", AGENT, "instance, method"),
-                        "{{instance}} {{method}}",
-                    ),
-                ),
-                unit="reqps",
-                min=0,
+                _rate("quota_region_agent_requests_total", AGENT, "instance, method"),
+                "{{instance}} {{method}}",
             ),
-            Panel(
+            _per_second(
                 "Forwards by reason",
                 "Requests sent to the center, by why the slice did not serve them.",
-                (Query(_rate("quota_region_agent_forwarded_total", AGENT, "reason"), "{{reason}}"),),
-                unit="reqps",
-                min=0,
+                _rate("quota_region_agent_forwarded_total", AGENT, "reason"),
+                "{{reason}}",
                 stacked=True,
             ),
-            Panel(
+            _per_second(
                 "Forward calls to the center",
                 "Center calls carrying forwarded deductions: alone (a Deduct) or batch (a DeductBatch).",
-                (Query(_rate("quota_region_agent_forward_calls_total", AGENT, "how"), "{{how}}"),),
-                unit="reqps",
-                min=0,
+                _rate("quota_region_agent_forward_calls_total", AGENT, "how"),
+                "{{how}}",
                 stacked=True,
             ),
             Panel(
@@ -444,33 +441,24 @@ def agents() -> Dashboard:
                 min=0,
                 steps=((LATENCY_WARNING_S, "orange"),),
             ),
-            Panel(
+            _per_second(
                 "gRPC errors",
                 "Calls that failed with a gRPC error a caller cannot fix.",
-                (
-                    Query(
-                        _rate(
-                            "quota_region_agent_requests_total",
-                            f'{AGENT},code=~"{SERVER_ERRORS}"',
-                            "instance, code",
-                        ),
-                        "{{instance}} {{code}}",
-                    ),
+                _rate(
+                    "quota_region_agent_requests_total", f'{AGENT},code=~"{SERVER_ERRORS}"', "instance, code"
                 ),
-                unit="reqps",
-                min=0,
+                "{{instance}} {{code}}",
             ),
         ),
     )
     slices = Row(
         "Slices",
         (
-            Panel(
+            _per_second(
                 "Refills by result",
                 "Slice requests answered by the center, by result code.",
-                (Query(_rate("quota_region_agent_refills_total", AGENT, "code"), "{{code}}"),),
-                unit="reqps",
-                min=0,
+                _rate("quota_region_agent_refills_total", AGENT, "code"),
+                "{{code}}",
                 stacked=True,
             ),
             Panel(
@@ -491,12 +479,11 @@ def agents() -> Dashboard:
                 ),
                 min=0,
             ),
-            Panel(
+            _per_second(
                 "Reclaim orders answered",
                 "Orders from the center to give back what the agent holds (the budget's end game).",
-                (Query(_rate("quota_region_agent_reclaim_orders_total", AGENT, "instance"), "{{instance}}"),),
-                unit="reqps",
-                min=0,
+                _rate("quota_region_agent_reclaim_orders_total", AGENT, "instance"),
+                "{{instance}}",
             ),
         ),
     )
@@ -567,17 +554,11 @@ def agents() -> Dashboard:
                 ),
                 min=0,
             ),
-            Panel(
+            _per_second(
                 "Access denied",
                 "Calls refused by the agent's access control, by method and status.",
-                (
-                    Query(
-                        _rate("quota_region_agent_access_denied_total", AGENT, "instance, method, code"),
-                        "{{instance}} {{method}} {{code}}",
-                    ),
-                ),
-                unit="reqps",
-                min=0,
+                _rate("quota_region_agent_access_denied_total", AGENT, "instance, method, code"),
+                "{{instance}} {{method}} {{code}}",
             ),
         ),
     )
@@ -593,12 +574,11 @@ def agents() -> Dashboard:
                 ),
                 min=0,
             ),
-            Panel(
+            _per_second(
                 "Reclaim orders by outcome",
                 "Orders sent to agents: answered, timeout, disconnected.",
-                (Query(_rate("quota_agent_reclaims_total", by="outcome"), "{{outcome}}"),),
-                unit="reqps",
-                min=0,
+                _rate("quota_agent_reclaims_total", by="outcome"),
+                "{{outcome}}",
                 stacked=True,
             ),
             Panel(

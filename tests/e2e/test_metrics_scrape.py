@@ -64,6 +64,20 @@ def _budgets_in(text: str, family: str) -> set[str]:
     return set(re.findall(rf'^{family}\{{budget="([^"]+)"\}} ', text, re.MULTILINE))
 
 
+async def _budgets_shown(url: str, family: str, expected: set[str], who: str) -> None:
+    """Wait until ``family``'s series at ``url`` are labelled with exactly the ``expected`` budgets."""
+    shown: list[set[str]] = []
+
+    async def settled() -> bool:
+        shown.append(_budgets_in(await asyncio.to_thread(_scrape, url), family))
+        return shown[-1] == expected
+
+    try:
+        await eventually(settled, 10, f"{who} should show {sorted(expected)}")
+    except AssertionError:
+        raise AssertionError(f"{who} shows {sorted(shown[-1])}, not {sorted(expected)}") from None
+
+
 def _value(text: str, series: str) -> float:
     m = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
     assert m is not None, f"{series} not in the scrape"
@@ -104,17 +118,10 @@ async def _scrapes(center: CenterThread, tmp_path: Path) -> None:
         await deduct(at_agent, slow, f"{slow}-agent", 1)
         await deduct(at_agent, busy, f"{busy}-agent", 1)  # used last at the agent
 
-        shown: list[set[str]] = []
-
-        async def tracked() -> bool:
-            text = await asyncio.to_thread(_scrape, center.metrics_url)
-            shown.append(_budgets_in(text, "quota_budget_remaining"))
-            return shown[-1] == {busy, slow, "_other"}
-
-        try:
-            await eventually(tracked, 10, "the two busiest budgets by name, the third added up")
-        except AssertionError:
-            raise AssertionError(f"the center shows {shown[-1]}") from None
+        # The two that consumed most lately by name, the third added up.
+        await _budgets_shown(
+            center.metrics_url, "quota_budget_remaining", {busy, slow, "_other"}, "the center"
+        )
         text = await asyncio.to_thread(_scrape, center.metrics_url)
         _promtool_check(text)
         assert _value(text, 'quota_budget_size{budget="_other"}') == 100_000  # quiet's
@@ -125,15 +132,10 @@ async def _scrapes(center: CenterThread, tmp_path: Path) -> None:
         # Every name the rules, dashboards and runbooks may use is one this center exports.
         assert _exported(text) >= known_metrics.CENTER, known_metrics.CENTER - _exported(text)
 
-        async def agent_scraped() -> bool:
-            t = await asyncio.to_thread(_scrape, agent.metrics_url)
-            shown.append(_budgets_in(t, "quota_region_agent_slice_available"))
-            return shown[-1] == {busy, "_other"}
-
-        try:
-            await eventually(agent_scraped, 10, "at the agent, the budget used last by name")
-        except AssertionError:
-            raise AssertionError(f"the agent shows {shown[-1]}") from None
+        # At the agent, the budget used last by name, the other added up.
+        await _budgets_shown(
+            agent.metrics_url, "quota_region_agent_slice_available", {busy, "_other"}, "the agent"
+        )
         agent_text = await asyncio.to_thread(_scrape, agent.metrics_url)
         _promtool_check(agent_text)
         assert _value(agent_text, "quota_region_agent_session_up") == 1

@@ -66,6 +66,15 @@ async def test_the_next_report_carries_the_lost_holding_over(
         await client.close()
 
 
+async def _holding_a_slice(client: Client, s: Stream, budget_id: str) -> spb.Grant:
+    """A budget of 10,000 and an agent holding its first slice (more than 100 units)."""
+    await create(client, budget_id, 10_000, sub_buckets=2, max_slice=500)
+    await s.hello()
+    first = await s.grant(budget_id, "r1", usage(budget_id, 0), rate=1_000)
+    assert first.amount > 100
+    return first
+
+
 async def test_a_redis_loss_while_a_slice_is_granted_is_carried_over(
     own_center: CenterThread, fresh_redis: RedisServer, budget_id: str
 ) -> None:
@@ -90,10 +99,7 @@ async def test_a_redis_loss_while_a_slice_is_granted_is_carried_over(
     client = Client(own_center.target)
     s = Stream(own_center.target, agent_id)
     try:
-        await create(client, budget_id, 10_000, sub_buckets=2, max_slice=500)
-        await s.hello()
-        first = await s.grant(budget_id, "r1", usage(budget_id, 0, consumed=0), rate=1_000)
-        assert first.amount > 100
+        first = await _holding_a_slice(client, s, budget_id)
         armed = True
         before = usage(budget_id, 1, consumed=40)
         before.available = first.amount - 40
@@ -138,10 +144,7 @@ async def test_a_grant_lost_with_redis_before_its_credit_is_not_booked_as_spent(
     client = Client(own_center.target)
     s = Stream(own_center.target, agent_id)
     try:
-        await create(client, budget_id, 10_000, sub_buckets=2, max_slice=500)
-        await s.hello()
-        first = await s.grant(budget_id, "r1", usage(budget_id, 0), rate=1_000)
-        assert first.amount > 100
+        first = await _holding_a_slice(client, s, budget_id)
         armed = True
         before = usage(budget_id, 1, consumed=40)
         before.available = first.amount - 40
